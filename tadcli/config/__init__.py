@@ -1,0 +1,1 @@
+"""Presets (pydantic-validated YAML) and dataset profiles."""

@@ -1,0 +1,1 @@
+"""Use cases, one module per subcommand. Services take validated inputs, return result objects, never print."""
