@@ -1,0 +1,1 @@
+"""Data: annotation readers, prepared datasets, video probing, decoding, sampling and transforms."""
