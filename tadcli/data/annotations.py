@@ -48,15 +48,16 @@ Custom schema (``tad prepare custom``)
 CSV, with a header row; one row per action instance::
 
     video,start,end,label,subset
-    clip01,1.5,4.0,jump,training
-    clip01,6.0,7.2,wave,training
-    clip02,,,,validation
+    clip01,1.5,4.0,jump,train
+    clip01,6.0,7.2,wave,train
+    clip02,,,,val
 
 * ``video``: the video id = the video file name without its extension (a trailing ``.mp4``,
   ``.mkv``, ``.avi``, ``.mov`` or ``.webm`` is removed). ``start``, ``end``: seconds from the
   start of the video. ``label``: the class name.
-* ``subset`` (optional column): ``training``, ``validation`` or ``testing`` (any name is read;
-  the dataset profile says which ones are trained and evaluated on). Default ``training``.
+* ``subset`` (optional column): ``train``, ``val`` or ``test``: the ``custom`` profile trains on
+  ``train`` and evaluates ``val``; ``tad prepare`` also accepts ``training``, ``validation`` and
+  ``testing`` for them. Default ``train``.
 * A row whose ``start``, ``end`` and ``label`` are all empty lists a video without actions.
 * Any other column is an error (a typo must not be ignored).
 
@@ -65,14 +66,14 @@ JSON, the same content grouped by video::
     {
       "classes": ["jump", "wave"],
       "videos": [
-        {"video": "clip01", "subset": "training", "duration": 12.0, "fps": 25.0,
+        {"video": "clip01", "subset": "train", "duration": 12.0, "fps": 25.0,
          "annotations": [{"start": 1.5, "end": 4.0, "label": "jump"}]},
-        {"video": "clip02", "subset": "validation", "annotations": []}
+        {"video": "clip02", "subset": "val", "annotations": []}
       ]
     }
 
 * ``classes`` (optional): the class list, in class-index order; default: the sorted distinct
-  labels. ``subset`` (default ``training``), ``duration`` (seconds) and ``fps`` are optional per
+  labels. ``subset`` (default ``train``), ``duration`` (seconds) and ``fps`` are optional per
   video: ``tad prepare`` measures both from the file and reports disagreements.
 * Unknown keys are errors; a video listed twice is an error.
 """
@@ -112,7 +113,7 @@ ANNOTATION_FORMATS = (
 )
 AMBIGUOUS_LABEL = "Ambiguous"  # THUMOS14 segments excluded from evaluation; not a class
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
-DEFAULT_CUSTOM_SUBSET = "training"
+DEFAULT_CUSTOM_SUBSET = "train"
 
 THUMOS14_CLASSES = (
     "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving",
