@@ -1,0 +1,325 @@
+"""The ``tad`` command line: argument parsing and printing only.
+
+Every command turns its options into one call of a service in :mod:`tadcli.services` and renders
+the result. Errors that the user can fix (:class:`tadcli.errors.TadError`) become one line on stderr
+and exit code 2; ``--debug`` shows the traceback instead.
+
+Examples::
+
+    tad prepare synthetic --out data/synthetic
+    tad prepare thumos14 --annotations thumos14.json --videos videos/ --out data/thumos14
+    tad presets list
+    tad presets show giant-1536 --set train.epochs=5
+    tad eval --predictions results.json --annotations thumos14.json --dataset thumos14
+"""
+
+from __future__ import annotations
+
+import enum
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Callable, Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tadcli import __version__
+from tadcli.errors import NotBuiltYetError, TadError
+
+app = typer.Typer(
+    name="tad",
+    help="End-to-end temporal action detection (AdaTAD): find each action's start, end and class in a video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+presets_app = typer.Typer(help="List the shipped presets or show one fully resolved.", no_args_is_help=True)
+app.add_typer(presets_app, name="presets")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _State:
+    debug = False
+
+
+class DatasetName(str, enum.Enum):
+    thumos14 = "thumos14"
+    activitynet = "activitynet"
+    charades = "charades"
+    multithumos = "multithumos"
+    epic_kitchens = "epic-kitchens"
+    custom = "custom"
+    synthetic = "synthetic"
+
+
+class EvalDataset(str, enum.Enum):
+    thumos14 = "thumos14"
+    activitynet = "activitynet"
+    charades = "charades"
+    multithumos = "multithumos"
+    epic_kitchens = "epic-kitchens"
+
+
+# Options shared by several commands, declared once.
+PresetOpt = Annotated[
+    str, typer.Option("--preset", "-p", help="Preset name (see 'tad presets list') or path to a YAML file.")
+]
+SetOpt = Annotated[
+    Optional[List[str]],
+    typer.Option("--set", help="Override one preset value, e.g. --set train.epochs=5 (repeatable)."),
+]
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a :class:`TadError` into one line and exit code 2 (a traceback only with --debug)."""
+    try:
+        yield
+    except TadError as exc:
+        if _State.debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback ``(description, done, total)`` rendered with rich on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(description: str, done: int, total: int) -> None:
+            if description not in tasks:
+                tasks[description] = progress.add_task(description, total=total)
+            progress.update(tasks[description], completed=done, total=total)
+
+        yield update
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"tad {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+) -> None:
+    """End-to-end temporal action detection (AdaTAD)."""
+    _State.debug = debug
+
+
+# ----------------------------------------------------------------------------------------- prepare
+@app.command()
+def prepare(
+    dataset: Annotated[
+        Optional[DatasetName], typer.Argument(help="Dataset whose official annotation files are read.")
+    ] = None,
+    annotations: Annotated[
+        Optional[Path], typer.Option(help="Annotation file or folder, as the dataset's owners distribute it.")
+    ] = None,
+    videos: Annotated[
+        Optional[str],
+        typer.Option(help="Folder of the video files (synthetic: the number of videos to generate)."),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write the prepared dataset to.")] = None,
+    check: Annotated[
+        Optional[Path], typer.Option(help="Re-validate an already prepared dataset folder instead.")
+    ] = None,
+    classes: Annotated[int, typer.Option(help="Synthetic only: number of action classes.")] = 4,
+    seed: Annotated[int, typer.Option(help="Synthetic only: random seed (same seed, same dataset).")] = 0,
+    workers: Annotated[int, typer.Option(help="Parallel video probes.")] = 2,
+) -> None:
+    """Turn official annotation files and a video folder into one checked dataset (or --check one)."""
+    from tadcli.services import prepare as service
+
+    with _user_errors():
+        if check is not None:
+            with _progress_bar() as progress:
+                report = service.check_dataset(check, workers=workers, progress=progress)
+        elif dataset is None:
+            raise typer.BadParameter("give a DATASET to prepare, or --check DIR", param_hint="DATASET")
+        elif out is None:
+            raise typer.BadParameter("--out DIR is required", param_hint="--out")
+        elif dataset is DatasetName.synthetic:
+            try:
+                num_videos = int(videos) if videos is not None else 24
+            except ValueError:
+                raise typer.BadParameter(f"synthetic takes a number of videos, got {videos!r}", param_hint="--videos")
+            with _progress_bar() as progress:
+                report = service.prepare_synthetic(
+                    out, num_videos=num_videos, num_classes=classes, seed=seed, progress=progress
+                )
+        else:
+            if annotations is None or videos is None:
+                raise typer.BadParameter(f"{dataset.value} needs --annotations PATH and --videos DIR")
+            with _progress_bar() as progress:
+                report = service.prepare_dataset(
+                    dataset.value, annotations, Path(videos), out, workers=workers, progress=progress
+                )
+    _render_prepare_report(report)
+    if not report.usable:
+        raise typer.Exit(code=2)
+
+
+def _render_prepare_report(report) -> None:  # noqa: ANN001 - tadcli.services.prepare report
+    console.print(report.summary())
+
+
+# ------------------------------------------------------------------------------------------- train
+@app.command()
+def train(
+    preset: PresetOpt = "tiny",
+    data: Annotated[Optional[Path], typer.Option(help="A dataset folder written by 'tad prepare'.")] = None,
+    overrides: SetOpt = None,
+    out: Annotated[Path, typer.Option(help="Run folder for checkpoints and logs.")] = Path("runs/latest"),
+) -> None:
+    """Train AdaTAD end to end on a prepared dataset (not built yet)."""
+    from tadcli.config.loader import load_preset
+
+    with _user_errors():
+        load_preset(preset, overrides or [])
+        raise NotBuiltYetError(f"'tad train' is not built yet in this version (preset '{preset}' is valid)")
+
+
+# -------------------------------------------------------------------------------------------- eval
+def _parse_tiou(text: Optional[str]) -> Optional[list[float]]:
+    """'0.3,0.4,0.5' -> [0.3, 0.4, 0.5], each float parsed exactly as written."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint="--tiou") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise typer.BadParameter(f"thresholds must lie in (0, 1], got {text!r}", param_hint="--tiou")
+    return values
+
+
+@app.command("eval")
+def eval_(
+    predictions: Annotated[
+        Optional[Path], typer.Option(help="ActivityNet-format results JSON: {'results': {video: [...]}}.")
+    ] = None,
+    annotations: Annotated[
+        Optional[Path],
+        typer.Option(help="Ground truth: ActivityNet-style JSON, OpenTAD JSON or THUMOS14 per-class txt folder."),
+    ] = None,
+    subset: Annotated[
+        Optional[str], typer.Option(help="Subset to score (default: the dataset's evaluation subset).")
+    ] = None,
+    tiou: Annotated[
+        Optional[str], typer.Option(help="Comma-separated tIoU thresholds (default: the dataset's).")
+    ] = None,
+    dataset: Annotated[
+        Optional[EvalDataset], typer.Option(help="Dataset profile giving default thresholds and subset.")
+    ] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores to this JSON file.")] = None,
+    run: Annotated[Optional[Path], typer.Option(help="Score a trained run folder (not built yet).")] = None,
+) -> None:
+    """Score detections with the official ActivityNet detection mAP."""
+    thresholds = _parse_tiou(tiou)
+    with _user_errors():
+        if run is not None:
+            raise NotBuiltYetError("'tad eval --run' is not built yet; score a results file with --predictions")
+        if predictions is None or annotations is None:
+            raise typer.BadParameter("--predictions FILE and --annotations FILE are required")
+        from tadcli.services.eval import evaluate_predictions
+
+        report = evaluate_predictions(
+            predictions,
+            annotations,
+            subset=subset,
+            tiou=thresholds,
+            dataset=dataset.value if dataset is not None else None,
+            json_out=json_out,
+        )
+    _render_eval_report(report)
+
+
+def _render_eval_report(report) -> None:  # noqa: ANN001 - tadcli.services.eval.EvalReport
+    table = Table(title=f"Detection mAP on '{report.subset}'")
+    table.add_column("tIoU", justify="right")
+    table.add_column("mAP (%)", justify="right")
+    table.add_column("recall (%)", justify="right")
+    for threshold, value, recall in zip(report.tiou_thresholds, report.mAP, report.recall):
+        table.add_row(f"{threshold:g}", f"{100 * value:.2f}", f"{100 * recall:.2f}")
+    table.add_row("average", f"{100 * report.average_mAP:.2f}", "", style="bold")
+    console.print(table)
+    console.print(f"{report.num_ground_truth} ground-truth instances, {report.num_predictions} predictions")
+
+
+# ------------------------------------------------------------------------------------------ detect
+@app.command()
+def detect(
+    video: Annotated[Path, typer.Argument(help="Video file to run detection on.")],
+    out: Annotated[Path, typer.Option(help="Where to write the detected events (JSON).")] = Path("events.json"),
+    preset: PresetOpt = "tiny",
+    overrides: SetOpt = None,
+) -> None:
+    """Detect actions in one video and write their start, end, class and score (not built yet)."""
+    with _user_errors():
+        raise NotBuiltYetError("'tad detect' is not built yet in this version")
+
+
+# ---------------------------------------------------------------------------------- profile-memory
+@app.command("profile-memory")
+def profile_memory(preset: PresetOpt = "tiny", overrides: SetOpt = None) -> None:
+    """Estimate the GPU memory a preset needs for training (not built yet)."""
+    from tadcli.config.loader import load_preset
+
+    with _user_errors():
+        load_preset(preset, overrides or [])
+        raise NotBuiltYetError(
+            f"'tad profile-memory' is not built yet in this version (preset '{preset}' is valid)"
+        )
+
+
+# ----------------------------------------------------------------------------------------- presets
+@presets_app.command("list")
+def presets_list() -> None:
+    """List the shipped presets."""
+    from tadcli.services.presets import list_presets
+
+    with _user_errors():
+        rows = list_presets()
+    table = Table(title="Shipped presets")
+    for column in ("name", "backbone", "adaptation", "frames", "px", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.name, row.backbone, row.adaptation, str(row.frames), str(row.image_size), row.description)
+    console.print(table)
+
+
+@presets_app.command("show")
+def presets_show(
+    name: Annotated[str, typer.Argument(help="Preset name or path to a YAML file.")],
+    overrides: SetOpt = None,
+) -> None:
+    """Print a preset fully resolved: defaults, inheritance and overrides applied."""
+    from tadcli.services.presets import show_preset
+
+    with _user_errors():
+        text = show_preset(name, overrides or [])
+    typer.echo(text, nl=False)
+
+
+def main() -> None:
+    """Entry point of the ``tad`` console script."""
+    app()

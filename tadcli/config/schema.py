@@ -1,0 +1,265 @@
+"""The preset schema: everything that defines a run, validated once.
+
+Each section mirrors the constructor of the thing it configures. Every section rejects unknown
+fields. ``None`` in a post-processing or evaluation field means "take it from the dataset profile"
+(:mod:`tadcli.config.profiles`), so one model preset trains on any dataset. Values and names follow
+``shared/spec/ADATAD.md`` §1-§8.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+BackboneSize = Literal["S", "B", "L", "H", "g"]
+AdaptationMode = Literal["tia", "plain", "side", "full", "frozen"]
+
+# Depth of each named size (spec §1.1), needed here to check adapter block indices.
+DEPTH_OF_SIZE = {"S": 12, "B": 12, "L": 24, "H": 32, "g": 40}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackboneConfig(Section):
+    """The VideoMAE / VideoMAEv2 ViT (spec §1)."""
+
+    size: Optional[BackboneSize] = Field(
+        default="S", description="named shape: S, B, L, H or g (giant); explicit dims below override it"
+    )
+    embed_dim: Optional[int] = Field(default=None, gt=0, description="token width C (explicit shape)")
+    depth: Optional[int] = Field(default=None, gt=0, description="number of blocks (explicit shape)")
+    num_heads: Optional[int] = Field(default=None, gt=0, description="attention heads (explicit shape)")
+    mlp_ratio: Optional[float] = Field(default=None, gt=0, description="FFN hidden / C (explicit shape)")
+    patch_size: int = Field(default=16, gt=0, description="spatial patch size in pixels (giant: 14)")
+    tubelet_size: int = Field(default=2, gt=0, description="frames per tubelet")
+    pos_embed_size: int = Field(default=224, gt=0, description="image size that defines the position table")
+    weights: Optional[str] = Field(
+        default=None, description="checkpoint file or Hugging Face directory; None = random init"
+    )
+    drop_path_rate: float = Field(default=0.1, ge=0, lt=1, description="stochastic depth of the last block")
+
+    @model_validator(mode="after")
+    def _shape_is_defined(self) -> "BackboneConfig":
+        explicit = [self.embed_dim, self.depth, self.num_heads]
+        if self.size is None and any(v is None for v in explicit):
+            raise ValueError("without a named size, embed_dim, depth and num_heads are all required")
+        if self.embed_dim is not None and self.num_heads is not None and self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        return self
+
+    @property
+    def resolved_depth(self) -> int:
+        return self.depth if self.depth is not None else DEPTH_OF_SIZE[self.size]  # type: ignore[index]
+
+
+class AdaptationConfig(Section):
+    """How the backbone is adapted (spec §2-§3)."""
+
+    mode: AdaptationMode = Field(
+        default="tia",
+        description="tia: temporal adapters; plain: adapters without temporal conv; side: adapters outside "
+        "the ViT; full: fine-tune everything; frozen: features only",
+    )
+    hidden_ratio: float = Field(default=0.25, gt=0, le=1, description="adapter width / ViT width")
+    temporal_kernel: int = Field(default=3, gt=0, description="kernel of the depthwise temporal conv (odd)")
+    blocks: Union[Literal["all", "last-half"], list[int]] = Field(
+        default="all", description="blocks that get an adapter: all, last-half or a list of indices"
+    )
+    checkpointing: bool = Field(default=True, description="activation checkpointing per ViT block")
+
+    @model_validator(mode="after")
+    def _kernel_is_odd(self) -> "AdaptationConfig":
+        if self.temporal_kernel % 2 == 0:
+            raise ValueError(f"temporal_kernel must be odd, got {self.temporal_kernel}")
+        return self
+
+
+class InputConfig(Section):
+    """What one window of video looks like to the model (spec §6.3)."""
+
+    frames: int = Field(default=768, gt=0, description="frames per window fed to the ViT (multiple of 16)")
+    scale_factor: int = Field(default=1, gt=0, description="frames per detector step (768x2 giant: 2)")
+    frame_stride: Optional[int] = Field(
+        default=None, gt=0, description="raw frames between sampled frames; None = snippet stride / scale factor"
+    )
+    image_size: int = Field(default=160, gt=0, description="square crop size in pixels")
+
+    @model_validator(mode="after")
+    def _frames_fit_chunks(self) -> "InputConfig":
+        if self.frames % 16:
+            raise ValueError(f"frames must be a multiple of 16 (one ViT chunk), got {self.frames}")
+        if self.frames % self.scale_factor:
+            raise ValueError(f"frames {self.frames} is not divisible by scale_factor {self.scale_factor}")
+        return self
+
+    @property
+    def detector_length(self) -> int:
+        """T: detector steps per window (one step per ``scale_factor`` frames)."""
+        return self.frames // self.scale_factor
+
+
+class DetectorConfig(Section):
+    """The ActionFormer detector (spec §4)."""
+
+    channels: int = Field(default=512, gt=0, description="projection width D")
+    arch: tuple[int, int, int] = Field(
+        default=(2, 2, 5), description="(embedding convs, stem transformers, strided branch transformers)"
+    )
+    num_heads: int = Field(default=4, gt=0, description="attention heads in the projection")
+    attention_window: int = Field(default=-1, description="local attention window; -1 = global attention")
+    use_abs_pe: bool = Field(default=False, description="add a sinusoid position table to the projection")
+    input_dropout: float = Field(default=0.0, ge=0, lt=1, description="channel dropout on backbone features")
+    path_dropout: float = Field(default=0.1, ge=0, lt=1, description="drop path in the projection blocks")
+    head_channels: int = Field(default=512, gt=0, description="width of the classification/regression towers")
+    head_convs: int = Field(default=2, ge=0, description="convs in each head tower")
+    regression_ranges: Optional[list[tuple[float, float]]] = Field(
+        default=None, description="per-level (min, max) regression range; None = (0,4),(4,8),... doubling"
+    )
+    center_sample_radius: float = Field(default=1.5, gt=0, description="center sampling radius in strides")
+    cls_prior_prob: float = Field(default=0.01, gt=0, lt=1, description="initial foreground probability")
+
+    @property
+    def num_levels(self) -> int:
+        return self.arch[2] + 1
+
+    def resolved_regression_ranges(self) -> list[tuple[float, float]]:
+        """The preset's ranges, or ActionFormer's doubling ranges with an open last level."""
+        if self.regression_ranges is not None:
+            return list(self.regression_ranges)
+        bounds = [0] + [4 * 2**level for level in range(self.num_levels - 1)] + [10000]
+        return [(float(lo), float(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    @model_validator(mode="after")
+    def _ranges_match_levels(self) -> "DetectorConfig":
+        if self.channels % self.num_heads:
+            raise ValueError(f"channels {self.channels} is not divisible by num_heads {self.num_heads}")
+        if self.regression_ranges is not None and len(self.regression_ranges) != self.num_levels:
+            raise ValueError(
+                f"regression_ranges has {len(self.regression_ranges)} entries but arch {tuple(self.arch)} "
+                f"gives {self.num_levels} levels"
+            )
+        return self
+
+
+class LossConfig(Section):
+    """Training losses (spec §4.6)."""
+
+    focal_alpha: float = Field(default=0.25, ge=0, le=1)
+    focal_gamma: float = Field(default=2.0, ge=0)
+    regression_weight: float = Field(default=1.0, gt=0, description="weight of the DIoU loss")
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    normalizer_init: float = Field(default=100.0, gt=0, description="initial positives normaliser")
+    normalizer_momentum: float = Field(default=0.9, ge=0, lt=1)
+
+
+class TrainConfig(Section):
+    """Optimisation (spec §3, §8)."""
+
+    optimizer: Literal["adamw"] = "adamw"
+    head_lr: float = Field(default=1e-4, gt=0, description="learning rate of the detector")
+    adapter_lr: float = Field(default=2e-4, ge=0, description="learning rate of the adapters")
+    backbone_lr: float = Field(default=1e-5, ge=0, description="learning rate of the ViT in full mode")
+    weight_decay: float = Field(default=0.05, ge=0)
+    batch_size: int = Field(default=2, gt=0, description="videos per optimizer step (global batch)")
+    epochs: int = Field(default=60, gt=0, description="epochs trained (the run stops here)")
+    cosine_epochs: Optional[int] = Field(
+        default=100, gt=0, description="length of the cosine schedule; longer than epochs truncates it; None = epochs"
+    )
+    warmup_epochs: int = Field(default=5, ge=0, description="linear warm-up from lr 0")
+    clip_grad_norm: Optional[float] = Field(default=1.0, gt=0)
+    ema: bool = Field(default=True, description="evaluate an exponential moving average of the weights")
+    ema_decay: float = Field(default=0.999, gt=0, lt=1)
+    mixed_precision: bool = Field(default=True, description="fp16 autocast on CUDA (CPU always runs fp32)")
+    eval_start_epoch: int = Field(default=40, ge=0, description="first epoch (0-based) that is evaluated")
+    eval_interval: int = Field(default=2, gt=0)
+    num_workers: int = Field(default=2, ge=0)
+    seed: int = 42
+
+    @property
+    def schedule_epochs(self) -> int:
+        """Length of the warm-up + cosine schedule in epochs."""
+        return self.cosine_epochs if self.cosine_epochs is not None else self.epochs
+
+    @model_validator(mode="after")
+    def _schedule_is_consistent(self) -> "TrainConfig":
+        if self.warmup_epochs >= self.schedule_epochs:
+            raise ValueError(
+                f"warmup_epochs {self.warmup_epochs} must be below the schedule length {self.schedule_epochs}"
+            )
+        if self.epochs > self.schedule_epochs:
+            raise ValueError(f"epochs {self.epochs} is past the end of the cosine schedule ({self.schedule_epochs})")
+        return self
+
+
+class PostprocessConfig(Section):
+    """Detections from raw outputs (spec §5). ``None`` = the dataset profile's value."""
+
+    soft_nms_sigma: Optional[float] = Field(default=None, gt=0)
+    max_segments: Optional[int] = Field(default=None, gt=0)
+    pre_nms_topk: Optional[int] = Field(default=None, gt=0)
+    pre_nms_threshold: float = Field(default=0.001, ge=0, lt=1)
+    min_score: Optional[float] = Field(default=None, ge=0)
+
+
+class EvaluationConfig(Section):
+    """``None`` = the dataset profile's thresholds."""
+
+    tiou_thresholds: Optional[list[float]] = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _thresholds_in_range(self) -> "EvaluationConfig":
+        for t in self.tiou_thresholds or []:
+            if not 0 < t <= 1:
+                raise ValueError(f"tIoU threshold {t} is outside (0, 1]")
+        return self
+
+
+class Preset(Section):
+    """A complete, validated run definition."""
+
+    name: str = Field(default="custom", description="filled from the file name")
+    description: str = ""
+    backbone: BackboneConfig = BackboneConfig()
+    adaptation: AdaptationConfig = AdaptationConfig()
+    input: InputConfig = InputConfig()
+    detector: DetectorConfig = DetectorConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    def adapter_blocks(self) -> list[int]:
+        """Indices of the ViT blocks that carry an adapter (spec §1.5)."""
+        depth = self.backbone.resolved_depth
+        blocks = self.adaptation.blocks
+        if blocks == "all":
+            return list(range(depth))
+        if blocks == "last-half":
+            return list(range(depth // 2, depth))
+        return sorted(blocks)
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> "Preset":
+        depth = self.backbone.resolved_depth
+        if isinstance(self.adaptation.blocks, list):
+            bad = [i for i in self.adaptation.blocks if not 0 <= i < depth]
+            if bad:
+                raise ValueError(f"adaptation.blocks {bad} outside the backbone's {depth} blocks (0..{depth - 1})")
+            if len(set(self.adaptation.blocks)) != len(self.adaptation.blocks):
+                raise ValueError("adaptation.blocks lists a block twice")
+        if self.adaptation.mode in ("tia", "plain", "side") and not self.adapter_blocks():
+            raise ValueError(f"adaptation.mode '{self.adaptation.mode}' needs at least one adapter block")
+        length = self.input.detector_length
+        window = self.detector.attention_window
+        for level in range(self.detector.num_levels):
+            stride = 2**level
+            divisor = stride * (window // 2) * 2 if window > 1 else stride
+            if length % divisor:
+                raise ValueError(
+                    f"detector length {length} (input.frames / input.scale_factor) is not divisible by "
+                    f"{divisor}, needed at level {level} (stride {stride}, attention window {window})"
+                )
+        return self

@@ -1,0 +1,32 @@
+"""The installable package: every subpackage and the presets ship."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tadcli.config.loader import shipped_preset_names
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python < 3.11
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "tadcli").rglob("__init__.py")
+    } | {"tadcli.presets"}
+    assert on_disk == listed
+
+
+def test_presets_are_found_where_tad_is_installed():
+    # The installed package (not the checkout) must carry the YAML files.
+    names = shipped_preset_names()
+    assert {"tiny", "giant-1536", "small-768"} <= set(names)
+    on_disk = sorted(p.stem for p in (REPO / "presets").glob("*.yaml"))
+    assert names == on_disk
