@@ -1,0 +1,298 @@
+"""``tad eval --predictions``: score a results file with the official ActivityNet detection mAP.
+
+The scores are those of the official evaluator (see :mod:`tadcli.evaluation.detection_map` for
+the rules and the documented choices on ties and zero-length segments). This module picks the
+ground truth and the thresholds and reports what the user must know about the inputs.
+
+Ground truth: any format of :func:`tadcli.data.annotations.read_annotations` (ActivityNet-style
+JSON incl. ActionFormer's ``thumos14.json`` and OpenTAD's ``thumos_14_anno.json``, the official
+THUMOS14 per-class txt folder, BSN's ActivityNet copy, Charades, Multi-THUMOS, EPIC-Kitchens,
+custom). Two conversions, both reported in :attr:`EvalReport.notes`:
+
+- THUMOS14 txt: instances labelled ``Ambiguous`` are not a class and are left out (OpenTAD does
+  the same; the official THUMOS Matlab toolkit's special treatment of detections overlapping them
+  is not reproduced: this is the ActivityNet evaluator).
+- BSN's ActivityNet copy: its ``v_`` file prefix is removed from the video ids, which makes them the
+  YouTube ids that ActivityNet results files use.
+
+Subset (``subset=None``), first that applies:
+
+1. formats whose subset names are fixed by their reader score the split results are reported on:
+   THUMOS14 txt ``test``, Multi-THUMOS and Charades ``testing``, BSN ActivityNet ``validation``,
+   EPIC-Kitchens ``val``;
+2. the dataset profile's evaluation subset (thumos14, activitynet, multithumos: ``validation``;
+   charades: ``testing``; epic-kitchens: ``val``); ``dataset=None`` takes the profile of those
+   fixed formats;
+3. ``validation`` if the file has it, else the file's only subset.
+
+A subset without ground truth is an error listing the subsets with their counts.
+
+Thresholds (``tiou=None``): the dataset profile's, else the official evaluator's default
+``numpy.linspace(0.5, 0.95, 10)``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from tadcli.config.profiles import ACTIVITYNET_TIOU, get_profile
+from tadcli.data.annotations import AMBIGUOUS_LABEL, AnnotationSet, read_annotations
+from tadcli.errors import AnnotationError, DatasetError
+from tadcli.evaluation.detection_map import DetectionMetrics, Detections, GroundTruth, evaluate_detections
+from tadcli.evaluation.results import read_detection_results
+from tadcli.io.jsonio import write_json_atomic
+
+ProgressCallback = Callable[[str, int, int], None]
+
+NUM_LOWEST_CLASSES = 5
+BSN_VIDEO_PREFIX = "v_"
+DEFAULT_SUBSET = "validation"
+
+# Annotation formats whose reader fixes the subset names: the dataset profile and the subset scored.
+_FORMAT_DATASET = {
+    "thumos14-txt": ("thumos14", "test"),
+    "multithumos-json": ("multithumos", "testing"),
+    "charades-csv": ("charades", "testing"),
+    "activitynet-bsn": ("activitynet", "validation"),
+    "epic-kitchens-verb": ("epic-kitchens", "val"),
+    "epic-kitchens-noun": ("epic-kitchens", "val"),
+}
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """The scores of one ``tad eval`` and what the user should know about the inputs.
+
+    Attributes:
+        subset: the ground-truth subset scored.
+        tiou_thresholds: [K] thresholds.
+        mAP: [K] mean AP over classes at each threshold.
+        average_mAP: mean of ``mAP``.
+        per_class: {label: [K] AP}, classes in order of first appearance in the ground truth.
+        recall: [K] matched ground-truth instances / all instances (micro average).
+        num_ground_truth: ground-truth instances scored.
+        num_predictions: detections in the results file.
+        num_ignored_predictions: detections whose label has no ground truth in the subset.
+        num_predictions_without_ground_truth: detections on videos without ground truth (false positives).
+        lowest_classes: up to 5 (label, AP averaged over thresholds), lowest first.
+        notes: one line per thing the user should know (left-out instances, unknown videos, ...).
+        json_path: the file written for ``json_out``, if any.
+    """
+
+    subset: str
+    tiou_thresholds: list[float]
+    mAP: list[float]
+    average_mAP: float
+    per_class: dict[str, list[float]]
+    recall: list[float]
+    num_ground_truth: int
+    num_predictions: int
+    num_ignored_predictions: int
+    num_predictions_without_ground_truth: int
+    lowest_classes: list[tuple[str, float]]
+    notes: list[str] = field(default_factory=list)
+    json_path: Path | None = None
+
+    def to_json(self) -> dict:
+        """The ``--json`` content."""
+        return {
+            "tiou_thresholds": self.tiou_thresholds,
+            "mAP": self.mAP,
+            "average_mAP": self.average_mAP,
+            "per_class": self.per_class,
+            "recall": self.recall,
+            "num_ground_truth": self.num_ground_truth,
+            "num_predictions": self.num_predictions,
+            "subset": self.subset,
+        }
+
+
+def evaluate_predictions(
+    predictions: str | Path,
+    annotations: str | Path,
+    subset: str | None = None,
+    tiou: Sequence[float] | None = None,
+    dataset: str | None = None,
+    json_out: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> EvalReport:
+    """Score an ActivityNet-format results file against ground truth.
+
+    Args:
+        predictions: results JSON ``{"results": {video: [{"segment", "label", "score"}]}}``.
+        annotations: ground-truth file or folder, in any format ``tad prepare`` reads.
+        subset: ground-truth subset to score (exact, case-sensitive); ``None``: see the module doc.
+        tiou: tIoU thresholds in [0, 1], used exactly as given; ``None``: the dataset's.
+        dataset: profile name (thumos14, activitynet, charades, multithumos, epic-kitchens, ...)
+            giving default thresholds and subset.
+        json_out: also write :meth:`EvalReport.to_json` there, atomically.
+        progress: optional ``(description, done, total)`` callback.
+
+    Raises:
+        AnnotationError: unreadable or malformed files (naming file, video and entry), no results
+            video in the subset, or no predicted label among the ground-truth classes.
+        DatasetError: the subset has no ground-truth instances (the message lists the subsets).
+        PresetError: unknown dataset profile.
+    """
+    report_progress = progress or (lambda description, done, total: None)
+    steps = 4
+    report_progress("reading ground truth", 0, steps)
+    annotation_set = read_annotations(annotations)
+    fixed = _FORMAT_DATASET.get(annotation_set.format)
+    profile = get_profile(dataset) if dataset is not None else (get_profile(fixed[0]) if fixed else None)
+    thresholds = list(tiou) if tiou is not None else list(profile.tiou_thresholds if profile else ACTIVITYNET_TIOU)
+    if subset is None:
+        subset = _default_subset(annotation_set, fixed[1] if fixed else (profile.eval_subset if profile else None))
+    notes: list[str] = []
+    ground_truth, subset_videos = _subset_ground_truth(annotation_set, Path(annotations), subset, notes)
+
+    report_progress("reading predictions", 1, steps)
+    detections = read_detection_results(predictions)
+    _check_predictions_meet_ground_truth(detections, ground_truth, subset_videos, annotation_set, Path(predictions), subset, notes)
+
+    report_progress("scoring", 2, steps)
+    metrics = evaluate_detections(ground_truth, detections, thresholds)
+    report = _report(metrics, subset, notes)
+    if json_out is not None:
+        report_progress("writing scores", 3, steps)
+        report = replace(report, json_path=write_json_atomic(json_out, report.to_json()))
+    report_progress("done", steps, steps)
+    return report
+
+
+def _default_subset(annotation_set: AnnotationSet, preferred: str | None) -> str:
+    """The subset scored when none is given (see the module doc); may be absent from the file."""
+    if preferred is not None:
+        return preferred
+    subsets = annotation_set.subsets()
+    if DEFAULT_SUBSET in subsets or len(subsets) != 1:
+        return DEFAULT_SUBSET
+    return subsets[0]
+
+
+def _subset_ground_truth(
+    annotation_set: AnnotationSet, path: Path, subset: str, notes: list[str]
+) -> tuple[GroundTruth, set[str]]:
+    """Ground truth of ``subset`` in file order, and the ids of all the subset's videos."""
+    drop_ambiguous = annotation_set.format == "thumos14-txt"
+    strip_prefix = annotation_set.format == "activitynet-bsn"
+    video_ids, starts, ends, labels = [], [], [], []
+    subset_videos: set[str] = set()
+    num_ambiguous = 0
+    num_zero_length = 0
+    for video in annotation_set.videos.values():
+        if video.subset != subset:
+            continue
+        video_id = video.video_id.removeprefix(BSN_VIDEO_PREFIX) if strip_prefix else video.video_id
+        subset_videos.add(video_id)
+        for index, instance in enumerate(video.instances):
+            if drop_ambiguous and instance.label == AMBIGUOUS_LABEL:
+                num_ambiguous += 1
+                continue
+            if instance.end < instance.start:
+                raise AnnotationError(
+                    f"{path}: video {video.video_id!r}: annotation {index} ({instance.label}): "
+                    f"segment [{instance.start}, {instance.end}] ends before it starts"
+                )
+            num_zero_length += instance.end == instance.start
+            video_ids.append(video_id)
+            starts.append(instance.start)
+            ends.append(instance.end)
+            labels.append(instance.label)
+    if not video_ids:
+        raise DatasetError(f"{path}: subset {subset!r} has no ground-truth instances; {_describe_subsets(annotation_set)}")
+    if num_ambiguous:
+        notes.append(f"{num_ambiguous} '{AMBIGUOUS_LABEL}' instances are not a class and were left out")
+    if strip_prefix:
+        notes.append(f"video ids of {path.name} were taken without their '{BSN_VIDEO_PREFIX}' prefix (ActivityNet ids)")
+    if num_zero_length:
+        notes.append(f"{num_zero_length} ground-truth instances have zero length: only a detection at the same instant matches them")
+    ground_truth = GroundTruth(video_ids, np.array(starts, dtype=np.float64), np.array(ends, dtype=np.float64), labels)
+    return ground_truth, subset_videos
+
+
+def _describe_subsets(annotation_set: AnnotationSet) -> str:
+    """'subsets in the file: training (200 videos, 3003 instances), validation (...)'."""
+    videos = Counter(video.subset for video in annotation_set.videos.values())
+    instances = Counter()
+    for video in annotation_set.videos.values():
+        instances[video.subset] += len(video.instances)
+    described = ", ".join(f"{name!r} ({videos[name]} videos, {instances[name]} instances)" for name in annotation_set.subsets())
+    return f"subsets in the file: {described or 'none'}"
+
+
+def _check_predictions_meet_ground_truth(
+    detections: Detections,
+    ground_truth: GroundTruth,
+    subset_videos: set[str],
+    annotation_set: AnnotationSet,
+    path: Path,
+    subset: str,
+    notes: list[str],
+) -> None:
+    """Fail when no results video is in the subset or no label is a class; note partial mismatches."""
+    if len(detections) == 0:
+        raise AnnotationError(f"{path}: the results file holds no detections")
+    result_videos = list(dict.fromkeys(detections.video_ids))
+    outside = [video for video in result_videos if video not in subset_videos]
+    if len(outside) == len(result_videos):
+        raise AnnotationError(
+            f"{path}: none of its {len(result_videos)} videos (e.g. {result_videos[0]!r}) is in subset {subset!r} "
+            f"of the ground truth ({len(subset_videos)} videos, e.g. {next(iter(sorted(subset_videos)))!r})"
+            f"{_mismatch_hint(result_videos, subset_videos, annotation_set)}"
+        )
+    if outside:
+        count = sum(1 for video in detections.video_ids if video not in subset_videos)
+        notes.append(
+            f"{len(outside)} of the {len(result_videos)} results videos are not in subset {subset!r} "
+            f"(e.g. {outside[0]!r}): their {count} detections count as false positives"
+        )
+    classes = set(ground_truth.labels)
+    unknown = Counter(label for label in detections.labels if label not in classes)
+    if sum(unknown.values()) == len(detections):
+        raise AnnotationError(
+            f"{path}: none of the predicted labels is a ground-truth class of subset {subset!r} "
+            f"(predicted e.g. {next(iter(unknown))!r}; classes e.g. {sorted(classes)[0]!r})"
+        )
+    if unknown:
+        examples = ", ".join(repr(label) for label, _ in unknown.most_common(3))
+        notes.append(
+            f"{sum(unknown.values())} detections with labels that have no ground truth in subset {subset!r} "
+            f"were ignored ({examples})"
+        )
+
+
+def _mismatch_hint(result_videos: list[str], subset_videos: set[str], annotation_set: AnnotationSet) -> str:
+    """Why the results videos may miss the subset: they are in another subset, or differ by 'v_'."""
+    other = Counter(annotation_set.videos[v].subset for v in result_videos if v in annotation_set.videos)
+    if other:
+        return "; they are in " + ", ".join(f"subset {name!r} ({count} videos)" for name, count in other.most_common())
+    toggled = {v[len(BSN_VIDEO_PREFIX) :] if v.startswith(BSN_VIDEO_PREFIX) else BSN_VIDEO_PREFIX + v for v in result_videos}
+    if toggled & subset_videos:
+        return f"; the ids differ by the '{BSN_VIDEO_PREFIX}' prefix"
+    return ""
+
+
+def _report(metrics: DetectionMetrics, subset: str, notes: list[str]) -> EvalReport:
+    per_class = {label: metrics.average_precision[:, c].tolist() for c, label in enumerate(metrics.classes)}
+    class_means = metrics.average_precision.mean(axis=0)  # [C]
+    lowest = np.argsort(class_means, kind="stable")[:NUM_LOWEST_CLASSES]
+    return EvalReport(
+        subset=subset,
+        tiou_thresholds=list(metrics.tiou_thresholds),
+        mAP=metrics.mean_average_precision.tolist(),
+        average_mAP=metrics.average_map,
+        per_class=per_class,
+        recall=metrics.recall.tolist(),
+        num_ground_truth=metrics.num_ground_truth,
+        num_predictions=metrics.num_detections,
+        num_ignored_predictions=metrics.num_ignored_detections,
+        num_predictions_without_ground_truth=metrics.num_detections_without_ground_truth,
+        lowest_classes=[(metrics.classes[c], float(class_means[c])) for c in lowest],
+        notes=notes,
+    )
