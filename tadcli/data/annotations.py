@@ -14,8 +14,10 @@ format                 what ``path`` is
 ``activitynet-json``   ``{"database": {video_id: {"subset", "duration", "annotations": [{"segment":
                        [s, e], "label"}]}}}``: ActivityNet 1.3 ``activity_net.v1-3.min.json``,
                        ActionFormer ``thumos14.json`` (``"fps"``), OpenTAD ``thumos_14_anno.json``
-                       (``"frame"``). Classes: ``category_idx.txt`` beside the file (OpenTAD layout,
-                       line i = class i) when present, else the sorted distinct labels.
+                       (``"frame"``), a prepared dataset's ``manifest.json`` (``"num_frames"``,
+                       ``"classes"``). Classes: the top-level ``"classes"`` list when present, else
+                       ``category_idx.txt`` beside the file (OpenTAD layout, line i = class i) when
+                       present, else the sorted distinct labels.
 ``thumos14-txt``       a directory of official THUMOS14 per-class files ``<Class>_val.txt`` /
                        ``<Class>_test.txt`` (lines ``video start end``), directly inside it or in
                        its sub-directories (``annotations_val/``, ``annotations_test/``). Subsets:
@@ -327,12 +329,14 @@ def _read_activitynet_json(path: Path, classes_override: list[str] | None) -> An
             subset=_require_str(entry.get("subset"), f"{where}: subset"),
             duration=_optional_float(entry.get("duration"), f"{where}: duration"),
             fps=_optional_float(entry.get("fps"), f"{where}: fps"),
-            num_frames=_optional_int(entry.get("frame"), f"{where}: frame"),
+            num_frames=_optional_int(entry.get("frame", entry.get("num_frames")), f"{where}: frame"),
             instances=instances,
         )
     category_file = path.parent / "category_idx.txt"
     if classes_override is not None:
         classes = classes_override
+    elif "classes" in content:  # a prepared dataset's manifest.json
+        classes = [_require_str(name, f"{path}: classes[{i}]") for i, name in enumerate(_require_list(content["classes"], f"{path}: classes"))]
     elif category_file.is_file():
         classes = _read_class_list_file(category_file)
     else:
