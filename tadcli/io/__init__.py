@@ -1,0 +1,1 @@
+"""Reading and writing files: checkpoint formats (:mod:`tadcli.io.weights`)."""
