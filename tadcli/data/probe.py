@@ -1,0 +1,151 @@
+"""Video probing for ``tad prepare``: fps, frame count, duration, size, and whether the first and last
+frames decode; in parallel, with a cache so that a re-run only probes new or changed files.
+
+A probe opens the file with :func:`tadcli.data.video.open_video` (decord, PyAV when decord is missing
+or fails) and decodes frames ``0`` and ``num_frames - 1``: a file that opens but whose last frame
+does not decode (a truncated download) would otherwise fail in the middle of training.
+
+The cache (``probe_cache.json`` in the prepared dataset folder) maps
+``"<absolute path>|<size in bytes>|<mtime in ns>"`` to the probe, so a replaced or modified file is
+probed again. It is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from tadcli.data.video import open_video
+from tadcli.errors import VideoError
+from tadcli.io.jsonio import write_json_atomic
+
+PROBE_CACHE_VERSION = 1
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What probing found in one video file.
+
+    ``error`` is ``None`` for a readable video; otherwise it says why the video cannot be used and
+    the measured fields may be ``None``.
+    """
+
+    path: str  # absolute
+    size: int  # bytes
+    mtime_ns: int
+    fps: float | None
+    num_frames: int | None
+    duration: float | None  # seconds, num_frames / fps
+    width: int | None
+    height: int | None
+    backend: str | None  # decoder that read it: "decord" or "pyav"
+    error: str | None
+
+    @property
+    def readable(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ProbeRun:
+    """The probes of one call, keyed by absolute path, and how many came from the cache."""
+
+    probes: dict[str, VideoProbe]
+    probed: int
+    from_cache: int
+
+
+def probe_video(path: str | Path) -> VideoProbe:
+    """Probe one video file; unreadable files give a probe with ``error`` set (never raise)."""
+    path = Path(path).absolute()
+    stat = path.stat()
+    measured = dict(fps=None, num_frames=None, duration=None, width=None, height=None, backend=None)
+    try:
+        reader = open_video(path)
+        measured.update(fps=reader.fps, num_frames=reader.num_frames, duration=reader.duration)
+        reader.get_frames([0, reader.num_frames - 1])
+        # a failed decord read switches the reader to PyAV, whose frame count is the one that works
+        measured.update(
+            fps=reader.fps,
+            num_frames=reader.num_frames,
+            duration=reader.duration,
+            width=reader.width,
+            height=reader.height,
+            backend=reader.backend,
+        )
+        error = None
+    except VideoError as exc:
+        error = str(exc).removeprefix(f"{path}: ")
+    return VideoProbe(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns, error=error, **measured)
+
+
+def probe_videos(
+    paths: Sequence[str | Path],
+    cache_path: str | Path | None = None,
+    workers: int = 2,
+    progress: ProgressCallback | None = None,
+) -> ProbeRun:
+    """Probe many videos in parallel threads, reusing cached probes of unchanged files.
+
+    Args:
+        paths: existing video files.
+        cache_path: the probe cache file, read when present and rewritten with the probes of
+            ``paths`` (entries of other files are dropped); ``None`` for no cache.
+        workers: probes running at once (decord and PyAV decode outside the GIL).
+        progress: called as ``progress("probing videos", done, total)``.
+
+    Returns:
+        A :class:`ProbeRun` with one probe per path.
+    """
+    files = [Path(p).absolute() for p in paths]
+    cached = _read_cache(Path(cache_path)) if cache_path is not None else {}
+    probes: dict[str, VideoProbe] = {}
+    to_probe = []
+    for file in files:
+        hit = cached.get(_cache_key(file))
+        if hit is not None:
+            probes[str(file)] = hit
+        else:
+            to_probe.append(file)
+    total, done = len(files), len(probes)
+    if progress is not None:
+        progress("probing videos", done, total)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for future in as_completed([pool.submit(probe_video, file) for file in to_probe]):
+            probe = future.result()
+            probes[probe.path] = probe
+            done += 1
+            if progress is not None:
+                progress("probing videos", done, total)
+    if cache_path is not None:
+        _write_cache(Path(cache_path), probes.values())
+    return ProbeRun(probes=probes, probed=len(to_probe), from_cache=len(files) - len(to_probe))
+
+
+def _cache_key(file: Path) -> str | None:
+    try:
+        stat = file.stat()
+    except OSError:
+        return None
+    return f"{file}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _read_cache(cache_path: Path) -> dict[str, VideoProbe]:
+    """Cached probes by key; an unreadable or outdated cache is simply not used."""
+    try:
+        content = json.loads(cache_path.read_text())
+        if content.get("version") != PROBE_CACHE_VERSION:
+            return {}
+        return {key: VideoProbe(**entry) for key, entry in content["probes"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _write_cache(cache_path: Path, probes: Iterable[VideoProbe]) -> None:
+    entries = {f"{p.path}|{p.size}|{p.mtime_ns}": asdict(p) for p in probes}
+    write_json_atomic(cache_path, {"version": PROBE_CACHE_VERSION, "probes": entries}, indent=1)
