@@ -263,6 +263,12 @@ def _render_eval_report(report) -> None:  # noqa: ANN001 - tadcli.services.eval.
     table.add_row("average", f"{100 * report.average_mAP:.2f}", "", style="bold")
     console.print(table)
     console.print(f"{report.num_ground_truth} ground-truth instances, {report.num_predictions} predictions")
+    lowest = ", ".join(f"{label} {100 * ap:.2f}" for label, ap in report.lowest_classes)
+    console.print(f"lowest AP (%, mean over tIoU): {lowest}", highlight=False)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)
+    if report.json_path is not None:
+        console.print(f"scores written to {report.json_path}", highlight=False)
 
 
 # ------------------------------------------------------------------------------------------ detect

@@ -1,0 +1,99 @@
+"""``tad eval --predictions`` through the real Typer app: table, JSON file, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tadcli.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    gt = tmp_path / "gt.json"
+    gt.write_text(
+        json.dumps(
+            {
+                "database": {
+                    "v1": {"subset": "validation", "duration": 60.0, "annotations": [{"segment": [0, 10], "label": "run"}, {"segment": [20, 30], "label": "jump"}]},
+                    "t1": {"subset": "training", "duration": 60.0, "annotations": [{"segment": [0, 10], "label": "run"}]},
+                }
+            }
+        )
+    )
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"results": {"v1": [{"segment": [0, 10], "label": "run", "score": 0.9}, {"segment": [20, 26], "label": "jump", "score": 0.8}]}}))
+    return gt, results
+
+
+def test_prints_the_table_and_writes_json(files: tuple[Path, Path], tmp_path: Path) -> None:
+    gt, results = files
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["eval", "--predictions", str(results), "--annotations", str(gt), "--tiou", "0.5,0.7", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Detection mAP on 'validation'" in result.output
+    # jump has tIoU 0.6: mAP 100 at 0.5, (100 + 0) / 2 at 0.7, average 75
+    assert "average" in result.output and "75.00" in result.output
+    assert "2 ground-truth instances, 2 predictions" in result.output
+    assert "lowest AP" in result.output and "jump 50.00" in result.output
+    written = json.loads(out.read_text())
+    assert written["tiou_thresholds"] == [0.5, 0.7]
+    assert written["mAP"] == [1.0, 0.5] and written["average_mAP"] == 0.75
+    assert written["per_class"] == {"run": [1.0, 1.0], "jump": [1.0, 0.0]}
+    assert written["subset"] == "validation"
+
+
+def test_dataset_profile_thresholds(files: tuple[Path, Path], tmp_path: Path) -> None:
+    gt, results = files
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["eval", "--predictions", str(results), "--annotations", str(gt), "--dataset", "activitynet", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["tiou_thresholds"][8] == 0.8999999999999999
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--subset", "testing"], "subset 'testing' has no ground-truth instances; subsets in the file: 'validation' (1 videos, 2 instances), 'training' (1 videos, 1 instances)"),
+        (["--tiou", "0.5,abc"], "expected comma-separated numbers"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(files: tuple[Path, Path], extra: list[str], message: str) -> None:
+    gt, results = files
+    result = runner.invoke(app, ["eval", "--predictions", str(results), "--annotations", str(gt), *extra])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_results_on_other_videos_and_malformed_results(files: tuple[Path, Path], tmp_path: Path) -> None:
+    gt, _ = files
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"results": {"t1": [{"segment": [0, 10], "label": "run", "score": 0.9}]}}))
+    result = runner.invoke(app, ["eval", "--predictions", str(other), "--annotations", str(gt)])
+    assert result.exit_code == 2
+    assert "none of its 1 videos" in " ".join(result.output.split())
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"results": {"v1": [{"segment": [3, 1], "label": "run", "score": 0.9}]}}))
+    result = runner.invoke(app, ["eval", "--predictions", str(broken), "--annotations", str(gt)])
+    assert result.exit_code == 2
+    assert "video 'v1': results[0]: segment: end 1 < start 3" in " ".join(result.output.split())
+
+
+def test_installed_command_end_to_end(files: tuple[Path, Path], tmp_path: Path) -> None:
+    gt, results = files
+    out = tmp_path / "eval.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "tadcli", "eval", "--predictions", str(results), "--annotations", str(gt), "--dataset", "thumos14", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(out.read_text())["tiou_thresholds"] == [0.3, 0.4, 0.5, 0.6, 0.7]
