@@ -1,0 +1,221 @@
+"""`tad prepare` on real mp4 files written here with PyAV: every problem reported and decided, the rest
+kept; --check; the probe cache; the CLI through the real app."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tadcli.cli import app
+from tadcli.data.annotations import Instance, read_annotations
+from tadcli.data.manifest import load_prepared_dataset
+from tadcli.errors import DatasetError
+from tadcli.services.prepare import check_dataset, prepare_dataset
+
+FPS = 10
+CLASSES = ["jump", "wave"]
+
+
+def write_tiny_mp4(path: Path, seconds: float, fps: int = FPS) -> None:
+    """A 64x48 video whose frames get brighter over time."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(int(seconds * fps)):
+            image = np.full((48, 64, 3), (index * 5) % 256, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def video_entry(video: str, subset: str, instances: list[tuple[float, float, str]], **extra) -> dict:
+    return {"video": video, "subset": subset, **extra, "annotations": [{"start": s, "end": e, "label": l} for s, e, l in instances]}
+
+
+@pytest.fixture(scope="module")
+def videos_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("videos")
+    for name, seconds in (("a", 4), ("b", 4), ("c", 3), ("d", 4)):
+        write_tiny_mp4(folder / f"{name}.mp4", seconds)
+    (folder / "nested").mkdir()
+    write_tiny_mp4(folder / "nested" / "e.mp4", 3)  # found in a sub-folder
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    return folder
+
+
+@pytest.fixture()
+def annotation_file(tmp_path) -> Path:
+    content = {
+        "classes": CLASSES,
+        "videos": [
+            video_entry("a", "train", [(0.5, 1.5, "jump"), (0.5, 1.5, "jump"), (2.0, 5.0, "wave"), (4.5, 6.0, "wave")]),
+            video_entry("b", "train", [(1.0, 1.0, "wave"), (2.0, 1.0, "jump"), (0.2, 0.9, "jump"), (1.0, 2.0, "dance")]),
+            video_entry("c", "training", []),
+            video_entry("d", "val", [(1.0, 2.0, "jump")]),
+            video_entry("e", "val", [(0.5, 2.5, "wave")], duration=10.0, fps=30.0),
+            video_entry("broken", "train", [(1.0, 2.0, "jump")]),
+            video_entry("ghost", "val", [(1.0, 2.0, "wave")]),
+        ],
+    }
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps(content))
+    return path
+
+
+def kinds(report) -> dict[str, int]:
+    return report.issue_counts()
+
+
+def test_prepare_reports_each_problem_and_keeps_the_rest(videos_dir, annotation_file, tmp_path):
+    out = tmp_path / "prepared"
+    progress_calls = []
+    report = prepare_dataset("custom", annotation_file, videos_dir, out, progress=lambda *call: progress_calls.append(call))
+    assert report.usable
+    assert kinds(report) == {
+        "video_missing": 1,
+        "video_unreadable": 1,
+        "unknown_label": 1,
+        "segment_empty": 2,
+        "segment_outside_video": 1,
+        "duplicate_instance": 1,
+        "segment_past_end": 1,
+        "duration_mismatch": 1,
+        "fps_mismatch": 1,
+        "subset_renamed": 1,
+        "video_without_instances": 1,
+    }
+    by_kind = {issue.kind: issue for issue in report.issues}
+    assert by_kind["video_missing"].video_id == "ghost" and by_kind["video_unreadable"].video_id == "broken"
+    assert by_kind["unknown_label"].detail.startswith("dance")
+    assert report.counts["train"].videos == 3 and report.counts["train"].instances == 3
+    assert report.counts["val"].videos == 2 and report.counts["val"].instances == 2
+    assert ("probing videos", 6, 6) in progress_calls
+
+    dataset = load_prepared_dataset(out)
+    assert dataset.profile == "custom" and dataset.classes == CLASSES
+    assert (out / "classes.txt").read_text() == "jump\nwave\n"
+    assert set(dataset.videos) == {"a", "b", "c", "d", "e"}
+    a = dataset.videos["a"]
+    assert a.instances == [Instance(0.5, 1.5, "jump"), Instance(2.0, 4.0, "wave")]  # duplicate dropped, end clipped
+    assert (a.fps, a.num_frames, a.duration) == (10.0, 40, 4.0)
+    assert dataset.videos["e"].duration == 3.0 and dataset.videos["e"].path == videos_dir / "nested" / "e.mp4"
+    assert dataset.videos["c"].subset == "train" and dataset.videos["c"].instances == []
+    assert [v.video_id for v in dataset.subset("val")] == ["d", "e"]
+
+    text = (out / "report.txt").read_text()
+    assert "usable" in text and "ghost" in text and "broken" in text and "dance" in text
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["usable"] is True and saved["issue_counts"]["video_missing"] == 1
+    # the manifest is ActivityNet-style: the annotation reader reads it back as the cleaned ground truth
+    ground_truth = read_annotations(out / "manifest.json")
+    assert ground_truth.classes == CLASSES
+    assert ground_truth.videos["a"].instances == a.instances and ground_truth.videos["a"].num_frames == 40
+
+
+def test_subset_without_instances_is_an_error_and_leaves_no_manifest(videos_dir, tmp_path):
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text("video,start,end,label,subset\na,0.5,1.5,jump,train\nd,1.0,2.0,jump,val\n")
+    out = tmp_path / "prepared"
+    assert prepare_dataset("custom", csv_file, videos_dir, out).usable
+    assert (out / "manifest.json").is_file()  # an earlier, good run
+    csv_file.write_text("video,start,end,label,subset\na,0.5,1.5,jump,train\nd,2.0,1.0,jump,val\n")  # inverted
+    report = prepare_dataset("custom", csv_file, videos_dir, out)
+    assert not report.usable
+    errors = [issue for issue in report.issues if issue.severity == "error"]
+    assert [(issue.kind, issue.subset) for issue in errors] == [("subset_empty", "val")]
+    assert not (out / "manifest.json").exists() and "NOT usable" in (out / "report.txt").read_text()
+    with pytest.raises(DatasetError, match="run 'tad prepare' first"):
+        load_prepared_dataset(out)
+
+
+def test_probe_cache_only_probes_new_or_changed_files(videos_dir, annotation_file, tmp_path):
+    own_videos = tmp_path / "videos"
+    shutil.copytree(videos_dir, own_videos)
+    out = tmp_path / "prepared"
+    first = prepare_dataset("custom", annotation_file, own_videos, out)
+    assert (first.videos_probed, first.videos_from_cache) == (6, 0)
+    second = prepare_dataset("custom", annotation_file, own_videos, out)
+    assert (second.videos_probed, second.videos_from_cache) == (0, 6)
+    write_tiny_mp4(own_videos / "d.mp4", 2)  # replaced by a shorter video
+    third = prepare_dataset("custom", annotation_file, own_videos, out)
+    assert (third.videos_probed, third.videos_from_cache) == (1, 5)
+    assert load_prepared_dataset(out).videos["d"].duration == 2.0
+
+
+def test_check_finds_a_deleted_and_a_replaced_video(videos_dir, annotation_file, tmp_path):
+    own_videos = tmp_path / "videos"
+    shutil.copytree(videos_dir, own_videos)
+    out = tmp_path / "prepared"
+    prepare_dataset("custom", annotation_file, own_videos, out)
+    clean = check_dataset(out)
+    assert clean.usable and clean.videos_from_cache == 5 and clean.videos_probed == 0
+    assert set(kinds(clean)) == {"video_without_instances"}
+
+    (own_videos / "d.mp4").unlink()
+    write_tiny_mp4(own_videos / "a.mp4", 1)  # now ends before its second instance starts
+    report = check_dataset(out)
+    assert not report.usable
+    missing = [issue for issue in report.issues if issue.kind == "video_missing"]
+    assert [issue.video_id for issue in missing] == ["d"]
+    assert kinds(report)["duration_mismatch"] == 1 and kinds(report)["segment_outside_video"] == 1
+    assert "NOT usable" in report.summary()
+
+
+def test_prepare_real_thumos14_text_files_maps_subsets_to_the_profile(annotations_dir, tmp_path):
+    report = prepare_dataset("thumos14", annotations_dir / "thumos14", None, tmp_path / "thumos")
+    assert report.usable
+    # THUMOS14 validation videos train, test videos are evaluated (OpenTAD / ActionFormer convention)
+    assert {s: (c.videos, c.instances) for s, c in report.counts.items()} == {
+        "training": (200, 3007),
+        "validation": (213, 3358),
+    }
+    assert kinds(report)["ambiguous_instance"] == 89 + 99
+    dataset = load_prepared_dataset(tmp_path / "thumos")
+    assert dataset.videos["video_test_0001292"].instances == []  # only Ambiguous rows: kept, no instance
+    assert dataset.videos["video_validation_0000051"].path is None
+
+
+def test_prepare_rejects_annotations_of_another_dataset(annotations_dir, tmp_path):
+    with pytest.raises(DatasetError, match="multithumos-json annotations are not a thumos14 format"):
+        prepare_dataset("thumos14", annotations_dir / "multithumos" / "multithumos.json", None, tmp_path / "out")
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_prepare_and_check(videos_dir, annotation_file, tmp_path):
+    runner = CliRunner()
+    own_videos = tmp_path / "videos"
+    shutil.copytree(videos_dir, own_videos)
+    out = tmp_path / "prepared"
+    result = runner.invoke(
+        app, ["prepare", "custom", "--annotations", str(annotation_file), "--videos", str(own_videos), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "usable" in result.output and "video_missing" in result.output
+    result = runner.invoke(app, ["prepare", "--check", str(out)])
+    assert result.exit_code == 0, result.output
+
+    (own_videos / "b.mp4").unlink()
+    result = runner.invoke(app, ["prepare", "--check", str(out)])
+    assert result.exit_code == 2 and "video_missing" in result.output and "b:" in result.output
+
+    result = runner.invoke(app, ["prepare", "--check", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "manifest.json missing" in result.output
+
+
+def test_cli_prepare_synthetic(tmp_path):
+    out = tmp_path / "synthetic"
+    result = CliRunner().invoke(app, ["prepare", "synthetic", "--out", str(out), "--videos", "3", "--classes", "2", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    dataset = load_prepared_dataset(out)
+    assert dataset.profile == "synthetic" and len(dataset.classes) == 2 and len(dataset.videos) == 3
+    assert {video.subset for video in dataset.videos.values()} == {"train", "val", "test"}
+    assert all(video.path.is_file() and video.num_frames > 0 for video in dataset.videos.values())
+    assert all(video.instances for video in dataset.subset("train"))
