@@ -46,7 +46,13 @@ def autograd_leaves(output: torch.Tensor) -> set[int]:
 
 
 # ViT params of spec §1.1 (patch embed + blocks + fc_norm) and adapter totals of §2.1 (all blocks).
-SPEC_COUNTS = {"S": (21.9e6, 1.0e6), "B": (86.2e6, 4.0e6), "L": (303.9e6, 14.2e6), "H": (631.6e6, 29.6e6), "g": (1011.6e6, 44.7e6)}
+SPEC_COUNTS = {
+    "S": (21.9e6, 1.0e6),
+    "B": (86.2e6, 4.0e6),
+    "L": (303.9e6, 14.2e6),
+    "H": (631.6e6, 29.6e6),
+    "g": (1011.6e6, 44.7e6),
+}
 SPEC_ADAPTER = {"S": 83_905, "B": 333_697, "L": 592_385, "H": 924_801, "g": 1_118_657}
 
 

@@ -40,7 +40,6 @@ from safetensors.torch import load_file
 from torch import nn
 
 from tadcli.errors import WeightFormatError
-from tadcli.model.vit import ViTArch
 
 State = dict[str, torch.Tensor]
 
@@ -57,11 +56,11 @@ class WeightFormat(str, Enum):
 # Checkpoint containers, in order of preference (the EMA weights of an OpenTAD run first).
 CONTAINER_KEYS = ("state_dict_ema", "state_dict", "module", "model")
 
-ADATAD_BACKBONE_PREFIX = "module.backbone.model.backbone."
+ADATAD_BACKBONE_PREFIX = "backbone.model.backbone."  # after the DDP "module." prefix
 ADATAD_DETECTOR_PARTS = ("projection.", "neck.", "rpn_head.")
 
 # Keys (prefixes) of heads and fixed tables that no backbone uses, per format (after prefix removal).
-VIDEOMAE_DROPPED = ("head.", "fc_norm.", "pos_embed")
+VIT_UNUSED = ("head.", "fc_norm.", "pos_embed")
 MMACTION_HEADS = ("cls_head.", "data_preprocessor.")
 HUGGINGFACE_DROPPED = (
     "classifier.",
@@ -91,23 +90,6 @@ HUGGINGFACE_RENAMES = (
 )
 HUGGINGFACE_QKV = re.compile(r"encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.weight")
 
-# transformers' VideoMAEConfig defaults, used for fields a config.json leaves out.
-HUGGINGFACE_CONFIG_DEFAULTS = {
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "patch_size": 16,
-    "tubelet_size": 2,
-    "image_size": 224,
-    "num_frames": 16,
-    "num_channels": 3,
-    "qkv_bias": True,
-    "use_mean_pooling": True,
-    "layer_norm_eps": 1e-12,
-}
-
 
 @dataclass
 class BackboneWeights:
@@ -117,13 +99,14 @@ class BackboneWeights:
         source: the file or directory it was read from.
         format: the detected format.
         state: the backbone (and adapter) tensors under tad's names.
-        arch: the ViT shape when the source records it (Hugging Face), else None.
+        huggingface_config: the ``config.json`` of a Hugging Face directory (it records the ViT
+            shape), else None.
     """
 
     source: Path
     format: WeightFormat
     state: State
-    arch: Optional[ViTArch] = None
+    huggingface_config: Optional[dict] = None
 
 
 @dataclass
@@ -167,7 +150,7 @@ def _strip_prefix_if_present(state: State, prefix: str) -> State:
 
 
 def _strip_prefix(state: State, prefix: str) -> State:
-    """Remove ``prefix`` from every key when all keys carry it (DDP ``module.``, HF ``videomae.``)."""
+    """Remove ``prefix`` from every key when all keys carry it (the DDP ``module.``)."""
     if state and all(key.startswith(prefix) for key in state):
         return {key[len(prefix) :]: value for key, value in state.items()}
     return state
@@ -180,7 +163,7 @@ def detect_weight_format(state: State) -> WeightFormat:
         WeightFormatError: no known sentinel key is present.
     """
     keys = list(state)
-    if any(key.startswith(("module.backbone.model.backbone.", "backbone.model.backbone.")) for key in keys):
+    if any(key.startswith((ADATAD_BACKBONE_PREFIX, "module." + ADATAD_BACKBONE_PREFIX)) for key in keys):
         return WeightFormat.ADATAD
     if any(key.endswith("embeddings.patch_embeddings.projection.weight") for key in keys):
         return WeightFormat.HUGGINGFACE
@@ -196,21 +179,21 @@ def detect_weight_format(state: State) -> WeightFormat:
 
 def convert_videomae(state: State) -> State:
     """Original VideoMAE / VideoMAEv2 -> tad: drop the classifier, ``fc_norm`` and the position table."""
-    return _drop(_strip_prefix(state, "module."), VIDEOMAE_DROPPED)
+    return _drop(_strip_prefix(state, "module."), VIT_UNUSED)
 
 
 def convert_mmaction(state: State) -> State:
     """mmaction2 / OpenTAD converted backbone -> tad: drop ``cls_head``, remove the ``backbone.`` prefix,
     drop ``fc_norm`` and the position table, rename the patch embedding and FFN."""
     state = _drop(_strip_prefix(state, "module."), MMACTION_HEADS)
-    state = _drop(_strip_prefix_if_present(state, "backbone."), VIDEOMAE_DROPPED)
+    state = _drop(_strip_prefix_if_present(state, "backbone."), VIT_UNUSED)
     return _rename(state, MMACTION_RENAMES)
 
 
 def convert_huggingface(state: State) -> State:
     """Hugging Face VideoMAE -> tad: fuse ``query``/``key``/``value`` into ``qkv`` (q, k, v order), keep
     ``q_bias``/``v_bias`` as they are (there is no key bias), rename the rest."""
-    state = _drop(_strip_prefix(state, "videomae."), HUGGINGFACE_DROPPED)
+    state = _drop(_strip_prefix_if_present(state, "videomae."), HUGGINGFACE_DROPPED)
     projections: dict[int, dict[str, torch.Tensor]] = {}
     others: State = {}
     for key, value in state.items():
@@ -234,8 +217,9 @@ def convert_adatad(state: State) -> State:
     """Released AdaTAD detector -> tad backbone (ViT, in-block adapters, side ladders); detector keys are left
     to :func:`convert_adatad_detector`."""
     state = _strip_prefix_if_present(state, "module.")
-    inner = "backbone.model.backbone."
-    backbone = {"backbone." + key[len(inner) :]: value for key, value in state.items() if key.startswith(inner)}
+    prefix = ADATAD_BACKBONE_PREFIX
+    # backbone.model.backbone.{name} -> backbone.{name}: the mmaction2 layout
+    backbone = {"backbone." + key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
     return convert_mmaction(backbone)
 
 
@@ -297,56 +281,32 @@ def read_checkpoint_file(path: Union[str, Path]) -> State:
     return extract_state_dict(checkpoint, path)
 
 
-def arch_from_huggingface_config(config: dict, source: Union[str, Path]) -> ViTArch:
-    """The :class:`ViTArch` described by a transformers ``VideoMAEConfig`` (``config.json``)."""
-    if config.get("model_type", "videomae") != "videomae":
-        raise WeightFormatError(f"{source}: model_type is {config['model_type']!r}, expected 'videomae'")
-    values = {**HUGGINGFACE_CONFIG_DEFAULTS, **config}
-    if values["hidden_act"] != "gelu":
-        raise WeightFormatError(f"{source}: hidden_act {values['hidden_act']!r} is not supported (only 'gelu')")
-    if values["num_channels"] != 3:
-        raise WeightFormatError(f"{source}: num_channels {values['num_channels']} is not supported (only 3)")
-    try:
-        return ViTArch(
-            embed_dim=values["hidden_size"],
-            depth=values["num_hidden_layers"],
-            num_heads=values["num_attention_heads"],
-            mlp_hidden_dim=values["intermediate_size"],
-            patch_size=values["patch_size"],
-            tubelet_size=values["tubelet_size"],
-            img_size=values["image_size"],
-            num_frames=values["num_frames"],
-            qkv_bias=values["qkv_bias"],
-            layer_norm_eps=values["layer_norm_eps"],
-            final_norm=not values["use_mean_pooling"],
-        )
-    except ValueError as error:
-        raise WeightFormatError(f"{source}: {error}") from error
-
-
-def read_huggingface_directory(directory: Union[str, Path]) -> tuple[State, ViTArch]:
-    """Read ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) of a VideoMAE directory."""
+def read_huggingface_directory(directory: Union[str, Path]) -> tuple[State, dict]:
+    """Read ``model.safetensors`` (or ``pytorch_model.bin``) and ``config.json`` of a VideoMAE directory."""
     directory = Path(directory)
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise WeightFormatError(f"{directory}: not a Hugging Face model directory (no config.json)")
-    arch = arch_from_huggingface_config(json.loads(config_path.read_text()), config_path)
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise WeightFormatError(f"{config_path}: not valid JSON ({error})") from error
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (directory / name).is_file():
-            return read_checkpoint_file(directory / name), arch
+            return read_checkpoint_file(directory / name), config
     raise WeightFormatError(f"{directory}: has config.json but neither model.safetensors nor pytorch_model.bin")
 
 
 def read_backbone_weights(source: Union[str, Path]) -> BackboneWeights:
     """Read a checkpoint file or Hugging Face directory, detect its format and convert it to tad's names."""
     source = Path(source)
-    arch = None
+    config = None
     if source.is_dir():
-        state, arch = read_huggingface_directory(source)
+        state, config = read_huggingface_directory(source)
     else:
         state = read_checkpoint_file(source)
     weight_format = detect_weight_format(state)
-    return BackboneWeights(source, weight_format, CONVERTERS[weight_format](state), arch)
+    return BackboneWeights(source, weight_format, CONVERTERS[weight_format](state), config)
 
 
 def read_adatad_detector_state(source: Union[str, Path]) -> State:

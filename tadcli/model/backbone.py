@@ -85,6 +85,51 @@ def resolve_adapter_blocks(
     return indices
 
 
+# transformers' VideoMAEConfig defaults, used for fields a config.json leaves out.
+HUGGINGFACE_CONFIG_DEFAULTS = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "patch_size": 16,
+    "tubelet_size": 2,
+    "image_size": 224,
+    "num_frames": 16,
+    "num_channels": 3,
+    "qkv_bias": True,
+    "use_mean_pooling": True,
+    "layer_norm_eps": 1e-12,
+}
+
+
+def arch_from_huggingface_config(config: dict, source: Union[str, Path]) -> ViTArch:
+    """The :class:`ViTArch` described by a transformers ``VideoMAEConfig`` (``config.json``)."""
+    if config.get("model_type", "videomae") != "videomae":
+        raise WeightFormatError(f"{source}: model_type is {config['model_type']!r}, expected 'videomae'")
+    values = {**HUGGINGFACE_CONFIG_DEFAULTS, **config}
+    if values["hidden_act"] != "gelu":
+        raise WeightFormatError(f"{source}: hidden_act {values['hidden_act']!r} is not supported (only 'gelu')")
+    if values["num_channels"] != 3:
+        raise WeightFormatError(f"{source}: num_channels {values['num_channels']} is not supported (only 3)")
+    try:
+        return ViTArch(
+            embed_dim=values["hidden_size"],
+            depth=values["num_hidden_layers"],
+            num_heads=values["num_attention_heads"],
+            mlp_hidden_dim=values["intermediate_size"],
+            patch_size=values["patch_size"],
+            tubelet_size=values["tubelet_size"],
+            img_size=values["image_size"],
+            num_frames=values["num_frames"],
+            qkv_bias=values["qkv_bias"],
+            layer_norm_eps=values["layer_norm_eps"],
+            final_norm=not values["use_mean_pooling"],
+        )
+    except ValueError as error:
+        raise WeightFormatError(f"{source}: {error}") from error
+
+
 def _has_trainable(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
@@ -223,12 +268,14 @@ class VideoBackbone(VideoViT):
         if num_frames % chunk:
             raise ValueError(f"frames per video must be a multiple of {chunk}, got {num_frames}")
         chunks = num_frames // chunk
+        # [B, 3, K*16, H, W] -> [B, K, 3, 16, H, W] -> [B*K, 3, 16, H, W]: video-major chunks
         clips = frames.reshape(batch, channels, chunks, chunk, height, width).transpose(1, 2)
-        clips = clips.reshape(batch * chunks, channels, chunk, height, width)  # [B, 3, K*16, H, W] -> [B*K, 3, 16, H, W]
+        clips = clips.reshape(batch * chunks, channels, chunk, height, width)
         temporal_size = chunks * self.arch.tubelets_per_chunk
         tokens, (tubelets, grid_h, grid_w) = self.forward_tokens(clips, temporal_size)
         dim = tokens.shape[-1]
-        pooled = tokens.reshape(batch * chunks, tubelets, grid_h * grid_w, dim).mean(2)  # [B*K, t*h*w, C] -> [B*K, t, C]
+        # [B*K, t*h*w, C] -> [B*K, t, h*w, C] -> [B*K, t, C]: spatial mean per tubelet
+        pooled = tokens.reshape(batch * chunks, tubelets, grid_h * grid_w, dim).mean(2)
         pooled = pooled.reshape(batch, chunks * tubelets, dim)  # [B*K, t, C] -> [B, K*t, C]
         return pooled.transpose(1, 2).float()  # [B, K*t, C] -> [B, C, K*t]
 
@@ -331,12 +378,12 @@ def load_backbone(
     """
     weights = read_backbone_weights(source)
     if arch is None:
-        if weights.arch is None:
+        if weights.huggingface_config is None:
             raise WeightFormatError(
                 f"{source}: a {weights.format.value} checkpoint does not record its ViT shape; "
                 f"pass arch (one of {', '.join(ARCHS)}){_arch_hint(weights.state)}"
             )
-        arch = weights.arch
+        arch = arch_from_huggingface_config(weights.huggingface_config, Path(source) / "config.json")
     backbone = build_backbone(
         arch,
         adaptation=adaptation,
