@@ -178,8 +178,9 @@ def prepare(
         raise typer.Exit(code=2)
 
 
-def _render_prepare_report(report) -> None:  # noqa: ANN001 - tadcli.services.prepare report
-    console.print(report.summary())
+def _render_prepare_report(report) -> None:  # noqa: ANN001 - tadcli.data.manifest.DatasetReport
+    # file names and decoder messages hold brackets: print them as plain text, not rich markup
+    console.print(report.summary(), markup=False, highlight=False)
 
 
 # ------------------------------------------------------------------------------------------- train
