@@ -23,6 +23,7 @@ from tadcli.errors import VideoError
 from tadcli.io.jsonio import write_json_atomic
 
 PROBE_CACHE_VERSION = 1
+CACHE_SAVE_EVERY = 100  # probes between two saves of the cache during a long run
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -94,8 +95,8 @@ def probe_videos(
 
     Args:
         paths: existing video files.
-        cache_path: the probe cache file, read when present and rewritten with the probes of
-            ``paths`` (entries of other files are dropped); ``None`` for no cache.
+        cache_path: the probe cache file, read when present, saved every ``CACHE_SAVE_EVERY``
+            probes and finally rewritten with the probes of ``paths`` alone; ``None`` for no cache.
         workers: probes running at once (decord and PyAV decode outside the GIL).
         progress: called as ``progress("probing videos", done, total)``.
 
@@ -122,6 +123,8 @@ def probe_videos(
             done += 1
             if progress is not None:
                 progress("probing videos", done, total)
+            if cache_path is not None and done % CACHE_SAVE_EVERY == 0:  # an interrupted run keeps its work
+                _write_cache(Path(cache_path), [*cached.values(), *probes.values()])
     if cache_path is not None:
         _write_cache(Path(cache_path), probes.values())
     return ProbeRun(probes=probes, probed=len(to_probe), from_cache=len(files) - len(to_probe))
