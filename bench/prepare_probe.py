@@ -56,7 +56,10 @@ def main() -> None:
             annotations = read_annotations(SHARED_ANNOTATIONS / relative, annotation_format)
             elapsed = time.perf_counter() - start
             instances = sum(len(video.instances) for video in annotations.videos.values())
-            print(f"read {relative} ({annotations.format}): {len(annotations.videos)} videos, {instances} instances in {elapsed:.2f} s")
+            print(
+                f"read {relative} ({annotations.format}): {len(annotations.videos)} videos, "
+                f"{instances} instances in {elapsed:.2f} s"
+            )
 
     with tempfile.TemporaryDirectory() as folder:
         paths = [Path(folder) / f"video_{index:03d}.mp4" for index in range(args.videos)]
@@ -67,8 +70,10 @@ def main() -> None:
             run = probe_videos(paths, None, workers)
             elapsed = time.perf_counter() - start
             assert all(probe.readable for probe in run.probes.values())
-            print(f"probe {len(paths)} videos (480x270, {args.seconds:g} s, 30 fps), {workers} worker(s): "
-                  f"{elapsed:.2f} s = {len(paths) / elapsed:.1f} videos/s")
+            print(
+                f"probe {len(paths)} videos (480x270, {args.seconds:g} s, 30 fps), {workers} worker(s): "
+                f"{elapsed:.2f} s = {len(paths) / elapsed:.1f} videos/s"
+            )
         cache = Path(folder) / "probe_cache.json"
         probe_videos(paths, cache, 2)
         start = time.perf_counter()

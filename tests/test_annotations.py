@@ -35,9 +35,7 @@ def test_actionformer_thumos14_json_counts_and_raw_segments():
     assert len(annotations.classes) == 20 and annotations.classes == sorted(annotations.classes)
     assert annotations.videos["video_test_0000004"].fps == 30.0
     # raw: the 30 instances that end after the video duration are kept unclipped
-    past_end = sum(
-        1 for video in annotations.videos.values() for i in video.instances if i.end > video.duration
-    )
+    past_end = sum(1 for video in annotations.videos.values() for i in video.instances if i.end > video.duration)
     assert past_end == 30
 
 
@@ -59,7 +57,9 @@ def test_official_thumos14_txt_keeps_ambiguous_outside_the_class_list():
         "validation": (200, 20, 3007),
     }
     ambiguous = {
-        subset: sum(i.label == AMBIGUOUS_LABEL for v in annotations.videos.values() if v.subset == subset for i in v.instances)
+        subset: sum(
+            i.label == AMBIGUOUS_LABEL for v in annotations.videos.values() if v.subset == subset for i in v.instances
+        )
         for subset in ("validation", "test")
     }
     assert ambiguous == {"validation": 89, "test": 99}
@@ -82,7 +82,9 @@ def test_bsn_activitynet_joins_subsets_from_video_info():
         }
     assert len(annotations.classes) == 200
     video = annotations.videos["v_QOlSCBRmfWY"]
-    assert video.duration == pytest.approx(82.73) and video.instances[0] == Instance(6.195294851794072, 77.73085420904837, "Ballet")
+    assert video.duration == pytest.approx(82.73) and video.instances[0] == Instance(
+        6.195294851794072, 77.73085420904837, "Ballet"
+    )
     assert video.fps is not None and video.num_frames is not None
 
 
@@ -94,6 +96,7 @@ def test_multithumos_counts_and_class_names_match_thumos14():
     assert len(annotations.classes) == 65 and annotations.classes[20] == "class_21"
     # index 1 is BaseballPitch: its segments are those of the official THUMOS14 file
     official = read_annotations(SHARED_ANNOTATIONS / "thumos14")
+
     def segments(annotation_set):
         return {
             (v.video_id, i.start, i.end)
@@ -101,11 +104,14 @@ def test_multithumos_counts_and_class_names_match_thumos14():
             for i in v.instances
             if i.label == "BaseballPitch"
         }
+
     assert segments(annotations) == segments(official)
 
 
 def test_multithumos_class_list_file_names_all_65(tmp_path):
-    (tmp_path / "multithumos.json").write_text(json.dumps({"v1": {"subset": "training", "duration": 9.0, "actions": [[65, 1.0, 2.0]]}}))
+    (tmp_path / "multithumos.json").write_text(
+        json.dumps({"v1": {"subset": "training", "duration": 9.0, "actions": [[65, 1.0, 2.0]]}})
+    )
     names = [f"Action{i}" for i in range(1, 66)]
     (tmp_path / "classes.txt").write_text("\n".join(names) + "\n")
     annotations = read_annotations(tmp_path / "multithumos.json", class_list=tmp_path / "classes.txt")
@@ -138,7 +144,9 @@ def write_charades(folder: Path, with_class_names: bool) -> None:
         + 'AB12C,P1,Kitchen,6,7,Yes,"A person cooks.",food;pan,"Cooking.",c092 11.90 21.20;c147 0.00 12.60,30.5\n'
         + "XY34Z,P2,Hall,5,7,Yes,walks,,walks,,12.0\n"
     )
-    (folder / "Charades_v1_test.csv").write_text(header + 'QQ99Q,P3,Bedroom,7,7,Yes,sleeps,bed,sleeps,c092 1.0 2.0,8.25\n')
+    (folder / "Charades_v1_test.csv").write_text(
+        header + "QQ99Q,P3,Bedroom,7,7,Yes,sleeps,bed,sleeps,c092 1.0 2.0,8.25\n"
+    )
     if with_class_names:
         (folder / "Charades_v1_classes.txt").write_text("c092 Holding some food\nc147 Cooking something\n")
 

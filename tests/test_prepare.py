@@ -35,7 +35,12 @@ def write_tiny_mp4(path: Path, seconds: float, fps: int = FPS) -> None:
 
 
 def video_entry(video: str, subset: str, instances: list[tuple[float, float, str]], **extra) -> dict:
-    return {"video": video, "subset": subset, **extra, "annotations": [{"start": s, "end": e, "label": l} for s, e, l in instances]}
+    return {
+        "video": video,
+        "subset": subset,
+        **extra,
+        "annotations": [{"start": start, "end": end, "label": label} for start, end, label in instances],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,9 @@ def annotation_file(tmp_path) -> Path:
         "classes": CLASSES,
         "videos": [
             video_entry("a", "train", [(0.5, 1.5, "jump"), (0.5, 1.5, "jump"), (2.0, 5.0, "wave"), (4.5, 6.0, "wave")]),
-            video_entry("b", "train", [(1.0, 1.0, "wave"), (2.0, 1.0, "jump"), (0.2, 0.9, "jump"), (1.0, 2.0, "dance")]),
+            video_entry(
+                "b", "train", [(1.0, 1.0, "wave"), (2.0, 1.0, "jump"), (0.2, 0.9, "jump"), (1.0, 2.0, "dance")]
+            ),
             video_entry("c", "training", []),
             video_entry("d", "val", [(1.0, 2.0, "jump")]),
             video_entry("e", "val", [(0.5, 2.5, "wave")], duration=10.0, fps=30.0),
@@ -75,7 +82,9 @@ def kinds(report) -> dict[str, int]:
 def test_prepare_reports_each_problem_and_keeps_the_rest(videos_dir, annotation_file, tmp_path):
     out = tmp_path / "prepared"
     progress_calls = []
-    report = prepare_dataset("custom", annotation_file, videos_dir, out, progress=lambda *call: progress_calls.append(call))
+    report = prepare_dataset(
+        "custom", annotation_file, videos_dir, out, progress=lambda *call: progress_calls.append(call)
+    )
     assert report.usable
     assert kinds(report) == {
         "video_missing": 1,
@@ -195,7 +204,8 @@ def test_cli_prepare_and_check(videos_dir, annotation_file, tmp_path):
     shutil.copytree(videos_dir, own_videos)
     out = tmp_path / "prepared"
     result = runner.invoke(
-        app, ["prepare", "custom", "--annotations", str(annotation_file), "--videos", str(own_videos), "--out", str(out)]
+        app,
+        ["prepare", "custom", "--annotations", str(annotation_file), "--videos", str(own_videos), "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
     assert "usable" in result.output and "video_missing" in result.output
@@ -212,7 +222,9 @@ def test_cli_prepare_and_check(videos_dir, annotation_file, tmp_path):
 
 def test_cli_prepare_synthetic(tmp_path):
     out = tmp_path / "synthetic"
-    result = CliRunner().invoke(app, ["prepare", "synthetic", "--out", str(out), "--videos", "3", "--classes", "2", "--seed", "0"])
+    result = CliRunner().invoke(
+        app, ["prepare", "synthetic", "--out", str(out), "--videos", "3", "--classes", "2", "--seed", "0"]
+    )
     assert result.exit_code == 0, result.output
     dataset = load_prepared_dataset(out)
     assert dataset.profile == "synthetic" and len(dataset.classes) == 2 and len(dataset.videos) == 3

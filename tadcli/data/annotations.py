@@ -199,7 +199,12 @@ def read_annotations(
             f"{path}: unknown annotation format {format!r}; expected one of {', '.join(ANNOTATION_FORMATS)}"
         )
     classes_override = _read_class_list_file(Path(class_list)) if class_list is not None else None
-    if classes_override is not None and format not in ("activitynet-json", "multithumos-json", "custom-csv", "custom-json"):
+    if classes_override is not None and format not in (
+        "activitynet-json",
+        "multithumos-json",
+        "custom-csv",
+        "custom-json",
+    ):
         raise AnnotationError(f"{class_list}: a class list file is not used by format {format!r} (it has its own)")
     if format == "activitynet-json":
         return _read_activitynet_json(path, classes_override)
@@ -265,11 +270,16 @@ def _detect_directory_format(path: Path) -> str:
     if len(found) == 1 and not found[0].startswith("epic"):
         return found[0]
     if len(found) == 1:
-        raise AnnotationError(f"{path}: EPIC-Kitchens annotations: choose the task, format epic-kitchens-verb or epic-kitchens-noun")
+        raise AnnotationError(
+            f"{path}: EPIC-Kitchens annotations: choose the task, format epic-kitchens-verb or epic-kitchens-noun"
+        )
     if found:
-        raise AnnotationError(f"{path}: ambiguous annotation directory, it holds files of {' and '.join(found)}; pass the format")
+        raise AnnotationError(
+            f"{path}: ambiguous annotation directory, it holds files of {' and '.join(found)}; pass the format"
+        )
     raise AnnotationError(
-        f"{path}: no known annotation files in this directory; expected THUMOS14 '<Class>_val.txt'/'<Class>_test.txt' files, "
+        f"{path}: no known annotation files in this directory; expected THUMOS14 "
+        "'<Class>_val.txt'/'<Class>_test.txt' files, "
         "BSN 'anet_anno_action.json', 'Charades_v1_*.csv' or 'EPIC_100_*.csv' (or pass a .json/.csv file)"
     )
 
@@ -298,7 +308,9 @@ def _detect_csv_format(path: Path, header: list[str]) -> str:
     if {"id", "actions", "length"} <= columns:
         return "charades-csv"
     if {"narration_id", "video_id", "start_timestamp", "stop_timestamp"} <= columns:
-        raise AnnotationError(f"{path}: EPIC-Kitchens annotations: choose the task, format epic-kitchens-verb or epic-kitchens-noun")
+        raise AnnotationError(
+            f"{path}: EPIC-Kitchens annotations: choose the task, format epic-kitchens-verb or epic-kitchens-noun"
+        )
     if {"video", "start", "end", "label"} <= columns:
         return "custom-csv"
     raise AnnotationError(
@@ -336,7 +348,10 @@ def _read_activitynet_json(path: Path, classes_override: list[str] | None) -> An
     if classes_override is not None:
         classes = classes_override
     elif "classes" in content:  # a prepared dataset's manifest.json
-        classes = [_require_str(name, f"{path}: classes[{i}]") for i, name in enumerate(_require_list(content["classes"], f"{path}: classes"))]
+        classes = [
+            _require_str(name, f"{path}: classes[{i}]")
+            for i, name in enumerate(_require_list(content["classes"], f"{path}: classes"))
+        ]
     elif category_file.is_file():
         classes = _read_class_list_file(category_file)
     else:
@@ -355,7 +370,9 @@ def _thumos_txt_files(directory: Path) -> list[Path]:
 
 def _read_thumos14_txt(path: Path) -> AnnotationSet:
     if not path.is_dir():
-        raise AnnotationError(f"{path}: thumos14-txt expects the directory of '<Class>_val.txt' / '<Class>_test.txt' files")
+        raise AnnotationError(
+            f"{path}: thumos14-txt expects the directory of '<Class>_val.txt' / '<Class>_test.txt' files"
+        )
     files = _thumos_txt_files(path)
     if not files:
         raise AnnotationError(f"{path}: no THUMOS14 '<Class>_val.txt' or '<Class>_test.txt' files found")
@@ -381,7 +398,9 @@ def _read_thumos14_txt(path: Path) -> AnnotationSet:
             video = videos.setdefault(video_id, VideoAnnotation(video_id, subset, None, None, None, []))
             if video.subset != subset:
                 raise AnnotationError(f"{where}: video {video_id} is in both subsets {video.subset!r} and {subset!r}")
-            video.instances.append(Instance(_float(fields[1], f"{where}: start"), _float(fields[2], f"{where}: end"), label))
+            video.instances.append(
+                Instance(_float(fields[1], f"{where}: start"), _float(fields[2], f"{where}: end"), label)
+            )
     return AnnotationSet(videos=videos, classes=sorted(classes), format="thumos14-txt")
 
 
@@ -395,7 +414,10 @@ def _read_activitynet_bsn(path: Path) -> AnnotationSet:
     info_file, names_file = directory / "video_info_new.csv", directory / "action_name.csv"
     for required in (anno_file, info_file, names_file):
         if not required.is_file():
-            raise AnnotationError(f"{required}: missing; the BSN ActivityNet layout needs anet_anno_action.json, video_info_new.csv and action_name.csv together")
+            raise AnnotationError(
+                f"{required}: missing; the BSN ActivityNet layout needs anet_anno_action.json, "
+                "video_info_new.csv and action_name.csv together"
+            )
     info = {row["video"]: row for row in _read_csv_rows(info_file, ("video", "numFrame", "fps", "subset"))}
     content = _require_mapping(_load_json(anno_file), str(anno_file))
     videos = {}
@@ -444,7 +466,9 @@ def _read_charades(path: Path) -> AnnotationSet:
     for file in files:
         subset = _charades_subset(file)
         if subset is None:
-            raise AnnotationError(f"{file}: cannot tell the subset from the name; expected Charades_v1_train.csv or Charades_v1_test.csv")
+            raise AnnotationError(
+                f"{file}: cannot tell the subset from the name; expected Charades_v1_train.csv or Charades_v1_test.csv"
+            )
         for row_number, row in enumerate(_read_csv_rows(file, ("id", "actions", "length")), start=2):
             where = f"{file}:{row_number}: video {row['id']}"
             instances = []
@@ -456,10 +480,14 @@ def _read_charades(path: Path) -> AnnotationSet:
                 if names is not None and code not in names:
                     raise AnnotationError(f"{where}: actions: class {code!r} is not in {class_file}")
                 label = names[code] if names is not None else code
-                instances.append(Instance(_float(fields[1], f"{where}: start"), _float(fields[2], f"{where}: end"), label))
+                instances.append(
+                    Instance(_float(fields[1], f"{where}: start"), _float(fields[2], f"{where}: end"), label)
+                )
             if row["id"] in videos:
                 raise AnnotationError(f"{where}: video listed twice")
-            videos[row["id"]] = VideoAnnotation(row["id"], subset, _float(row["length"], f"{where}: length"), None, None, instances)
+            videos[row["id"]] = VideoAnnotation(
+                row["id"], subset, _float(row["length"], f"{where}: length"), None, None, instances
+            )
     classes = list(names.values()) if names is not None else _sorted_labels(videos.values())
     return AnnotationSet(videos=videos, classes=classes, format="charades-csv")
 
@@ -483,7 +511,9 @@ def _read_charades_classes(file: Path) -> dict[str, str]:
 def _read_multithumos(path: Path, classes_override: list[str] | None) -> AnnotationSet:
     content = _require_mapping(_load_json(path), str(path))
     if classes_override is not None and len(classes_override) != MULTITHUMOS_NUM_CLASSES:
-        raise AnnotationError(f"class list: Multi-THUMOS has {MULTITHUMOS_NUM_CLASSES} classes, the list has {len(classes_override)}")
+        raise AnnotationError(
+            f"class list: Multi-THUMOS has {MULTITHUMOS_NUM_CLASSES} classes, the list has {len(classes_override)}"
+        )
     classes = classes_override or list(THUMOS14_CLASSES) + [
         f"class_{index}" for index in range(len(THUMOS14_CLASSES) + 1, MULTITHUMOS_NUM_CLASSES + 1)
     ]
@@ -499,7 +529,13 @@ def _read_multithumos(path: Path, classes_override: list[str] | None) -> Annotat
             class_index = _int(action[0], f"{item_where}: class index")
             if not 1 <= class_index <= MULTITHUMOS_NUM_CLASSES:
                 raise AnnotationError(f"{item_where}: class index {class_index} outside 1..{MULTITHUMOS_NUM_CLASSES}")
-            instances.append(Instance(_float(action[1], f"{item_where}: start"), _float(action[2], f"{item_where}: end"), classes[class_index - 1]))
+            instances.append(
+                Instance(
+                    _float(action[1], f"{item_where}: start"),
+                    _float(action[2], f"{item_where}: end"),
+                    classes[class_index - 1],
+                )
+            )
         videos[video_id] = VideoAnnotation(
             video_id=video_id,
             subset=_require_str(entry.get("subset"), f"{where}: subset"),
@@ -516,7 +552,9 @@ def _read_multithumos(path: Path, classes_override: list[str] | None) -> Annotat
 
 
 def _epic_csv_files(directory: Path) -> list[Path]:
-    return [directory / f"EPIC_100_{name}.csv" for name in _EPIC_SUBSETS if (directory / f"EPIC_100_{name}.csv").is_file()]
+    return [
+        directory / f"EPIC_100_{name}.csv" for name in _EPIC_SUBSETS if (directory / f"EPIC_100_{name}.csv").is_file()
+    ]
 
 
 def _read_epic_kitchens(path: Path, task: str) -> AnnotationSet:
@@ -530,25 +568,35 @@ def _read_epic_kitchens(path: Path, task: str) -> AnnotationSet:
     class_rows = _read_csv_rows(class_file, ("id", "key"))
     names = {row["id"]: row["key"] for row in class_rows}
     info_file = directory / "EPIC_100_video_info.csv"
-    info = {row["video_id"]: row for row in _read_csv_rows(info_file, ("video_id", "duration", "fps"))} if info_file.is_file() else {}
+    info = (
+        {row["video_id"]: row for row in _read_csv_rows(info_file, ("video_id", "duration", "fps"))}
+        if info_file.is_file()
+        else {}
+    )
     class_column = f"{task}_class"
     videos: dict[str, VideoAnnotation] = {}
     for file in files:
         subset = _EPIC_SUBSETS.get(file.stem.removeprefix("EPIC_100_"))
         if subset is None:
-            raise AnnotationError(f"{file}: cannot tell the subset from the name; expected EPIC_100_train.csv or EPIC_100_validation.csv")
+            raise AnnotationError(
+                f"{file}: cannot tell the subset from the name; expected EPIC_100_train.csv or EPIC_100_validation.csv"
+            )
         required = ("video_id", "start_timestamp", "stop_timestamp", class_column)
         for row_number, row in enumerate(_read_csv_rows(file, required), start=2):
             video_id = row["video_id"]
             where = f"{file}:{row_number}: video {video_id}"
             if row[class_column] not in names:
-                raise AnnotationError(f"{where}: {class_column} {row[class_column]!r} is not an id of {class_file.name}")
+                raise AnnotationError(
+                    f"{where}: {class_column} {row[class_column]!r} is not an id of {class_file.name}"
+                )
             if video_id not in videos:
                 video_info = info.get(video_id)
                 videos[video_id] = VideoAnnotation(
                     video_id=video_id,
                     subset=subset,
-                    duration=_float(video_info["duration"], f"{info_file}: {video_id}: duration") if video_info else None,
+                    duration=_float(video_info["duration"], f"{info_file}: {video_id}: duration")
+                    if video_info
+                    else None,
                     fps=_float(video_info["fps"], f"{info_file}: {video_id}: fps") if video_info else None,
                     num_frames=None,
                     instances=[],
@@ -579,7 +627,9 @@ def _read_custom_csv(path: Path, classes_override: list[str] | None) -> Annotati
     header = _read_csv_header(path)
     unknown = [column for column in header if column not in _CUSTOM_CSV_COLUMNS]
     if unknown:
-        raise AnnotationError(f"{path}: unknown column(s) {unknown}; the custom CSV columns are video,start,end,label[,subset]")
+        raise AnnotationError(
+            f"{path}: unknown column(s) {unknown}; the custom CSV columns are video,start,end,label[,subset]"
+        )
     videos: dict[str, VideoAnnotation] = {}
     for row_number, row in enumerate(_read_csv_rows(path, ("video", "start", "end", "label")), start=2):
         video_id = strip_video_extension(row["video"].strip())
@@ -594,7 +644,9 @@ def _read_custom_csv(path: Path, classes_override: list[str] | None) -> Annotati
         if not any(values):
             continue
         if not all(values):
-            raise AnnotationError(f"{where}: start, end and label must all be given (or all be empty for a video without actions)")
+            raise AnnotationError(
+                f"{where}: start, end and label must all be given (or all be empty for a video without actions)"
+            )
         video.instances.append(_instance([values[0], values[1]], values[2], where))
     classes = classes_override if classes_override is not None else _sorted_labels(videos.values())
     return AnnotationSet(videos=videos, classes=classes, format="custom-csv")
@@ -604,7 +656,9 @@ def _read_custom_json(path: Path, classes_override: list[str] | None) -> Annotat
     content = _require_mapping(_load_json(path), str(path))
     unknown = [key for key in content if key not in ("classes", "videos")]
     if unknown:
-        raise AnnotationError(f"{path}: unknown key(s) {unknown}; the custom JSON keys are 'classes' (optional) and 'videos'")
+        raise AnnotationError(
+            f"{path}: unknown key(s) {unknown}; the custom JSON keys are 'classes' (optional) and 'videos'"
+        )
     videos: dict[str, VideoAnnotation] = {}
     for index, entry in enumerate(_require_list(content.get("videos"), f"{path}: videos")):
         where = f"{path}: videos[{index}]"
@@ -635,7 +689,10 @@ def _read_custom_json(path: Path, classes_override: list[str] | None) -> Annotat
     if classes_override is not None:
         classes = classes_override
     elif "classes" in content:
-        classes = [_require_str(name, f"{path}: classes[{i}]") for i, name in enumerate(_require_list(content["classes"], f"{path}: classes"))]
+        classes = [
+            _require_str(name, f"{path}: classes[{i}]")
+            for i, name in enumerate(_require_list(content["classes"], f"{path}: classes"))
+        ]
     else:
         classes = _sorted_labels(videos.values())
     return AnnotationSet(videos=videos, classes=classes, format="custom-json")
@@ -650,7 +707,9 @@ def _load_json(path: Path) -> Any:
         with path.open("rb") as handle:
             return json.load(handle)
     except json.JSONDecodeError as error:
-        raise AnnotationError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+        raise AnnotationError(
+            f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
     except OSError as error:
         raise AnnotationError(f"{path}: cannot read: {error.strerror}") from None
 
@@ -692,7 +751,11 @@ def _sorted_labels(videos: Iterable[VideoAnnotation]) -> list[str]:
 def _instance(segment: Any, label: Any, where: str) -> Instance:
     if not isinstance(segment, (list, tuple)) or len(segment) != 2:
         raise AnnotationError(f"{where}: segment: expected [start, end] in seconds, got {segment!r}")
-    return Instance(_float(segment[0], f"{where}: start"), _float(segment[1], f"{where}: end"), _require_str(label, f"{where}: label"))
+    return Instance(
+        _float(segment[0], f"{where}: start"),
+        _float(segment[1], f"{where}: end"),
+        _require_str(label, f"{where}: label"),
+    )
 
 
 def _float(value: Any, where: str) -> float:

@@ -52,7 +52,10 @@ Severity = Literal["error", "dropped", "changed", "note"]
 # kind -> (severity, the decision taken). "error": the dataset is unusable; "dropped": a video or
 # an instance was removed; "changed": a value was corrected; "note": kept as is, worth knowing.
 ISSUE_KINDS: dict[str, tuple[Severity, str]] = {
-    "subset_empty": ("error", "a subset the profile trains or evaluates on has no instance: nothing to train or a NaN mAP"),
+    "subset_empty": (
+        "error",
+        "a subset the profile trains or evaluates on has no instance: nothing to train or a NaN mAP",
+    ),
     "video_missing": ("dropped", "video dropped: no file for it in the video folder"),
     "video_file_ambiguous": ("dropped", "video dropped: several files match its id"),
     "video_unreadable": ("dropped", "video dropped: the file cannot be decoded or has no frames"),
@@ -156,9 +159,7 @@ class DatasetReport:
         lines = [f"{self.dataset_dir}: {verb}, profile '{self.profile}', {verdict}", f"source: {self.source}"]
         lines.append(f"videos probed: {self.videos_probed} (from cache: {self.videos_from_cache})")
         for subset, counts in self.counts.items():
-            lines.append(
-                f"  {subset}: {counts.videos} videos, {counts.instances} instances, {counts.classes} classes"
-            )
+            lines.append(f"  {subset}: {counts.videos} videos, {counts.instances} instances, {counts.classes} classes")
         for kind, count in self.issue_counts().items():
             severity, decision = ISSUE_KINDS[kind]
             lines.append(f"{severity.upper()} {kind} x{count}: {decision}")
@@ -230,13 +231,23 @@ def _check_video_file(
         DURATION_TOLERANCE_S, DURATION_TOLERANCE_RELATIVE * probe.duration
     ):
         issues.append(
-            Issue("duration_mismatch", f"annotation says {video.duration:.3f} s, the file has {probe.duration:.3f} s", **where)
+            Issue(
+                "duration_mismatch",
+                f"annotation says {video.duration:.3f} s, the file has {probe.duration:.3f} s",
+                **where,
+            )
         )
     if video.fps is not None and abs(video.fps - probe.fps) > FPS_TOLERANCE_RELATIVE * probe.fps:
-        issues.append(Issue("fps_mismatch", f"annotation says {video.fps:g} fps, the file has {probe.fps:g} fps", **where))
+        issues.append(
+            Issue("fps_mismatch", f"annotation says {video.fps:g} fps, the file has {probe.fps:g} fps", **where)
+        )
     if profile.fps is not None and abs(profile.fps - probe.fps) > FPS_TOLERANCE_RELATIVE * profile.fps:
         issues.append(
-            Issue("fps_not_profile", f"the file has {probe.fps:g} fps, profile '{profile.name}' expects {profile.fps:g}", **where)
+            Issue(
+                "fps_not_profile",
+                f"the file has {probe.fps:g} fps, profile '{profile.name}' expects {profile.fps:g}",
+                **where,
+            )
         )
     return replace(video, duration=probe.duration, fps=probe.fps, num_frames=probe.num_frames)
 
@@ -287,12 +298,20 @@ def check_subsets(videos: dict[str, VideoAnnotation], classes: list[str], profil
     for subset in dict.fromkeys((profile.train_subset, profile.eval_subset)):
         if subset not in counts:
             present = ", ".join(repr(name) for name in counts) or "none"
-            issues.append(Issue("subset_empty", f"no video in subset '{subset}' (subsets present: {present})", subset=subset))
+            issues.append(
+                Issue("subset_empty", f"no video in subset '{subset}' (subsets present: {present})", subset=subset)
+            )
         elif counts[subset].instances == 0:
             issues.append(Issue("subset_empty", f"{counts[subset].videos} videos but 0 instances", subset=subset))
     for subset in counts:
         if subset not in (profile.train_subset, profile.eval_subset):
-            issues.append(Issue("subset_unused", f"{counts[subset].videos} videos, {counts[subset].instances} instances", subset=subset))
+            issues.append(
+                Issue(
+                    "subset_unused",
+                    f"{counts[subset].videos} videos, {counts[subset].instances} instances",
+                    subset=subset,
+                )
+            )
     trained = {i.label for v in videos.values() if v.subset == profile.train_subset for i in v.instances}
     if profile.train_subset in counts:
         for name in classes:
@@ -382,9 +401,7 @@ def load_prepared_dataset(dataset_dir: str | Path) -> PreparedDataset:
         raise DatasetError(f"{manifest_path}: manifest version {version!r}, this tad reads version {MANIFEST_VERSION}")
     try:
         profile, classes = str(content["profile"]), [str(name) for name in content["classes"]]
-        videos = {
-            video_id: _prepared_video(root, video_id, entry) for video_id, entry in content["database"].items()
-        }
+        videos = {video_id: _prepared_video(root, video_id, entry) for video_id, entry in content["database"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise DatasetError(f"{manifest_path}: malformed manifest ({type(error).__name__}: {error})") from None
     return PreparedDataset(root=root, profile=profile, classes=classes, videos=videos)
@@ -399,7 +416,9 @@ def _prepared_video(root: Path, video_id: str, entry: dict) -> PreparedVideo:
         duration=None if entry["duration"] is None else float(entry["duration"]),
         fps=None if entry["fps"] is None else float(entry["fps"]),
         num_frames=None if entry["num_frames"] is None else int(entry["num_frames"]),
-        instances=[Instance(float(a["segment"][0]), float(a["segment"][1]), str(a["label"])) for a in entry["annotations"]],
+        instances=[
+            Instance(float(a["segment"][0]), float(a["segment"][1]), str(a["label"])) for a in entry["annotations"]
+        ],
     )
 
 

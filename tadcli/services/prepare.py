@@ -115,7 +115,12 @@ def prepare_dataset(
     issues: list[Issue] = []
     if dataset == "epic-kitchens" and annotation_format is None and annotations.suffix.lower() != ".json":
         annotation_format = DEFAULT_EPIC_FORMAT
-        issues.append(Issue("default_choice", f"EPIC-Kitchens task: noun (format {DEFAULT_EPIC_FORMAT}); use epic-kitchens-verb for verbs"))
+        issues.append(
+            Issue(
+                "default_choice",
+                f"EPIC-Kitchens task: noun (format {DEFAULT_EPIC_FORMAT}); use epic-kitchens-verb for verbs",
+            )
+        )
     _report_progress(progress, "reading annotations", 0, 1)
     annotation_set = read_annotations(annotations, annotation_format, class_list=class_list)
     _report_progress(progress, "reading annotations", 1, 1)
@@ -176,9 +181,7 @@ def check_dataset(
     if all(video.path is not None for video in dataset.videos.values()):
         existing = [video.path for video in dataset.videos.values() if video.path.is_file()]
         run = probe_videos(existing, dataset.root / PROBE_CACHE_FILE, workers, progress)
-        probes = {
-            video.video_id: run.probes.get(str(video.path.absolute())) for video in dataset.videos.values()
-        }
+        probes = {video.video_id: run.probes.get(str(video.path.absolute())) for video in dataset.videos.values()}
         probed, from_cache = run.probed, run.from_cache
     videos, issues = clean_videos(annotation_set.videos, dataset.classes, probes, profile)
     issues += check_subsets(videos, dataset.classes, profile)
@@ -230,7 +233,9 @@ def _rename_subsets(annotation_set: AnnotationSet, renames: dict[str, str]) -> l
         if old in renames:
             for video in videos:
                 video.subset = renames[old]
-            issues.append(Issue("subset_renamed", f"'{old}' -> '{renames[old]}' ({len(videos)} videos)", subset=renames[old]))
+            issues.append(
+                Issue("subset_renamed", f"'{old}' -> '{renames[old]}' ({len(videos)} videos)", subset=renames[old])
+            )
     return issues
 
 
