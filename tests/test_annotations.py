@@ -11,9 +11,9 @@ import pytest
 from tadcli.data.annotations import AMBIGUOUS_LABEL, AnnotationSet, Instance, detect_annotation_format, read_annotations
 from tadcli.errors import AnnotationError
 
-SHARED_ANNOTATIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "annotations"
+SHARED_ANNOTATIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "annotations"  # see conftest.py
 needs_shared = pytest.mark.skipif(
-    not SHARED_ANNOTATIONS.is_dir(), reason=f"real annotation files not found at {SHARED_ANNOTATIONS}"
+    not SHARED_ANNOTATIONS.is_dir(), reason=f"the shared annotation folder {SHARED_ANNOTATIONS} is absent"
 )
 
 
@@ -219,6 +219,12 @@ def test_custom_json_schema(tmp_path):
     path.write_text(json.dumps(content))
     with pytest.raises(AnnotationError, match=r"unknown key.*annotation"):
         read_annotations(path)
+
+
+@needs_shared
+def test_the_official_sample_submission_is_recognised_as_results_not_annotations():
+    with pytest.raises(AnnotationError, match="sample_detection_prediction.json: this is a detection results file"):
+        read_annotations(SHARED_ANNOTATIONS / "activitynet" / "sample_detection_prediction.json")
 
 
 def test_unknown_formats_name_the_file_and_what_was_expected(tmp_path):

@@ -190,6 +190,28 @@ def test_prepare_real_thumos14_text_files_maps_subsets_to_the_profile(annotation
     assert dataset.videos["video_validation_0000051"].path is None
 
 
+def test_video_lookup_activitynet_prefix_and_ambiguous_files(videos_dir, tmp_path):
+    folder = tmp_path / "videos"
+    (folder / "other").mkdir(parents=True)
+    shutil.copy(videos_dir / "a.mp4", folder / "v_bare1.mp4")  # official ActivityNet id, OpenTAD file name
+    shutil.copy(videos_dir / "b.mp4", folder / "pref2.mp4")  # BSN id with v_, bare file name
+    shutil.copy(videos_dir / "c.mp4", folder / "twice.mp4")
+    shutil.copy(videos_dir / "d.mp4", folder / "other" / "twice.mp4")
+    database = {
+        "bare1": {"subset": "training", "duration": 4.0, "annotations": [{"segment": [1.0, 2.0], "label": "x"}]},
+        "v_pref2": {"subset": "validation", "duration": 4.0, "annotations": [{"segment": [1.0, 2.0], "label": "x"}]},
+        "twice": {"subset": "validation", "duration": 3.0, "annotations": [{"segment": [1.0, 2.0], "label": "x"}]},
+    }
+    annotation_file = tmp_path / "anet.json"
+    annotation_file.write_text(json.dumps({"version": "1.3", "database": database}))
+    report = prepare_dataset("activitynet", annotation_file, folder, tmp_path / "out")
+    assert report.usable and kinds(report) == {"video_file_ambiguous": 1}
+    dataset = load_prepared_dataset(tmp_path / "out")
+    assert dataset.videos["bare1"].path == folder / "v_bare1.mp4"
+    assert dataset.videos["v_pref2"].path == folder / "pref2.mp4"
+    assert "twice" not in dataset.videos
+
+
 def test_prepare_rejects_annotations_of_another_dataset(annotations_dir, tmp_path):
     with pytest.raises(DatasetError, match="multithumos-json annotations are not a thumos14 format"):
         prepare_dataset("thumos14", annotations_dir / "multithumos" / "multithumos.json", None, tmp_path / "out")
