@@ -61,7 +61,16 @@ def annotation_file(tmp_path) -> Path:
         "videos": [
             video_entry("a", "train", [(0.5, 1.5, "jump"), (0.5, 1.5, "jump"), (2.0, 5.0, "wave"), (4.5, 6.0, "wave")]),
             video_entry(
-                "b", "train", [(1.0, 1.0, "wave"), (2.0, 1.0, "jump"), (0.2, 0.9, "jump"), (1.0, 2.0, "dance")]
+                "b",
+                "train",
+                [
+                    (1.0, 1.0, "wave"),
+                    (2.0, 1.0, "jump"),
+                    (0.2, 0.9, "jump"),
+                    (1.0, 2.0, "dance"),
+                    (-3.0, -1.0, "jump"),
+                    (-0.5, 0.5, "wave"),
+                ],
             ),
             video_entry("c", "training", []),
             video_entry("d", "val", [(1.0, 2.0, "jump")]),
@@ -91,9 +100,10 @@ def test_prepare_reports_each_problem_and_keeps_the_rest(videos_dir, annotation_
         "video_unreadable": 1,
         "unknown_label": 1,
         "segment_empty": 2,
-        "segment_outside_video": 1,
+        "segment_outside_video": 2,
         "duplicate_instance": 1,
         "segment_past_end": 1,
+        "segment_before_start": 1,
         "duration_mismatch": 1,
         "fps_mismatch": 1,
         "subset_renamed": 1,
@@ -102,7 +112,7 @@ def test_prepare_reports_each_problem_and_keeps_the_rest(videos_dir, annotation_
     by_kind = {issue.kind: issue for issue in report.issues}
     assert by_kind["video_missing"].video_id == "ghost" and by_kind["video_unreadable"].video_id == "broken"
     assert by_kind["unknown_label"].detail.startswith("dance")
-    assert report.counts["train"].videos == 3 and report.counts["train"].instances == 3
+    assert report.counts["train"].videos == 3 and report.counts["train"].instances == 4
     assert report.counts["val"].videos == 2 and report.counts["val"].instances == 2
     assert ("probing videos", 6, 6) in progress_calls
 
@@ -113,6 +123,7 @@ def test_prepare_reports_each_problem_and_keeps_the_rest(videos_dir, annotation_
     a = dataset.videos["a"]
     assert a.instances == [Instance(0.5, 1.5, "jump"), Instance(2.0, 4.0, "wave")]  # duplicate dropped, end clipped
     assert (a.fps, a.num_frames, a.duration) == (10.0, 40, 4.0)
+    assert dataset.videos["b"].instances == [Instance(0.2, 0.9, "jump"), Instance(0.0, 0.5, "wave")]
     assert dataset.videos["e"].duration == 3.0 and dataset.videos["e"].path == videos_dir / "nested" / "e.mp4"
     assert dataset.videos["c"].subset == "train" and dataset.videos["c"].instances == []
     assert [v.video_id for v in dataset.subset("val")] == ["d", "e"]

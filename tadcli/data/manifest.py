@@ -62,7 +62,7 @@ ISSUE_KINDS: dict[str, tuple[Severity, str]] = {
     "ambiguous_instance": ("dropped", "instance dropped: THUMOS14 'Ambiguous' is not a class"),
     "unknown_label": ("dropped", "instance dropped: label absent from the class list"),
     "segment_empty": ("dropped", "instance dropped: zero-length or inverted segment"),
-    "segment_outside_video": ("dropped", "instance dropped: starts at or after the video end"),
+    "segment_outside_video": ("dropped", "instance dropped: starts at or after the video end, or ends before 0"),
     "duplicate_instance": ("dropped", "instance dropped: same label and segment (within 1 ms) as another"),
     "segment_past_end": ("changed", "segment end clipped to the video duration"),
     "segment_before_start": ("changed", "segment start clipped to 0"),
@@ -79,7 +79,6 @@ ISSUE_KINDS: dict[str, tuple[Severity, str]] = {
 SEVERITY_ORDER: tuple[Severity, ...] = ("error", "dropped", "changed", "note")
 
 DUPLICATE_TOLERANCE_S = 1e-3  # the GT de-duplication tolerance of OpenTAD/ActionFormer (spec §7)
-BOUNDARY_TOLERANCE_S = 1e-6  # float noise allowed past the video end before a segment is clipped
 DURATION_TOLERANCE_S = 0.5
 DURATION_TOLERANCE_RELATIVE = 0.01
 FPS_TOLERANCE_RELATIVE = 0.01
@@ -265,11 +264,14 @@ def _clean_instances(video: VideoAnnotation, class_set: set[str], issues: list[I
             issues.append(Issue("segment_empty", text, **where))
             continue
         start, end = instance.start, instance.end
+        if end <= 0:
+            issues.append(Issue("segment_outside_video", f"{text}, ends before the video starts", **where))
+            continue
         if video.duration is not None:
             if start >= video.duration:
                 issues.append(Issue("segment_outside_video", f"{text}, video ends at {video.duration:g} s", **where))
                 continue
-            if end > video.duration + BOUNDARY_TOLERANCE_S:
+            if end > video.duration:
                 issues.append(Issue("segment_past_end", f"{text} -> end {video.duration:g}", **where))
                 end = video.duration
         if start < 0:
