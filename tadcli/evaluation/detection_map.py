@@ -148,7 +148,7 @@ def evaluate_detections(
     Returns:
         Per-class AP, mAP per threshold, average mAP and recall; see :class:`DetectionMetrics`.
     """
-    thresholds = np.asarray(tiou_thresholds, dtype=np.float64)
+    thresholds = np.asarray(tiou_thresholds, dtype=np.float64)  # [K]
     if thresholds.ndim != 1 or thresholds.size == 0:
         raise ValueError("tiou_thresholds: need at least one threshold")
     if not np.all((thresholds >= 0.0) & (thresholds <= 1.0)):
@@ -160,35 +160,12 @@ def evaluate_detections(
     gt_class = _codes(ground_truth.labels, class_index, grow=True)  # [N]
     video_index: dict[str, int] = {}
     gt_video = _codes(ground_truth.video_ids, video_index, grow=True)  # [N]
-    num_classes, num_videos = len(class_index), len(video_index)
-
-    det_class_all = _codes(detections.labels, class_index, grow=False)  # [M], -1: label without GT
-    scored = np.flatnonzero(det_class_all >= 0)
-    det_class = det_class_all[scored]
-    det_scores = np.asarray(detections.scores, dtype=np.float64)[scored]
-    # Descending score within each class; lexsort is stable, so equal scores keep file order.
-    order = np.lexsort((-det_scores, det_class))
-    det_rows = scored[order]  # [D] rows of `detections`, ranked: class, then score
-    det_class = det_class[order]
-    det_video = _codes([detections.video_ids[i] for i in det_rows], video_index, grow=False)  # [D], -1: unknown
-
-    pair_det, pair_gt = _same_class_video_pairs(det_class, det_video, gt_class, gt_video, num_videos)
-    det_starts = np.asarray(detections.starts, dtype=np.float64)[det_rows]
-    det_ends = np.asarray(detections.ends, dtype=np.float64)[det_rows]
-    pair_tiou = segment_tiou(
-        det_starts[pair_det],
-        det_ends[pair_det],
-        np.asarray(ground_truth.starts, dtype=np.float64)[pair_gt],
-        np.asarray(ground_truth.ends, dtype=np.float64)[pair_gt],
-    )
-    # Pairs grouped by (class, video), then in visiting order: detection rank (index = rank), then
-    # candidates by decreasing tIoU, equal tIoU in ground-truth file order.
-    pair_group = det_class[pair_det] * num_videos + det_video[pair_det]  # [P]
-    pair_order = np.lexsort((pair_gt, -pair_tiou, pair_det, pair_group))
-    pair_group, pair_det = pair_group[pair_order], pair_det[pair_order]
-    pair_gt, pair_tiou = pair_gt[pair_order], pair_tiou[pair_order]
-
+    det_rows, det_class, det_video = _rank_detections(detections, class_index, video_index)
     num_dets, num_gt = len(det_rows), len(ground_truth)
+
+    pair_group, pair_det, pair_gt, pair_tiou = _candidate_pairs(
+        ground_truth, detections, det_rows, det_class, det_video, gt_class, gt_video, len(video_index), thresholds.min()
+    )
     is_true_positive = np.zeros((len(thresholds), num_dets), dtype=bool)  # [K, D]
     for k, threshold in enumerate(thresholds):
         candidate = pair_tiou >= threshold
@@ -196,13 +173,13 @@ def evaluate_detections(
             pair_group[candidate], pair_det[candidate], pair_gt[candidate], num_dets, num_gt
         )
 
-    npos = np.bincount(gt_class, minlength=num_classes)  # [C]
-    class_bounds = np.searchsorted(det_class, np.arange(num_classes + 1))  # [C+1]
-    average_precision = np.zeros((len(thresholds), num_classes))  # [K, C]
-    for c in range(num_classes):
+    num_positives = np.bincount(gt_class, minlength=len(class_index))  # [C]
+    class_bounds = np.searchsorted(det_class, np.arange(len(class_index) + 1))  # [C+1]
+    average_precision = np.zeros((len(thresholds), len(class_index)))  # [K, C], C-contiguous as officially
+    for c in range(len(class_index)):
         tp = is_true_positive[:, class_bounds[c] : class_bounds[c + 1]]  # [K, D_c]
         if tp.shape[1] > 0:
-            average_precision[:, c] = _class_average_precision(tp, float(npos[c]))
+            average_precision[:, c] = _class_average_precision(tp, float(num_positives[c]))
     mean_ap = average_precision.mean(axis=1)  # [K]
 
     return DetectionMetrics(
@@ -266,6 +243,57 @@ def _class_average_precision(is_true_positive: np.ndarray, num_positives: float)
     recall = tp_cumsum / num_positives
     precision = tp_cumsum / (tp_cumsum + fp_cumsum)
     return np.array([interpolated_average_precision(p, r) for p, r in zip(precision, recall)])
+
+
+def _rank_detections(
+    detections: Detections, class_index: dict[str, int], video_index: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detections with a ground-truth class, grouped by class and ranked by descending score.
+
+    ``lexsort`` is stable, so equal scores keep file order.
+
+    Returns:
+        det_rows [D] (rows of ``detections``; position = rank), det_class [D] (non-decreasing),
+        det_video [D] (-1: a video without ground truth).
+    """
+    det_class = _codes(detections.labels, class_index, grow=False)  # [M], -1: label without ground truth
+    scored = np.flatnonzero(det_class >= 0)  # [D]
+    scores = np.asarray(detections.scores, dtype=np.float64)[scored]
+    det_rows = scored[np.lexsort((-scores, det_class[scored]))]
+    det_video = _codes(detections.video_ids, video_index, grow=False)[det_rows]
+    return det_rows, det_class[det_rows], det_video
+
+
+def _candidate_pairs(
+    ground_truth: GroundTruth,
+    detections: Detections,
+    det_rows: np.ndarray,
+    det_class: np.ndarray,
+    det_video: np.ndarray,
+    gt_class: np.ndarray,
+    gt_video: np.ndarray,
+    num_videos: int,
+    min_threshold: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(detection, ground truth) pairs of one class and video with ``tIoU >= min_threshold``.
+
+    Returns:
+        pair_group, pair_det, pair_gt, pair_tiou, each [P], sorted by (class, video) group, then in
+        the official visiting order: detection rank, then decreasing tIoU, then ground-truth file
+        order (pairs are generated in that order and the sort is stable).
+    """
+    pair_det, pair_gt = _same_class_video_pairs(det_class, det_video, gt_class, gt_video, num_videos)
+    pair_tiou = segment_tiou(
+        np.asarray(detections.starts, dtype=np.float64)[det_rows[pair_det]],
+        np.asarray(detections.ends, dtype=np.float64)[det_rows[pair_det]],
+        np.asarray(ground_truth.starts, dtype=np.float64)[pair_gt],
+        np.asarray(ground_truth.ends, dtype=np.float64)[pair_gt],
+    )
+    reachable = pair_tiou >= min_threshold  # the others match at no threshold
+    pair_det, pair_gt, pair_tiou = pair_det[reachable], pair_gt[reachable], pair_tiou[reachable]
+    pair_group = det_class[pair_det] * num_videos + det_video[pair_det]  # [P]
+    order = np.lexsort((-pair_tiou, pair_group * len(det_rows) + pair_det))
+    return pair_group[order], pair_det[order], pair_gt[order], pair_tiou[order]
 
 
 def _greedy_match(

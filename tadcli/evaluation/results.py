@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,53 @@ def read_detection_results(path: str | Path) -> Detections:
     results = content["results"]
     if not isinstance(results, dict):
         raise AnnotationError(f"{path}: 'results' must map video ids to lists of detections, got {type(results).__name__}")
+    detections = _well_formed_columns(results)
+    return detections if detections is not None else _checked_columns(results, path)
 
+
+def _well_formed_columns(results: dict) -> Detections | None:
+    """The detections of a well-formed file, checked in bulk; ``None`` at the first doubt.
+
+    The fast path for large files: columns are gathered with list comprehensions and checked with
+    set, numpy and C-level scans. Anything unusual sends the file to :func:`_checked_columns`,
+    which finds and names the bad entry (or accepts what this path was too strict about).
+    """
+    video_ids: list[str] = []
+    segments: list = []
+    labels: list = []
+    scores: list = []
+    try:
+        for video_id, entries in results.items():
+            if type(entries) is not list:
+                return None
+            video_ids.extend([video_id] * len(entries))
+            segments.extend([entry["segment"] for entry in entries])
+            labels.extend([entry["label"] for entry in entries])
+            scores.extend([entry["score"] for entry in entries])
+    except (KeyError, TypeError):
+        return None
+    if set(map(type, segments)) - {list} or set(map(len, segments)) - {2}:
+        return None
+    times = list(chain.from_iterable(segments))  # [2M]: start, end, start, end, ...
+    if set(map(type, times)) - {int, float} or set(map(type, scores)) - {int, float} or set(map(type, labels)) - {str}:
+        return None
+    if "" in labels:
+        return None
+    bounds = np.array(times, dtype=np.float64).reshape(-1, 2)  # [2M] -> [M, 2]
+    score_array = np.array(scores, dtype=np.float64)
+    if not (np.isfinite(bounds).all() and np.isfinite(score_array).all() and (bounds[:, 1] >= bounds[:, 0]).all()):
+        return None
+    return Detections(
+        video_ids=video_ids,
+        starts=np.ascontiguousarray(bounds[:, 0]),
+        ends=np.ascontiguousarray(bounds[:, 1]),
+        labels=labels,
+        scores=score_array,
+    )
+
+
+def _checked_columns(results: dict, path: Path) -> Detections:
+    """The detections, entry by entry, raising :class:`AnnotationError` at the first bad one."""
     video_ids: list[str] = []
     starts: list[float] = []
     ends: list[float] = []
@@ -94,7 +141,12 @@ def _parse_entry(entry: Any, where: str) -> tuple[float, float, str, float]:
 
 
 def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond the float range
+        return False
 
 
 def _load_json(path: Path) -> Any:
