@@ -6,8 +6,8 @@ PyTorch (no compiled extension):
 1. :func:`select_candidates` per sample (window or resized video): decode, sigmoid, drop padded
    points, then threshold and top-k over all pyramid levels jointly (multi-class only).
 2. Resize datasets (ActivityNet): :func:`batched_soft_nms` per sample, then
-   :func:`resized_grid_to_seconds`.
-   Sliding-window datasets: :func:`sliding_grid_to_seconds` per window, then
+   :func:`detections_to_seconds`.
+   Sliding-window datasets: :func:`detections_to_seconds` per window, then
    :func:`merge_windows` per video (one soft-NMS over all its windows).
 3. :func:`round_for_output` gives the rounded rows of the emitted JSON.
 """
@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import torch
 
+from tadcli.data.sampling import grid_to_seconds
 from tadcli.model.detector.actionformer import DetectorOutput
 from tadcli.model.detector.decode import decode_segments
 
@@ -246,25 +247,18 @@ def batched_soft_nms(detections: Detections, settings: PostprocessSettings) -> D
     return Detections(kept_segments[order], final_scores[: settings.max_segments], detections.labels[kept][order])
 
 
-def sliding_grid_to_seconds(
-    detections: Detections,
-    fps: float,
-    snippet_stride: int,
-    window_start_frame: int,
-    duration: float,
-    offset_frames: int = 0,
+def detections_to_seconds(
+    detections: Detections, fps: float, snippet_stride: float, window_start_frame: float, duration: float
 ) -> Detections:
-    """Grid units of one window -> seconds: ``(t * snippet_stride + window_start_frame + offset_frames) / fps``,
-    clamped to [0, duration] (spec §5.2; no half-snippet centering)."""
-    seconds = (detections.segments * snippet_stride + window_start_frame + offset_frames) / fps
-    return Detections(seconds.clamp(0.0, duration), detections.scores, detections.labels)
+    """Grid units of one sample -> seconds, clamped to [0, duration] (spec §5.2).
 
-
-def resized_grid_to_seconds(detections: Detections, resize_length: int, duration: float) -> Detections:
-    """Grid units of a video resized to ``resize_length`` steps -> seconds ``t / resize_length * duration``,
-    clamped to [0, duration] (spec §5.2)."""
-    seconds = detections.segments / resize_length * duration
-    return Detections(seconds.clamp(0.0, duration), detections.scores, detections.labels)
+    ``(t * snippet_stride + window_start_frame) / fps`` (:func:`tadcli.data.sampling.grid_to_seconds`, no
+    half-snippet centering). For a video resized to T steps, ``window_start_frame = 0`` and
+    ``snippet_stride = duration * fps / T`` give ``t / T * duration``; a
+    :class:`tadcli.data.sampling.Window` carries all three values.
+    """
+    seconds = grid_to_seconds(detections.segments, fps, snippet_stride, window_start_frame, duration)
+    return Detections(seconds, detections.scores, detections.labels)
 
 
 def detect_batch(outputs: DetectorOutput, settings: PostprocessSettings, apply_nms: bool) -> list[Detections]:
