@@ -23,9 +23,9 @@ FPS = 10
 CLASSES = ["jump", "wave"]
 
 
-def write_tiny_mp4(path: Path, seconds: float, fps: int = FPS) -> None:
-    """A 64x48 video whose frames get brighter over time."""
-    with av.open(str(path), "w") as container:
+def write_tiny_mp4(path: Path, seconds: float, fps: int = FPS, faststart: bool = False) -> None:
+    """A 64x48 video whose frames get brighter over time (``faststart``: index before the frames)."""
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for index in range(int(seconds * fps)):
@@ -51,6 +51,9 @@ def videos_dir(tmp_path_factory) -> Path:
     (folder / "nested").mkdir()
     write_tiny_mp4(folder / "nested" / "e.mp4", 3)  # found in a sub-folder
     (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    write_tiny_mp4(folder / "f.mp4", 4, faststart=True)  # then truncated: an interrupted download
+    content = (folder / "f.mp4").read_bytes()
+    (folder / "f.mp4").write_bytes(content[: len(content) // 2])
     return folder
 
 
@@ -75,6 +78,7 @@ def annotation_file(tmp_path) -> Path:
             video_entry("c", "training", []),
             video_entry("d", "val", [(1.0, 2.0, "jump")]),
             video_entry("e", "val", [(0.5, 2.5, "wave")], duration=10.0, fps=30.0),
+            video_entry("f", "train", [(0.5, 1.0, "jump"), (3.5, 3.9, "wave")]),
             video_entry("broken", "train", [(1.0, 2.0, "jump")]),
             video_entry("ghost", "val", [(1.0, 2.0, "wave")]),
         ],
@@ -100,7 +104,7 @@ def test_prepare_reports_each_problem_and_keeps_the_rest(videos_dir, annotation_
         "video_unreadable": 1,
         "unknown_label": 1,
         "segment_empty": 2,
-        "segment_outside_video": 2,
+        "segment_outside_video": 3,
         "duplicate_instance": 1,
         "segment_past_end": 1,
         "segment_before_start": 1,
@@ -108,18 +112,20 @@ def test_prepare_reports_each_problem_and_keeps_the_rest(videos_dir, annotation_
         "fps_mismatch": 1,
         "subset_renamed": 1,
         "video_without_instances": 1,
+        "video_truncated": 1,
     }
     by_kind = {issue.kind: issue for issue in report.issues}
     assert by_kind["video_missing"].video_id == "ghost" and by_kind["video_unreadable"].video_id == "broken"
     assert by_kind["unknown_label"].detail.startswith("dance")
-    assert report.counts["train"].videos == 3 and report.counts["train"].instances == 4
+    assert report.counts["train"].videos == 4 and report.counts["train"].instances == 5
     assert report.counts["val"].videos == 2 and report.counts["val"].instances == 2
-    assert ("probing videos", 6, 6) in progress_calls
+    assert ("probing videos", 7, 7) in progress_calls
 
     dataset = load_prepared_dataset(out)
     assert dataset.profile == "custom" and dataset.classes == CLASSES
     assert (out / "classes.txt").read_text() == "jump\nwave\n"
-    assert set(dataset.videos) == {"a", "b", "c", "d", "e"}
+    assert set(dataset.videos) == {"a", "b", "c", "d", "e", "f"}
+    assert dataset.videos["f"].instances == [Instance(0.5, 1.0, "jump")] and dataset.videos["f"].duration < 3.5
     a = dataset.videos["a"]
     assert a.instances == [Instance(0.5, 1.5, "jump"), Instance(2.0, 4.0, "wave")]  # duplicate dropped, end clipped
     assert (a.fps, a.num_frames, a.duration) == (10.0, 40, 4.0)
@@ -159,12 +165,12 @@ def test_probe_cache_only_probes_new_or_changed_files(videos_dir, annotation_fil
     shutil.copytree(videos_dir, own_videos)
     out = tmp_path / "prepared"
     first = prepare_dataset("custom", annotation_file, own_videos, out)
-    assert (first.videos_probed, first.videos_from_cache) == (6, 0)
+    assert (first.videos_probed, first.videos_from_cache) == (7, 0)
     second = prepare_dataset("custom", annotation_file, own_videos, out)
-    assert (second.videos_probed, second.videos_from_cache) == (0, 6)
+    assert (second.videos_probed, second.videos_from_cache) == (0, 7)
     write_tiny_mp4(own_videos / "d.mp4", 2)  # replaced by a shorter video
     third = prepare_dataset("custom", annotation_file, own_videos, out)
-    assert (third.videos_probed, third.videos_from_cache) == (1, 5)
+    assert (third.videos_probed, third.videos_from_cache) == (1, 6)
     assert load_prepared_dataset(out).videos["d"].duration == 2.0
 
 
@@ -174,8 +180,8 @@ def test_check_finds_a_deleted_and_a_replaced_video(videos_dir, annotation_file,
     out = tmp_path / "prepared"
     prepare_dataset("custom", annotation_file, own_videos, out)
     clean = check_dataset(out)
-    assert clean.usable and clean.videos_from_cache == 5 and clean.videos_probed == 0
-    assert set(kinds(clean)) == {"video_without_instances"}
+    assert clean.usable and clean.videos_from_cache == 6 and clean.videos_probed == 0
+    assert set(kinds(clean)) == {"video_without_instances", "video_truncated"}  # notes only
 
     (own_videos / "d.mp4").unlink()
     write_tiny_mp4(own_videos / "a.mp4", 1)  # now ends before its second instance starts

@@ -68,6 +68,10 @@ ISSUE_KINDS: dict[str, tuple[Severity, str]] = {
     "segment_before_start": ("changed", "segment start clipped to 0"),
     "duration_mismatch": ("changed", "the probed duration of the file is used"),
     "fps_mismatch": ("changed", "the probed fps of the file is used"),
+    "video_truncated": (
+        "note",
+        "kept with the frames that decode: the file looks truncated, segments are checked against them",
+    ),
     "fps_not_profile": ("note", "kept: the profile expects videos re-encoded to its fixed fps"),
     "subset_renamed": ("note", "subset renamed to the profile's name"),
     "subset_unused": ("note", "kept: neither the training nor the evaluation subset of the profile"),
@@ -226,6 +230,8 @@ def _check_video_file(
     if not probe.readable:
         issues.append(Issue("video_unreadable", f"{probe.path}: {probe.error}", **where))
         return None
+    if probe.warning is not None:
+        issues.append(Issue("video_truncated", f"{probe.path}: {probe.warning}", **where))
     if video.duration is not None and abs(video.duration - probe.duration) > max(
         DURATION_TOLERANCE_S, DURATION_TOLERANCE_RELATIVE * probe.duration
     ):

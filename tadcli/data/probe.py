@@ -3,7 +3,8 @@ frames decode; in parallel, with a cache so that a re-run only probes new or cha
 
 A probe opens the file with :func:`tadcli.data.video.open_video` (decord, PyAV when decord is missing
 or fails) and decodes frames ``0`` and ``num_frames - 1``: a file that opens but whose last frame
-does not decode (a truncated download) would otherwise fail in the middle of training.
+does not decode would otherwise fail in the middle of training. A file that only PyAV reads and that
+holds fewer frames than its container declares (a truncated download) is readable, with a warning.
 
 The cache (``probe_cache.json`` in the prepared dataset folder) maps
 ``"<absolute path>|<size in bytes>|<mtime in ns>"`` to the probe, so a replaced or modified file is
@@ -22,7 +23,7 @@ from tadcli.data.video import open_video
 from tadcli.errors import VideoError
 from tadcli.io.jsonio import write_json_atomic
 
-PROBE_CACHE_VERSION = 1
+PROBE_CACHE_VERSION = 2
 CACHE_SAVE_EVERY = 100  # probes between two saves of the cache during a long run
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -46,6 +47,7 @@ class VideoProbe:
     height: int | None
     backend: str | None  # decoder that read it: "decord" or "pyav"
     error: str | None
+    warning: str | None = None  # readable, but something looks wrong (a truncated file)
 
     @property
     def readable(self) -> bool:
@@ -82,7 +84,25 @@ def probe_video(path: str | Path) -> VideoProbe:
         error = None
     except VideoError as exc:
         error = str(exc).removeprefix(f"{path}: ")
-    return VideoProbe(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns, error=error, **measured)
+    warning = _truncation_warning(path, measured["num_frames"]) if measured["backend"] == "pyav" else None
+    return VideoProbe(
+        path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns, error=error, warning=warning, **measured
+    )
+
+
+def _truncation_warning(path: Path, num_frames: int) -> str | None:
+    """When PyAV read the file (decord could not), compare the frames present with the frame count that
+    the container declares: fewer present means a truncated file (an interrupted download or copy)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            declared = container.streams.video[0].frames  # 0 when the container does not say
+    except av.FFmpegError:
+        return None  # PyAV has just read this file; failing now says nothing about truncation
+    if declared > num_frames:
+        return f"the container declares {declared} frames, only {num_frames} are present (truncated file?)"
+    return None
 
 
 def probe_videos(
