@@ -96,7 +96,9 @@ def test_optimizer_groups_follow_the_decay_rules_and_partition_the_trainable_par
         assert id(param) in no_decay
     assert groups["detector_no_decay"]["weight_decay"] == 0.0 and groups["detector_decay"]["weight_decay"] == 0.05
     assert groups["adapter"]["lr"] == 2e-4 and groups["adapter"]["weight_decay"] == 0.05
-    adapter_biases = [p for m in model.backbone.adapter_modules() for n, p in m.named_parameters() if n.endswith("bias")]
+    adapter_biases = [
+        p for m in model.backbone.adapter_modules() for n, p in m.named_parameters() if n.endswith("bias")
+    ]
     assert adapter_biases and all(id(p) in {id(q) for q in groups["adapter"]["params"]} for p in adapter_biases)
     torch.optim.AdamW(list(groups.values())).step()  # accepted by the optimizer as they are
 

@@ -188,10 +188,11 @@ def test_shortest_action_wins_and_near_ties_give_multi_hot_targets():
     assert reg[6].tolist() == [2.0, 2.0]  # from the argmin (4, 8)
 
 
-def test_identical_actions_regress_to_the_first_and_duplicates_clamp_to_one():
-    segments = torch.tensor([[4.0, 8.0], [4.0, 8.0], [4.0, 8.0]])
-    cls, reg = assign_targets(POINTS, segments, torch.tensor([1, 1, 2]), num_classes=3)
-    assert cls[6].tolist() == [0.0, 1.0, 1.0]
+def test_identical_actions_add_each_class_once_and_regress_to_the_first():
+    segments = torch.tensor([[4.0, 8.0], [4.0, 8.0], [4.0, 8.0], [4.0, 8.0002]])
+    cls, reg = assign_targets(POINTS, segments, torch.tensor([1, 1, 2, 0]), num_classes=3)
+    assert cls[6].tolist() == [1.0, 1.0, 1.0]  # class 1 twice still clamps to 1; 8.0002 is within 1e-3
+    assert reg[7].tolist() == [3.0, 1.0]  # from (4, 8), the first of the shortest, not (4, 8.0002)
 
 
 def test_video_without_actions_is_all_background():

@@ -161,14 +161,18 @@ def test_grid_to_seconds_for_a_sliding_window_and_a_resized_video():
     assert seconds.segments[1].tolist() == pytest.approx([(2800 + 1536) / 30, 150.0])  # clamped to the duration
     # ActivityNet: 192 steps over a 57.3 s video at 15 fps
     resized = Detections(torch.tensor([[-3.0, 96.0]]), torch.tensor([0.5]), torch.tensor([0]))
-    seconds = detections_to_seconds(resized, fps=15.0, snippet_stride=57.3 * 15 / 192, window_start_frame=0, duration=57.3)
+    seconds = detections_to_seconds(
+        resized, fps=15.0, snippet_stride=57.3 * 15 / 192, window_start_frame=0, duration=57.3
+    )
     assert seconds.segments[0].tolist() == pytest.approx([0.0, 57.3 / 2])
 
 
 def test_seconds_grid_round_trip():
     grid = torch.tensor([[12.25, 40.0], [0.0, 383.5]])
     fps, stride, start = 29.97, 4, 384 * 4
-    seconds = detections_to_seconds(Detections(grid, torch.ones(2), torch.zeros(2, dtype=torch.long)), fps, stride, start, 1e6)
+    seconds = detections_to_seconds(
+        Detections(grid, torch.ones(2), torch.zeros(2, dtype=torch.long)), fps, stride, start, 1e6
+    )
     back = (seconds.segments * fps - start) / stride  # the data pipeline's seconds -> grid map
     assert torch.allclose(back, grid, atol=1e-4)
 

@@ -8,7 +8,6 @@ train and eval mode; :meth:`AdaTAD.compute_loss` and :meth:`AdaTAD.detect` are t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +51,7 @@ class AdaTAD(nn.Module):
         features = F.interpolate(features, size=self.detector_length, mode="linear", align_corners=False)
         return features.float()
 
-    def forward(self, frames: torch.Tensor, masks: Optional[torch.Tensor] = None) -> DetectorOutput:
+    def forward(self, frames: torch.Tensor, masks: torch.Tensor | None = None) -> DetectorOutput:
         """Raw detector outputs.
 
         Args:
@@ -88,14 +87,13 @@ def _split_detector_parameters(detector: nn.Module) -> tuple[list[nn.Parameter],
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad:
                 continue
-            if name == "weight" and isinstance(module, DECAYED_WEIGHT_MODULES):
-                decay.append(param)
-            elif name == "bias" or (name == "weight" and isinstance(module, UNDECAYED_WEIGHT_MODULES)):
-                no_decay.append(param)
-            elif name == "scale" and isinstance(module, (Scale, AffineDropPath)):
-                no_decay.append(param)
-            else:
-                raise AssertionError(f"detector parameter {name!r} of {type(module).__name__} has no decay rule")
+            decayed_weight = name == "weight" and isinstance(module, DECAYED_WEIGHT_MODULES)
+            norm_weight = name == "weight" and isinstance(module, UNDECAYED_WEIGHT_MODULES)
+            learned_scale = name == "scale" and isinstance(module, (Scale, AffineDropPath))
+            assert decayed_weight or norm_weight or learned_scale or name == "bias", (
+                f"detector parameter {name!r} of {type(module).__name__} has no decay rule"
+            )
+            (decay if decayed_weight else no_decay).append(param)
     return decay, no_decay
 
 
@@ -116,8 +114,18 @@ def optimizer_param_groups(
     groups = [
         {"name": "detector_decay", "params": decay, "lr": head_lr, "weight_decay": weight_decay},
         {"name": "detector_no_decay", "params": no_decay, "lr": head_lr, "weight_decay": 0.0},
-        {"name": "adapter", "params": [p for _, p in backbone_groups["adapter"]], "lr": adapter_lr, "weight_decay": weight_decay},
-        {"name": "backbone", "params": [p for _, p in backbone_groups["backbone"]], "lr": backbone_lr, "weight_decay": weight_decay},
+        {
+            "name": "adapter",
+            "params": [p for _, p in backbone_groups["adapter"]],
+            "lr": adapter_lr,
+            "weight_decay": weight_decay,
+        },
+        {
+            "name": "backbone",
+            "params": [p for _, p in backbone_groups["backbone"]],
+            "lr": backbone_lr,
+            "weight_decay": weight_decay,
+        },
     ]
     groups = [group for group in groups if group["params"]]
     grouped = [id(p) for group in groups for p in group["params"]]

@@ -9,7 +9,6 @@ dataset profile; ``load_released_adatad`` reads an OpenTAD-released AdaTAD check
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
 from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import BackboneConfig, Preset
@@ -126,7 +125,7 @@ def postprocess_settings(preset: Preset, profile: DatasetProfile) -> Postprocess
     )
 
 
-def load_released_adatad(model: AdaTAD, path: Union[str, Path]) -> LoadReport:
+def load_released_adatad(model: AdaTAD, path: str | Path) -> LoadReport:
     """Load a released OpenTAD AdaTAD checkpoint (EMA weights preferred) into ``model``, strictly.
 
     The file is read once; the backbone half goes through :mod:`tadcli.io.weights` (only adapter keys may be missing), the

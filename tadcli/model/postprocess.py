@@ -80,7 +80,9 @@ class Detections:
     @staticmethod
     def empty(device: torch.device | None = None) -> Detections:
         return Detections(
-            torch.zeros(0, 2, device=device), torch.zeros(0, device=device), torch.zeros(0, dtype=torch.long, device=device)
+            torch.zeros(0, 2, device=device),
+            torch.zeros(0, device=device),
+            torch.zeros(0, dtype=torch.long, device=device),
         )
 
     @staticmethod
@@ -89,7 +91,9 @@ class Detections:
         if not parts:
             return Detections.empty()
         return Detections(
-            torch.cat([p.segments for p in parts]), torch.cat([p.scores for p in parts]), torch.cat([p.labels for p in parts])
+            torch.cat([p.segments for p in parts]),
+            torch.cat([p.scores for p in parts]),
+            torch.cat([p.labels for p in parts]),
         )
 
     def index(self, keep: torch.Tensor) -> Detections:
@@ -99,9 +103,7 @@ class Detections:
         """Plain Python rows, in the stored order."""
         return [
             Detection(start, end, label, score)
-            for (start, end), label, score in zip(
-                self.segments.tolist(), self.labels.tolist(), self.scores.tolist()
-            )
+            for (start, end), label, score in zip(self.segments.tolist(), self.labels.tolist(), self.scores.tolist())
         ]
 
 
@@ -236,9 +238,7 @@ def batched_soft_nms(detections: Detections, settings: PostprocessSettings) -> D
         groups = detections.labels
     else:
         groups = torch.zeros_like(detections.labels)
-    kept, kept_scores = soft_nms(
-        segments, scores, groups, settings.sigma, settings.min_score, settings.max_segments
-    )
+    kept, kept_scores = soft_nms(segments, scores, groups, settings.sigma, settings.min_score, settings.max_segments)
     kept_segments = segments[kept]
     if not settings.multiclass and settings.voting_threshold > 0:
         kept_segments = segment_voting(kept_segments, segments, scores, settings.voting_threshold)

@@ -9,7 +9,7 @@ to raw per-point outputs; label assignment, losses and decoding are separate ste
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +105,7 @@ class ActionFormer(nn.Module):
             return features, masks
         return F.pad(features, (0, padded_length - length)), F.pad(masks, (0, padded_length - length), value=False)
 
-    def forward(self, features: torch.Tensor, masks: Optional[torch.Tensor] = None) -> DetectorOutput:
+    def forward(self, features: torch.Tensor, masks: torch.Tensor | None = None) -> DetectorOutput:
         """features: [B, C, T] backbone features; masks: bool [B, T] (True = valid), None = all valid."""
         if masks is None:
             masks = torch.ones(features.shape[0], features.shape[-1], dtype=torch.bool, device=features.device)
@@ -150,13 +150,13 @@ def build_actionformer(
     embed_dim: int = 512,
     arch: tuple[int, int, int] = (2, 2, 5),
     num_heads: int = 4,
-    attention_window: Union[int, Sequence[int]] = -1,
+    attention_window: int | Sequence[int] = -1,
     use_abs_pe: bool = False,
     input_dropout: float = 0.0,
     path_dropout: float = 0.1,
     head_channels: int = 512,
     head_convs: int = 2,
-    regression_ranges: Optional[Sequence[tuple[float, float]]] = None,
+    regression_ranges: Sequence[tuple[float, float]] | None = None,
     center_sample_radius: float = 1.5,
     cls_prior_prob: float = 0.01,
     regression_weight: float = 1.0,

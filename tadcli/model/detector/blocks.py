@@ -10,7 +10,6 @@ downsampled mask. Module and parameter names match the released AdaTAD checkpoin
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -302,7 +301,7 @@ class TransformerBlock(nn.Module):
         return out, out_mask
 
 
-def sinusoid_position_table(length: int, channels: int, device: Optional[torch.device] = None) -> torch.Tensor:
+def sinusoid_position_table(length: int, channels: int, device: torch.device | None = None) -> torch.Tensor:
     """ActionFormer's absolute position table [1, C, T]: angle pos / 10000^(2*(j//2)/C), sin even j, cos odd j."""
     position = torch.arange(length, dtype=torch.float64, device=device)[:, None]
     exponent = 2 * (torch.arange(channels, device=device) // 2).to(torch.float64) / channels

@@ -44,10 +44,16 @@ class ActionFormerHead(nn.Module):
         )
         self.num_classes = num_classes
         self.cls_convs = nn.ModuleList(
-            [ConvNormReLU(in_channels if i == 0 else feat_channels, feat_channels, kernel_size) for i in range(num_convs)]
+            [
+                ConvNormReLU(in_channels if i == 0 else feat_channels, feat_channels, kernel_size)
+                for i in range(num_convs)
+            ]
         )
         self.reg_convs = nn.ModuleList(
-            [ConvNormReLU(in_channels if i == 0 else feat_channels, feat_channels, kernel_size) for i in range(num_convs)]
+            [
+                ConvNormReLU(in_channels if i == 0 else feat_channels, feat_channels, kernel_size)
+                for i in range(num_convs)
+            ]
         )
         self.cls_head = nn.Conv1d(feat_channels, num_classes, kernel_size, padding=kernel_size // 2)
         self.reg_head = nn.Conv1d(feat_channels, 2, kernel_size, padding=kernel_size // 2)

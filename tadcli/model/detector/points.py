@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
 
 import torch
 
@@ -35,7 +34,7 @@ class PointGenerator:
     def num_levels(self) -> int:
         return len(self.strides)
 
-    def __call__(self, level_lengths: Sequence[int], device: Optional[torch.device] = None) -> torch.Tensor:
+    def __call__(self, level_lengths: Sequence[int], device: torch.device | None = None) -> torch.Tensor:
         """Points for levels of lengths ``level_lengths`` -> float32 [sum(T_l), 4]."""
         assert len(level_lengths) == self.num_levels, f"got {len(level_lengths)} levels, expected {self.num_levels}"
         levels = []

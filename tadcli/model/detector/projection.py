@@ -7,7 +7,6 @@ Spec ``shared/spec/ADATAD.md`` §4.1 (OpenTAD ``Conv1DTransformerProj``). Turns 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +39,7 @@ class Conv1DTransformerProj(nn.Module):
         embed_dim: int = 512,
         arch: tuple[int, int, int] = (2, 2, 5),
         num_heads: int = 4,
-        attention_window: Union[int, Sequence[int]] = -1,
+        attention_window: int | Sequence[int] = -1,
         max_seq_len: int = 2304,
         kernel_size: int = 3,
         input_dropout: float = 0.0,
