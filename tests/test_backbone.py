@@ -231,3 +231,17 @@ def test_160_px_input_uses_the_bicubically_resized_224_px_table():
     assert grid == (8, 10, 10)
     torch.testing.assert_close(tokens, patches + expected)
     assert torch.equal(backbone.position_embedding(14, 14), table)
+
+
+def test_adapter_block_choices():
+    assert build_backbone(TINY, "side").adapter_blocks == (1, 2)  # default: the last half
+    assert build_backbone(TINY, "tia").adapter_blocks == (0, 1, 2)
+    assert [b.adapter is not None for b in build_backbone(TINY, "plain", adapter_blocks=[2]).blocks] == [
+        False,
+        False,
+        True,
+    ]
+    with pytest.raises(ValueError, match="out of range"):
+        build_backbone(TINY, "tia", adapter_blocks=[3])
+    with pytest.raises(ValueError, match="unknown adaptation"):
+        build_backbone(TINY, "lora")

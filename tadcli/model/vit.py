@@ -245,6 +245,10 @@ class Block(nn.Module):
 class VideoViT(nn.Module):
     """VideoMAE ViT parts: tubelet embedding, fixed position table, blocks, optional final norm.
 
+    The block loop, with its adaptation modes and checkpointing, is the forward of
+    :class:`tadcli.model.backbone.VideoBackbone`, which subclasses this module so that the parameter
+    names stay those of the original checkpoints.
+
     Args:
         arch: the shape (see :data:`ARCHS`).
         drop_path_rate: stochastic depth of the last block; block i gets ``linspace(0, rate, depth)[i]``.
