@@ -303,11 +303,16 @@ def check_subsets(videos: dict[str, VideoAnnotation], classes: list[str], profil
     """Subset-level checks: the profile's training and evaluation subsets must have instances."""
     issues = []
     counts = count_subsets(videos)
+    protocol = f"profile '{profile.name}' trains on '{profile.train_subset}' and evaluates '{profile.eval_subset}'"
     for subset in dict.fromkeys((profile.train_subset, profile.eval_subset)):
         if subset not in counts:
             present = ", ".join(repr(name) for name in counts) or "none"
             issues.append(
-                Issue("subset_empty", f"no video in subset '{subset}' (subsets present: {present})", subset=subset)
+                Issue(
+                    "subset_empty",
+                    f"no video in subset '{subset}' (subsets present: {present}; {protocol})",
+                    subset=subset,
+                )
             )
         elif counts[subset].instances == 0:
             issues.append(Issue("subset_empty", f"{counts[subset].videos} videos but 0 instances", subset=subset))
