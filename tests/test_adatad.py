@@ -68,12 +68,15 @@ def test_forward_loss_backward_reaches_exactly_the_trained_parameters(adaptation
     assert any(id(p) in adapter_params for p in model.parameters()) == trains_adapters
 
 
-def test_uint8_frames_are_normalized_inside_the_model():
+def test_uint8_frames_are_normalized_inside_the_model_and_detections_come_per_sample():
     model = tiny_adatad("frozen").eval()
     with torch.no_grad():
         from_uint8 = model(FRAMES)
         from_float = model(normalize_frames(FRAMES))
     assert torch.equal(from_uint8.cls_logits, from_float.cls_logits)
+    samples = model.detect(from_uint8, PostprocessSettings(max_segments=5), apply_nms=True)
+    assert len(samples) == 2 and all(len(sample) == 5 for sample in samples)
+    assert samples[0].scores.tolist() == sorted(samples[0].scores.tolist(), reverse=True)
 
 
 def test_optimizer_groups_follow_the_decay_rules_and_partition_the_trainable_parameters():

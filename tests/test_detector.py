@@ -58,6 +58,44 @@ def test_shorter_input_is_padded_to_max_seq_len_and_marked_invalid():
     assert level0_mask[:40].all() and not level0_mask[40:].any()
 
 
+def test_longer_input_at_eval_is_padded_to_a_multiple_of_the_largest_stride():
+    detector = tiny_detector().eval()  # max_seq_len 64, strides up to 32
+    out = detector(torch.randn(1, 12, 100))
+    assert out.points.shape[0] == 128 + 64 + 32 + 16 + 8 + 4
+    assert out.masks[0, :100].all() and not out.masks[0, 100:128].any()
+
+
+def test_initialisation_follows_opentad():
+    detector = tiny_detector()
+    projection, head = detector.projection, detector.head
+    biases = [m.bias for m in projection.modules() if isinstance(m, torch.nn.Conv1d) and m.bias is not None]
+    assert biases and all(not b.any() for b in biases)
+    assert head.cls_head.bias.tolist() == pytest.approx([-math.log(99)] * 3)
+    assert head.reg_head.bias.abs().sum() > 0  # PyTorch default init, not zeroed
+    assert [s.scale.item() for s in head.scale] == [1.0] * 6
+    assert torch.all(projection.stem[0].drop_path_attn.scale == 1e-4)
+    assert projection.stem[0].drop_path_attn.scale.shape == (1, 16, 1)
+    assert projection.embed[0].norm.eps == 1e-6 and head.cls_convs[0].norm.eps == 1e-6
+    assert detector.neck.fpn_norms[0].eps == 1e-6
+    assert projection.stem[0].ln1.eps == 1e-5 and projection.stem[0].attn.query_norm.eps == 1e-5
+    assert projection.embed[0].conv.bias is None and head.cls_convs[0].conv.bias is None
+    branch_attn = projection.branch[0].attn
+    assert branch_attn.query_conv.conv.stride == (2,) and branch_attn.query_conv.conv.kernel_size == (3,)
+    assert branch_attn.query_conv.conv.groups == 16 and branch_attn.query_conv.conv.bias is None
+
+
+def test_absolute_position_table_matches_actionformer_and_stretches_at_eval():
+    detector = tiny_detector(use_abs_pe=True)
+    table = detector.projection.pos_embed  # [1, D, T] / sqrt(D)
+    position, channel = 5, 7  # odd channel -> cos
+    angle = position / 10000 ** (2 * (channel // 2) / 16)
+    assert table[0, channel, position].item() == pytest.approx(math.cos(angle) / 4, abs=1e-6)
+    assert table[0, 6, position].item() == pytest.approx(math.sin(angle) / 4, abs=1e-6)
+    with pytest.raises(AssertionError, match="exceeds max_seq_len"):
+        detector.train()(torch.randn(1, 12, 128))
+    assert detector.eval()(torch.randn(1, 12, 128)).masks.all()
+
+
 def test_eight_level_charades_arch_and_epic_ranges_are_accepted():
     detector = tiny_detector(max_seq_len=128, arch=(2, 2, 7), regression_ranges=[(0, 4)] * 7 + [(4, 10000)])
     assert len(detector.point_generator.strides) == 8 and detector.point_generator.strides[-1] == 128

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 import torch
 
 DEFAULT_REGRESSION_RANGES = ((0.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, 10000.0))
-CHARADES_REGRESSION_RANGES = DEFAULT_REGRESSION_RANGES[:5] + ((64.0, 128.0), (128.0, 256.0), (256.0, 10000.0))
-EPIC_REGRESSION_RANGES = ((0.0, 4.0), (2.0, 8.0), (4.0, 16.0), (8.0, 32.0), (16.0, 64.0), (32.0, 10000.0))
 
 
 class PointGenerator:
