@@ -55,6 +55,20 @@ class DatasetName(str, enum.Enum):
     synthetic = "synthetic"
 
 
+class AnnotationFormat(str, enum.Enum):
+    """Mirrors tadcli.data.annotations.ANNOTATION_FORMATS (checked by a test)."""
+
+    activitynet_json = "activitynet-json"
+    thumos14_txt = "thumos14-txt"
+    activitynet_bsn = "activitynet-bsn"
+    charades_csv = "charades-csv"
+    multithumos_json = "multithumos-json"
+    epic_kitchens_verb = "epic-kitchens-verb"
+    epic_kitchens_noun = "epic-kitchens-noun"
+    custom_csv = "custom-csv"
+    custom_json = "custom-json"
+
+
 class EvalDataset(str, enum.Enum):
     thumos14 = "thumos14"
     activitynet = "activitynet"
@@ -136,11 +150,21 @@ def prepare(
     ] = None,
     videos: Annotated[
         Optional[str],
-        typer.Option(help="Folder of the video files (synthetic: the number of videos to generate)."),
+        typer.Option(
+            help="Folder of the video files; omit to prepare the annotations alone "
+            "(synthetic: the number of videos to generate)."
+        ),
     ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder to write the prepared dataset to.")] = None,
     check: Annotated[
         Optional[Path], typer.Option(help="Re-validate an already prepared dataset folder instead.")
+    ] = None,
+    annotation_format: Annotated[
+        Optional[AnnotationFormat],
+        typer.Option("--format", help="Annotation format, when not detected (EPIC: choose verb or noun)."),
+    ] = None,
+    class_list: Annotated[
+        Optional[Path], typer.Option(help="Class names, one per line, for files that only hold indices.")
     ] = None,
     classes: Annotated[int, typer.Option(help="Synthetic only: number of action classes.")] = 4,
     seed: Annotated[int, typer.Option(help="Synthetic only: random seed (same seed, same dataset).")] = 0,
@@ -167,11 +191,18 @@ def prepare(
                     out, num_videos=num_videos, num_classes=classes, seed=seed, progress=progress
                 )
         else:
-            if annotations is None or videos is None:
-                raise typer.BadParameter(f"{dataset.value} needs --annotations PATH and --videos DIR")
+            if annotations is None:
+                raise typer.BadParameter(f"{dataset.value} needs --annotations PATH", param_hint="--annotations")
             with _progress_bar() as progress:
                 report = service.prepare_dataset(
-                    dataset.value, annotations, Path(videos), out, workers=workers, progress=progress
+                    dataset.value,
+                    annotations,
+                    Path(videos) if videos is not None else None,
+                    out,
+                    annotation_format=annotation_format.value if annotation_format is not None else None,
+                    class_list=class_list,
+                    workers=workers,
+                    progress=progress,
                 )
     _render_prepare_report(report)
     if not report.usable:

@@ -270,3 +270,28 @@ def test_cli_prepare_synthetic(tmp_path):
     assert {video.subset for video in dataset.videos.values()} == {"train", "val", "test"}
     assert all(video.path.is_file() and video.num_frames > 0 for video in dataset.videos.values())
     assert all(video.instances for video in dataset.subset("train"))
+
+
+def test_cli_format_option_lists_every_reader_format():
+    from tadcli.cli import AnnotationFormat
+    from tadcli.data.annotations import ANNOTATION_FORMATS
+
+    assert tuple(f.value for f in AnnotationFormat) == ANNOTATION_FORMATS
+
+
+def test_cli_prepare_epic_verb_task_without_videos(annotations_dir, tmp_path):
+    # EPIC's public validation CSV only: verbs chosen with --format; no train subset, so not usable (exit 2)
+    result = CliRunner().invoke(
+        app,
+        [
+            "prepare", "epic-kitchens",
+            "--annotations", str(annotations_dir / "epic_kitchens_100" / "EPIC_100_validation.csv"),
+            "--format", "epic-kitchens-verb",
+            "--out", str(tmp_path / "epic"),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    report = json.loads((tmp_path / "epic" / "report.json").read_text())
+    assert "epic-kitchens-verb" in json.dumps(report)
+    assert "subset_empty" in result.output and "val: 138 videos, 9668 instances" in result.output
+    assert not (tmp_path / "epic" / "manifest.json").exists()
