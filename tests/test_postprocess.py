@@ -14,6 +14,7 @@ from tadcli.model.postprocess import (
     PostprocessSettings,
     batched_soft_nms,
     detections_to_seconds,
+    fuse_video_classifier,
     merge_windows,
     round_for_output,
     select_candidates,
@@ -185,6 +186,18 @@ def test_windows_of_one_video_are_merged_with_one_nms():
     merged = merge_windows([first, second], settings).to_rows()
     assert [row.score for row in merged[:3]] == pytest.approx([0.8, 0.6, 0.3])
     assert merged[3].start == pytest.approx(50.02) and merged[3].score < 0.7 * 0.2
+
+
+def test_video_classifier_labels_every_segment_with_the_top_classes():
+    dets = Detections(
+        torch.tensor([[1.0, 5.0], [7.0, 9.0]]), torch.tensor([0.8, 0.5]), torch.zeros(2, dtype=torch.long)
+    )
+    class_scores = torch.tensor([0.1, 0.7, 0.2])
+    fused = fuse_video_classifier(dets, class_scores, topk=2).to_rows()
+    assert [(row.start, row.label) for row in fused] == [(1.0, 1), (7.0, 1), (1.0, 2), (7.0, 2)]
+    assert [row.score for row in fused] == pytest.approx([0.56, 0.35, 0.16, 0.1])
+    geometric = fuse_video_classifier(dets, class_scores, topk=1, geometric_mean=True)
+    assert geometric.scores.tolist() == pytest.approx([math.sqrt(0.56), math.sqrt(0.35)])
 
 
 def test_output_rounding():

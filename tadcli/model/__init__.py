@@ -20,6 +20,7 @@ from tadcli.model.postprocess import (
     PostprocessSettings,
     batched_soft_nms,
     detections_to_seconds,
+    fuse_video_classifier,
     merge_windows,
     round_for_output,
 )

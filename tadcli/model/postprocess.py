@@ -9,7 +9,8 @@ PyTorch (no compiled extension):
    :func:`detections_to_seconds`.
    Sliding-window datasets: :func:`detections_to_seconds` per window, then
    :func:`merge_windows` per video (one soft-NMS over all its windows).
-3. :func:`round_for_output` gives the rounded rows of the emitted JSON.
+3. ActivityNet only: :func:`fuse_video_classifier` labels class-agnostic detections with a video classifier.
+4. :func:`round_for_output` gives the rounded rows of the emitted JSON.
 """
 
 from __future__ import annotations
@@ -280,6 +281,35 @@ def merge_windows(windows: Sequence[Detections], settings: PostprocessSettings) 
     parity with it, pass windows through :func:`round_detections` first.
     """
     return batched_soft_nms(Detections.cat(windows), settings)
+
+
+def fuse_video_classifier(
+    detections: Detections, class_scores: torch.Tensor, topk: int = 2, geometric_mean: bool = False
+) -> Detections:
+    """Label class-agnostic detections with a video-level classifier (ActivityNet, spec §5.5).
+
+    For each of the ``topk`` best classes of the video, every segment is repeated with that class and the
+    fused score ``seg_score * class_score`` (CUHK classifier) or ``sqrt(seg_score * class_score)``
+    (``geometric_mean``: the InternVideo classifiers); best class first.
+
+    Args:
+        detections: class-agnostic detections of one video.
+        class_scores: float [K] video-level class scores.
+        topk: classes kept per video.
+        geometric_mean: fuse by the square root of the product instead of the product.
+    """
+    top_scores, top_classes = class_scores.float().topk(topk)
+    parts = []
+    for class_score, label in zip(top_scores, top_classes):
+        fused = detections.scores * class_score
+        parts.append(
+            Detections(
+                detections.segments,
+                fused.sqrt() if geometric_mean else fused,
+                torch.full_like(detections.labels, int(label)),
+            )
+        )
+    return Detections.cat(parts)
 
 
 def round_detections(detections: Detections) -> Detections:
