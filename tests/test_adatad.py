@@ -129,6 +129,14 @@ def test_build_model_maps_the_preset_onto_the_modules():
     assert not any(p.requires_grad for p in frozen.backbone.parameters())
 
 
+def test_giant_preset_builds_on_the_meta_device_without_memory():
+    model = build_model(load_preset("giant-1536"), num_classes=20, device="meta")
+    assert all(p.is_meta for p in model.parameters())
+    vit_params = sum(p.numel() for n, p in model.backbone.named_parameters() if ".adapter." not in n)
+    assert vit_params / 1e6 == pytest.approx(1011.6, abs=0.05)  # spec §1.1 (patch embed + blocks)
+    assert model.detector.projection.embed[0].conv.in_channels == 1408
+
+
 def test_postprocess_settings_take_the_profile_where_the_preset_is_silent():
     preset = load_preset("tiny", ["postprocess.soft_nms_sigma=0.3"])
     thumos = postprocess_settings(preset, get_profile("thumos14"))

@@ -8,7 +8,10 @@ dataset profile; ``load_released_adatad`` reads an OpenTAD-released AdaTAD check
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+
+import torch
 
 from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import BackboneConfig, Preset
@@ -56,8 +59,9 @@ def vit_arch(config: BackboneConfig) -> ViTArch:
     )
 
 
-def build_backbone_from_preset(preset: Preset) -> VideoBackbone:
-    """The preset's ViT with its adaptation mode; pretrained weights loaded when ``backbone.weights`` is set."""
+def build_backbone_from_preset(preset: Preset, device: torch.device | str | None = None) -> VideoBackbone:
+    """The preset's ViT with its adaptation mode; pretrained weights loaded when ``backbone.weights`` is set
+    (not on the ``meta`` device, which holds no values)."""
     adaptation = preset.adaptation
     backbone = build_backbone(
         vit_arch(preset.backbone),
@@ -67,8 +71,9 @@ def build_backbone_from_preset(preset: Preset) -> VideoBackbone:
         temporal_kernel=adaptation.temporal_kernel,
         drop_path_rate=preset.backbone.drop_path_rate,
         checkpointing=adaptation.checkpointing,
+        device=device,
     )
-    if preset.backbone.weights is not None:
+    if preset.backbone.weights is not None and torch.device(device or "cpu").type != "meta":
         load_backbone_weights(backbone, preset.backbone.weights)
     return backbone
 
@@ -101,13 +106,16 @@ def build_detector_from_preset(preset: Preset, in_channels: int, num_classes: in
     )
 
 
-def build_model(preset: Preset, num_classes: int) -> AdaTAD:
+def build_model(preset: Preset, num_classes: int, device: torch.device | str | None = None) -> AdaTAD:
     """The AdaTAD model of ``preset`` for a dataset with ``num_classes`` classes (1 = class-agnostic).
 
     Trainability is fixed here (by the backbone's adaptation mode; the detector always trains).
+    ``device``: where parameters are allocated; ``"meta"`` allocates nothing (parameter counts and
+    memory planning for any size) and loads no weights.
     """
-    backbone = build_backbone_from_preset(preset)
-    detector = build_detector_from_preset(preset, backbone.arch.embed_dim, num_classes)
+    backbone = build_backbone_from_preset(preset, device)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        detector = build_detector_from_preset(preset, backbone.arch.embed_dim, num_classes)
     return AdaTAD(backbone, detector, preset.input.detector_length)
 
 
