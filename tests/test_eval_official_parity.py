@@ -134,7 +134,7 @@ def random_case(rng: np.random.Generator, num_videos: int, num_classes: int, num
             video = f"video_{rng.integers(num_videos + 2)}"  # two videos have no ground truth
             label = classes[rng.integers(num_classes)] if rng.random() < 0.95 else "unknown_label"
             start = rng.uniform(0, 100)
-            end = start + rng.uniform(0.1, 20)
+            end = start + rng.uniform(0.1, 20) if rng.random() < 0.9 else start  # some zero-length
         det_rows.append((video, start, end, label, rng.random()))
     return gt_rows, det_rows
 
@@ -160,7 +160,7 @@ def to_inputs(gt_rows, det_rows):
 def test_bit_identical_to_official_on_random_cases(seed: int) -> None:
     rng = np.random.default_rng(seed)
     gt_rows, det_rows = random_case(rng, num_videos=6, num_classes=4, num_gt=40, num_dets=400)
-    thresholds = np.linspace(0.5, 0.95, 10) if seed == 0 else [0.1, 0.3, 0.4, 0.5, 0.6, 0.7]
+    thresholds = {0: np.linspace(0.5, 0.95, 10), 1: [0.1, 0.3, 0.4, 0.5, 0.6, 0.7], 2: [0.0, 0.5, 1.0]}[seed]
     ap, mean_ap, average_map, classes = official_evaluate(gt_rows, det_rows, thresholds)
 
     metrics = evaluate_detections(*to_inputs(gt_rows, det_rows), thresholds)
