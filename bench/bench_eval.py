@@ -122,7 +122,7 @@ def main() -> None:
             "--dataset", "thumos14", "--json", str(Path(directory) / "eval.json"),
         ]  # fmt: skip
         seconds, _ = best_of(3, lambda: subprocess.run(command, check=True, capture_output=True))
-        print(f"whole command ({' '.join(['python -m tadcli eval', '...'])}, results file {size_mib:.1f} MiB, best of 3): {seconds:.3f} s")
+        print(f"whole command (python -m tadcli eval ..., results file {size_mib:.1f} MiB, best of 3): {seconds:.3f} s")
         written = json.loads((Path(directory) / "eval.json").read_text())
         assert written["mAP"] == metrics.mean_average_precision.tolist()
 
@@ -130,7 +130,7 @@ def main() -> None:
         from test_eval_official_parity import official_evaluate
 
         start = time.perf_counter()
-        ap, mean_ap, _, _ = official_evaluate(gt_rows, det_rows, THRESHOLDS)
+        ap, _, _, _ = official_evaluate(gt_rows, det_rows, THRESHOLDS)
         seconds = time.perf_counter() - start
         identical = ap.tobytes() == metrics.average_precision.tobytes()
         print(f"official algorithm (pandas port, once): {seconds:.1f} s; APs bit-identical to ours: {identical}")

@@ -49,7 +49,7 @@ def official_average_precision_detection(ground_truth, prediction, tiou_threshol
     for idx, this_pred in prediction.iterrows():
         try:
             ground_truth_videoid = ground_truth_gbvn.get_group(this_pred["video-id"])
-        except Exception:
+        except KeyError:  # the official code catches Exception
             fp[:, idx] = 1
             continue
         this_gt = ground_truth_videoid.reset_index()
@@ -102,7 +102,7 @@ def official_evaluate(gt_rows, det_rows, tiou_thresholds):
     ap = np.zeros((len(tiou_thresholds), len(activity_index)))
     gt_by_label = ground_truth.groupby("label")
     pred_by_label = prediction.groupby("label")
-    for label_name, cidx in activity_index.items():
+    for cidx in activity_index.values():
         try:
             pred = pred_by_label.get_group(cidx).reset_index(drop=True)
         except KeyError:
@@ -179,7 +179,7 @@ def test_bit_identical_to_official_with_duplicate_detections_and_ground_truth() 
     gt_rows = gt_rows + [(v, s + 1e-9, e, label) for v, s, e, label in gt_rows[:5]]
     det_rows = det_rows + [(v, s, e + 1e-7, label, score * 0.999) for v, s, e, label, score in det_rows[:50]]
     thresholds = [0.3, 0.5, 0.7]
-    ap, mean_ap, average_map, _ = official_evaluate(gt_rows, det_rows, thresholds)
+    ap, _, average_map, _ = official_evaluate(gt_rows, det_rows, thresholds)
 
     metrics = evaluate_detections(*to_inputs(gt_rows, det_rows), thresholds)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,7 @@ def test_atomic_json_write_replaces_and_leaves_no_temporary(tmp_path: Path) -> N
     write_json_atomic(target, {"x": [1, 2]})
     assert json.loads(target.read_text()) == {"x": [1, 2]}
     assert [p.name for p in target.parent.iterdir()] == ["scores.json"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644  # not the 0600 of a temporary file
     with pytest.raises(ValueError):
         write_json_atomic(target, {"x": float("nan")})
     assert json.loads(target.read_text()) == {"x": [1, 2]}  # the old content survives a failed write

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
+
+NEW_FILE_MODE = 0o644
 
 
 def write_json_atomic(path: str | Path, content: Any, indent: int | None = 2) -> Path:
@@ -14,7 +17,8 @@ def write_json_atomic(path: str | Path, content: Any, indent: int | None = 2) ->
 
     The temporary file is flushed to disk, then renamed over ``path`` with :func:`os.replace`
     (atomic on POSIX and Windows within one file system). On any error the temporary file is
-    removed and ``path`` is left as it was. Missing parent directories are created.
+    removed and ``path`` is left as it was. Missing parent directories are created. A replaced
+    file keeps its permissions; a new one gets ``rw-r--r--``.
 
     Args:
         path: destination file.
@@ -26,17 +30,17 @@ def write_json_atomic(path: str | Path, content: Any, indent: int | None = 2) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else NEW_FILE_MODE
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with handle:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(content, handle, indent=indent, allow_nan=False)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        Path(temporary).unlink(missing_ok=True)
         raise
     return path

@@ -43,7 +43,12 @@ import numpy as np
 from tadcli.config.profiles import ACTIVITYNET_TIOU, get_profile
 from tadcli.data.annotations import AMBIGUOUS_LABEL, AnnotationSet, read_annotations
 from tadcli.errors import AnnotationError, DatasetError
-from tadcli.evaluation.detection_map import DetectionMetrics, Detections, GroundTruth, evaluate_detections
+from tadcli.evaluation.detection_map import (
+    DetectionMetrics,
+    Detections,
+    GroundTruth,
+    evaluate_detections,
+)
 from tadcli.evaluation.results import read_detection_results
 from tadcli.io.jsonio import write_json_atomic
 
@@ -257,7 +262,7 @@ def _check_predictions_meet_ground_truth(
     if sum(unknown.values()) == len(detections):
         raise AnnotationError(
             f"{path}: none of the predicted labels is a ground-truth class of subset {subset!r} "
-            f"(predicted e.g. {next(iter(unknown))!r}; classes e.g. {sorted(classes)[0]!r})"
+            f"(predicted e.g. {next(iter(unknown))!r}; classes e.g. {min(classes)!r})"
         )
     if unknown:
         examples = ", ".join(repr(label) for label, _ in unknown.most_common(3))
