@@ -244,3 +244,17 @@ def test_official_sample_activitynet_submission(tmp_path: Path, annotations_dir:
     perfect = evaluate_predictions(results_file(tmp_path, kept), bsn, dataset="activitynet")
     assert perfect.mAP == [1.0] * 10 and perfect.average_mAP == 1.0
     assert any("zero length" in note for note in perfect.notes)  # 3 instances, matched at the same instant
+
+
+def test_epic_kitchens_csv_with_the_task_named(tmp_path: Path, annotations_dir: Path) -> None:
+    from tadcli.data.annotations import read_annotations
+
+    folder = annotations_dir / "epic_kitchens_100"
+    with pytest.raises(AnnotationError, match="epic-kitchens-verb or epic-kitchens-noun"):
+        evaluate_predictions(results_file(tmp_path, {"P01_11": [det(0, 1, "take", 1.0)]}), folder)
+    videos = read_annotations(folder, format="epic-kitchens-verb").videos
+    perfect = {v.video_id: [det(i.start, i.end, i.label, 1.0) for i in v.instances] for v in videos.values()}
+    report = evaluate_predictions(results_file(tmp_path, perfect), folder, dataset="epic-kitchens", annotation_format="epic-kitchens-verb")
+    assert report.subset == "val" and report.tiou_thresholds == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert report.num_ground_truth == 9668 and len(report.per_class) == 78
+    assert report.average_mAP == 1.0

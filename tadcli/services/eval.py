@@ -125,6 +125,7 @@ def evaluate_predictions(
     dataset: str | None = None,
     json_out: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    annotation_format: str | None = None,
 ) -> EvalReport:
     """Score an ActivityNet-format results file against ground truth.
 
@@ -137,6 +138,8 @@ def evaluate_predictions(
             giving default thresholds and subset.
         json_out: also write :meth:`EvalReport.to_json` there, atomically.
         progress: optional ``(description, done, total)`` callback.
+        annotation_format: one of :data:`tadcli.data.annotations.ANNOTATION_FORMATS`; ``None``
+            detects it (EPIC-Kitchens CSVs need ``epic-kitchens-verb`` or ``epic-kitchens-noun``).
 
     Raises:
         AnnotationError: unreadable or malformed files (naming file, video and entry), no results
@@ -147,7 +150,7 @@ def evaluate_predictions(
     report_progress = progress or (lambda description, done, total: None)
     steps = 4
     report_progress("reading ground truth", 0, steps)
-    annotation_set = read_annotations(annotations)
+    annotation_set = read_annotations(annotations, format=annotation_format)
     fixed = _FORMAT_DATASET.get(annotation_set.format)
     profile = get_profile(dataset) if dataset is not None else (get_profile(fixed[0]) if fixed else None)
     thresholds = list(tiou) if tiou is not None else list(profile.tiou_thresholds if profile else ACTIVITYNET_TIOU)
