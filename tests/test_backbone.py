@@ -189,6 +189,20 @@ def test_temporal_conv_runs_along_the_whole_video_timeline():
     assert changed == {(0, 7 * 5 + 2), (0, 6 * 5 + 2), (1, 0 * 5 + 2)}
 
 
+def saved_activation_bytes(adaptation: str, checkpointing: bool) -> int:
+    """Bytes of the tensors autograd keeps for backward during one forward."""
+    backbone = build_backbone(TINY, adaptation, checkpointing=checkpointing).train()
+    saved = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        backbone(tiny_frames())
+    return sum(saved)
+
+
 @pytest.mark.parametrize("adaptation", ["tia", "full", "side"])
 def test_checkpointing_gives_the_same_loss_and_gradients(adaptation):
     results = []
@@ -202,6 +216,7 @@ def test_checkpointing_gives_the_same_loss_and_gradients(adaptation):
         grads = {name: p.grad.clone() for name, p in backbone.named_parameters() if p.grad is not None}
         results.append((loss.detach(), grads))
     (loss_off, grads_off), (loss_on, grads_on) = results
+    assert saved_activation_bytes(adaptation, True) < saved_activation_bytes(adaptation, False) / 2
     torch.testing.assert_close(loss_on, loss_off, rtol=1e-6, atol=0)
     assert grads_on.keys() == grads_off.keys() and grads_off
     for name in grads_off:
