@@ -248,10 +248,11 @@ class VideoBackbone(VideoViT):
     def forward_tokens(self, clips: torch.Tensor, temporal_size: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """Chunks ``[B*K, 3, 16, H, W]`` (video-major) -> final tokens ``[B*K, t*h*w, C]`` and the grid."""
         if self.ladders is None:
-            x, grid = self.embed(clips)
-            for block in self.blocks:
-                x = self._run_block(block, x, temporal_size)
-            return self.norm(x), grid
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.adaptation != "frozen"):
+                x, grid = self.embed(clips)
+                for block in self.blocks:
+                    x = self._run_block(block, x, temporal_size)
+                return self.norm(x), grid
         taps = []
         with torch.no_grad():
             x, grid = self.embed(clips)
