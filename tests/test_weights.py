@@ -176,6 +176,19 @@ def test_huggingface_directory_loads_with_the_arch_from_config(tmp_path, prefix,
     assert not any("k_bias" in key for key in converted.state)  # the key bias stays zero, never invented
 
 
+def test_sharded_huggingface_checkpoint_is_merged(tmp_path):
+    ref = reference()
+    state = huggingface_state(ref, "videomae.")
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[:20], "model-00002-of-00002.safetensors": keys[20:]}
+    for name, shard_keys in shards.items():
+        save_file({key: state[key] for key in shard_keys}, str(tmp_path / name))
+    weight_map = {key: name for name, shard_keys in shards.items() for key in shard_keys}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (tmp_path / "config.json").write_text(json.dumps(HF_CONFIG))
+    assert torch.equal(features(load_backbone(tmp_path)), features(ref))
+
+
 def test_huggingface_config_sets_the_norm_epsilon_and_final_norm(tmp_path):
     ref = reference()
     state = huggingface_state(ref, "videomae.")

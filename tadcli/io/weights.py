@@ -18,6 +18,7 @@ Formats:
 - ``mmaction``: mmaction2 / OpenTAD converted (``{"state_dict": state}``, ``backbone.`` prefix,
   ``patch_embed.projection``, ``mlp.layers.0.0`` / ``mlp.layers.1``, ``cls_head.*``).
 - ``huggingface``: a directory with ``config.json`` and ``model.safetensors`` or ``pytorch_model.bin``
+  (or their sharded ``*.index.json`` form)
   (transformers' ``modeling_videomae.py`` names, with or without the ``videomae.`` prefix).
 - ``adatad``: a released OpenTAD AdaTAD detector (``state_dict_ema`` preferred over ``state_dict``,
   ``module.backbone.model.backbone.`` prefix, mmaction names plus adapters); the detector part is
@@ -88,6 +89,7 @@ HUGGINGFACE_RENAMES = (
     (r"encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", r"blocks.\1.mlp.fc2.\2"),
     (r"layernorm\.(weight|bias)", r"norm.\1"),
 )
+HUGGINGFACE_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HUGGINGFACE_QKV = re.compile(r"encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.weight")
 
 
@@ -291,10 +293,27 @@ def read_huggingface_directory(directory: Union[str, Path]) -> tuple[State, dict
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise WeightFormatError(f"{config_path}: not valid JSON ({error})") from error
-    for name in ("model.safetensors", "pytorch_model.bin"):
+    for name in HUGGINGFACE_WEIGHT_FILES:
         if (directory / name).is_file():
             return read_checkpoint_file(directory / name), config
-    raise WeightFormatError(f"{directory}: has config.json but neither model.safetensors nor pytorch_model.bin")
+    for name in HUGGINGFACE_WEIGHT_FILES:
+        if (directory / f"{name}.index.json").is_file():
+            return _read_huggingface_shards(directory / f"{name}.index.json"), config
+    raise WeightFormatError(
+        f"{directory}: has config.json but no weights ({' or '.join(HUGGINGFACE_WEIGHT_FILES)}, or a sharded index)"
+    )
+
+
+def _read_huggingface_shards(index_path: Path) -> State:
+    """Merge the shards listed in a Hugging Face ``*.index.json`` (``{"weight_map": {key: shard file}}``)."""
+    try:
+        shards = sorted(set(json.loads(index_path.read_text())["weight_map"].values()))
+    except (json.JSONDecodeError, KeyError, AttributeError) as error:
+        raise WeightFormatError(f"{index_path}: not a Hugging Face shard index ({error!r})") from error
+    state: State = {}
+    for shard in shards:
+        state.update(read_checkpoint_file(index_path.parent / shard))
+    return state
 
 
 def read_backbone_weights(source: Union[str, Path]) -> BackboneWeights:
