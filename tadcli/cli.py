@@ -251,13 +251,28 @@ def eval_(
     ] = None,
     annotations: Annotated[
         Optional[Path],
-        typer.Option(help="Ground truth: ActivityNet-style JSON, OpenTAD JSON or THUMOS14 per-class txt folder."),
+        typer.Option(
+            help="Ground truth: ActivityNet-style or OpenTAD JSON, THUMOS14 per-class txt folder, a prepared "
+            "manifest.json, or any format 'tad prepare' reads."
+        ),
+    ] = None,
+    annotation_format: Annotated[
+        Optional[AnnotationFormat],
+        typer.Option("--format", help="Ground-truth format, when not detected (EPIC: choose verb or noun)."),
     ] = None,
     subset: Annotated[
-        Optional[str], typer.Option(help="Subset to score (default: the dataset's evaluation subset).")
+        Optional[str],
+        typer.Option(
+            help="Ground-truth subset to score, exact and case-sensitive. Default: the --dataset profile's "
+            "evaluation subset (THUMOS14 txt: 'test'); else 'validation' if present, else the only subset."
+        ),
     ] = None,
     tiou: Annotated[
-        Optional[str], typer.Option(help="Comma-separated tIoU thresholds (default: the dataset's).")
+        Optional[str],
+        typer.Option(
+            help="Comma-separated tIoU thresholds, used exactly as written. Default: the --dataset profile's; "
+            "without --dataset, ActivityNet's 0.5:0.05:0.95."
+        ),
     ] = None,
     dataset: Annotated[
         Optional[EvalDataset], typer.Option(help="Dataset profile giving default thresholds and subset.")
@@ -281,6 +296,7 @@ def eval_(
             tiou=thresholds,
             dataset=dataset.value if dataset is not None else None,
             json_out=json_out,
+            annotation_format=annotation_format.value if annotation_format is not None else None,
         )
     _render_eval_report(report)
 

@@ -98,3 +98,27 @@ def test_installed_command_end_to_end(files: tuple[Path, Path], tmp_path: Path) 
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(out.read_text())["tiou_thresholds"] == [0.3, 0.4, 0.5, 0.6, 0.7]
+
+
+def test_epic_verbs_scored_through_the_format_option(annotations_dir: Path, tmp_path: Path) -> None:
+    from tadcli.data.annotations import read_annotations
+
+    csv = annotations_dir / "epic_kitchens_100" / "EPIC_100_validation.csv"
+    truth = read_annotations(csv, format="epic-kitchens-verb")
+    results = {
+        video.video_id: [{"segment": [i.start, i.end], "label": i.label, "score": 1.0} for i in video.instances]
+        for video in truth.videos.values()
+    }
+    predictions = tmp_path / "epic_results.json"
+    predictions.write_text(json.dumps({"results": results}))
+    out = tmp_path / "scores.json"
+    args = ["eval", "--predictions", str(predictions), "--annotations", str(csv), "--dataset", "epic-kitchens",
+            "--json", str(out)]
+    # Without --format the EPIC file defaults to nouns, whose labels match none of these verb predictions.
+    assert runner.invoke(app, args).exit_code == 2
+    result = runner.invoke(app, [*args, "--format", "epic-kitchens-verb"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(out.read_text())
+    assert scores["subset"] == "val" and scores["tiou_thresholds"] == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert scores["num_ground_truth"] == sum(len(v.instances) for v in truth.videos.values())
+    assert scores["average_mAP"] == 1.0
