@@ -30,3 +30,19 @@ def test_presets_are_found_where_tad_is_installed():
     assert {"tiny", "giant-1536", "small-768"} <= set(names)
     on_disk = sorted(p.stem for p in (REPO / "presets").glob("*.yaml"))
     assert names == on_disk
+
+
+def test_public_api_names_resolve_and_import_tadcli_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tadcli\n"
+        "assert 'torch' not in sys.modules, 'import tadcli must not load torch'\n"
+        "for name in tadcli.__all__: getattr(tadcli, name)\n"
+        "assert callable(tadcli.load_backbone) and callable(tadcli.evaluate_predictions)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
