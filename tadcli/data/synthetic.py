@@ -2,7 +2,7 @@
 
 Each video shows a drifting, noisy texture; at random times an action appears for 1-6 s: a
 coloured shape with its own motion (a red circle moving right, a green square growing, a blue triangle
-rotating, ...). Every class differs in shape, colour and motion, so a small model learns them from
+rotating, ...). Every class has its own shape, colour and motion, so a small model learns them from
 pixels in minutes on a CPU. Videos are encoded with PyAV (H.264 ``yuv420p`` through libx264 when
 available, else MPEG-4 Part 2), which both decord and PyAV read.
 
@@ -121,6 +121,11 @@ def _bar(dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:
     return (np.abs(dx) <= radius) & (np.abs(dy) <= 0.3 * radius)
 
 
+def _frame(dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:
+    outline = np.maximum(np.abs(dx), np.abs(dy))
+    return (outline <= radius) & (outline >= 0.6 * radius)
+
+
 def _move(start: tuple[float, float], end: tuple[float, float]) -> Callable[[float, float, float], ShapeState]:
     """Motion along a straight line from ``start`` to ``end`` (fractions of the frame size)."""
 
@@ -166,7 +171,7 @@ ACTION_CLASSES: tuple[ActionClass, ...] = (
     ActionClass("magenta_ring_pulsing", _ring, (230, 30, 230), _pulse),
     ActionClass("cyan_cross_moving_left", _cross, (20, 230, 230), _move((0.85, 0.5), (0.15, 0.5))),
     ActionClass("white_diamond_shrinking", _diamond, (250, 250, 250), _shrink),
-    ActionClass("orange_circle_moving_up", _circle, (255, 140, 0), _move((0.5, 0.85), (0.5, 0.15))),
+    ActionClass("orange_frame_moving_up", _frame, (255, 140, 0), _move((0.5, 0.85), (0.5, 0.15))),
 )
 
 
