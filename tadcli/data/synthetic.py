@@ -8,8 +8,8 @@ available, else MPEG-4 Part 2), which both decord and PyAV read.
 
 The annotation file is the ``custom-json`` schema of :mod:`tadcli.data.annotations`, with subsets
 ``train``, ``val`` and ``test``. Everything is a function of ``seed``: the annotation bytes and the
-decoded frames are identical for the same seed (the encoder runs single-threaded so its output does not
-depend on the number of cores).
+decoded frames are identical for the same seed (the encoder runs on one thread without lookahead, see
+:func:`write_mp4`).
 
 Example:
     >>> annotation_file = write_synthetic_videos("data/synthetic", num_videos=24, num_classes=4, seed=0)
@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -62,13 +63,22 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int, codec: s
         stream.height, stream.width = first.shape[:2]  # must be set before the first frame is encoded
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = fps
-        stream.codec_context.thread_count = 1  # deterministic bitstream on any machine
+        stream.codec_context.thread_count = 1
         if codec == "libx264":
-            stream.options = {"preset": "veryfast", "crf": "23"}
+            # x264's lookahead (rc-lookahead, macroblock tree) gave different frames for the same input
+            # in about one run out of ten; without it, and on one thread, the output is reproducible
+            stream.options = {
+                "preset": "veryfast",
+                "crf": "23",
+                "x264-params": "threads=1:sliced-threads=0:sync-lookahead=0:rc-lookahead=0:mbtree=0",
+            }
         else:
             stream.bit_rate = 2_000_000
-        for image in itertools.chain([first], frames):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        stream.codec_context.time_base = Fraction(1, fps)
+        for index, image in enumerate(itertools.chain([first], frames)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
 
