@@ -222,11 +222,11 @@ class LocalMaskedMHCA(MaskedMHCA):
         w = self.window_overlap
         length = k.shape[2]
         band = 2 * w + 1
-        # [B, nh, T, hs] -> pad T by w each side -> unfold -> [B, nh, T, hs, 2w+1] -> [B, nh, T, 2w+1, hs]
-        k_bands = F.pad(k, (0, 0, w, w)).unfold(2, band, 1).transpose(-2, -1)
-        v_bands = F.pad(v, (0, 0, w, w)).unfold(2, band, 1).transpose(-2, -1)
+        # [B, nh, T, hs] -> pad T by w on both sides -> unfold T: [B, nh, T, hs, 2w+1], each query's band
+        k_bands = F.pad(k, (0, 0, w, w)).unfold(2, band, 1)
+        v_bands = F.pad(v, (0, 0, w, w)).unfold(2, band, 1)
         # [B, nh, T, 1, hs] x [B, nh, T, hs, 2w+1] -> [B, nh, T, 2w+1]
-        scores = ((q * self.scale).unsqueeze(-2) @ k_bands.transpose(-2, -1)).squeeze(-2)
+        scores = ((q * self.scale).unsqueeze(-2) @ k_bands).squeeze(-2)
         # key position of band slot j for query i is i - w + j; [T, 2w+1]
         positions = torch.arange(length, device=q.device)[:, None] + torch.arange(-w, w + 1, device=q.device)
         inside = (positions >= 0) & (positions < length)
@@ -237,7 +237,7 @@ class LocalMaskedMHCA(MaskedMHCA):
         attn = F.softmax(scores, dim=-1)
         attn = attn * kv_mask[:, :, :, None].to(attn.dtype)
         # [B, nh, T, 1, 2w+1] x [B, nh, T, 2w+1, hs] -> [B, nh, T, hs]
-        return (attn.unsqueeze(-2) @ v_bands).squeeze(-2)
+        return (attn.unsqueeze(-2) @ v_bands.transpose(-2, -1)).squeeze(-2)
 
 
 class TransformerBlock(nn.Module):
