@@ -238,6 +238,16 @@ def test_video_without_actions_is_all_background():
     assert cls.shape == (30, 3) and not cls.any() and not reg.any()
 
 
+def test_bad_ground_truth_is_refused_with_the_video_index():
+    detector = tiny_detector().eval()
+    out = detector(torch.randn(2, 12, 64))
+    good = (torch.tensor([[1.0, 5.0]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="video 1 .*label 3 outside"):
+        detector.compute_loss(out, [good[0], torch.tensor([[2.0, 9.0]])], [good[1], torch.tensor([3])])
+    with pytest.raises(ValueError, match=r"video 0 .*\(9.0, 2.0\) ends before"):
+        detector.compute_loss(out, [torch.tensor([[9.0, 2.0]]), good[0]], [good[1], good[1]])
+
+
 # ---------------------------------------------------------------- losses
 
 

@@ -70,6 +70,24 @@ def assign_targets(
     return cls_targets, reg_targets
 
 
+def check_targets(index: int, segments: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
+    """Validate one video's ground truth (see :func:`assign_batch_targets`)."""
+    if segments.dim() != 2 or segments.shape[1] != 2 or labels.shape != (segments.shape[0],):
+        raise ValueError(
+            f"video {index} of the batch: segments {tuple(segments.shape)} and labels {tuple(labels.shape)} "
+            f"must be [M, 2] and [M]"
+        )
+    if len(labels) == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"video {index} of the batch: label {low if low < 0 else high} outside [0, {num_classes})")
+    inverted = segments[:, 1] < segments[:, 0]
+    if bool(inverted.any()):
+        start, end = segments[inverted][0].tolist()
+        raise ValueError(f"video {index} of the batch: segment ({start}, {end}) ends before it starts")
+
+
 def assign_batch_targets(
     points: torch.Tensor,
     gt_segments: Sequence[torch.Tensor],
@@ -77,8 +95,15 @@ def assign_batch_targets(
     num_classes: int,
     center_sample_radius: float = 1.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`assign_targets` for each video of a batch -> cls [B, N, K], reg [B, N, 2]."""
+    """:func:`assign_targets` for each video of a batch -> cls [B, N, K], reg [B, N, 2].
+
+    Raises:
+        ValueError: a video whose segments are not [M, 2] with start <= end, or whose labels are not M
+            class indices in [0, num_classes); the message names the video's batch index and the value.
+    """
     assert len(gt_segments) == len(gt_labels), f"{len(gt_segments)} segment sets but {len(gt_labels)} label sets"
+    for index, (segments, labels) in enumerate(zip(gt_segments, gt_labels)):
+        check_targets(index, segments, labels, num_classes)
     per_video = [
         assign_targets(points, segments.to(points.device), labels.to(points.device), num_classes, center_sample_radius)
         for segments, labels in zip(gt_segments, gt_labels)
