@@ -263,12 +263,16 @@ def detections_to_seconds(
 
 
 def detect_batch(outputs: DetectorOutput, settings: PostprocessSettings, apply_nms: bool) -> list[Detections]:
-    """Candidates of every sample of a batch in grid units; soft-NMS per sample when ``apply_nms``
-    (resize datasets; sliding-window datasets run it per video in :func:`merge_windows`)."""
+    """Candidates of every sample of a batch in grid units, on the CPU; soft-NMS per sample when ``apply_nms``
+    (resize datasets; sliding-window datasets run it per video in :func:`merge_windows`).
+
+    The outputs move to the CPU first: soft-NMS is a loop of small steps, faster there than as GPU launches.
+    """
+    cls_logits, offsets, masks, points = (tensor.detach().cpu() for tensor in outputs)
     samples = []
-    for cls_logits, offsets, mask in zip(outputs.cls_logits, outputs.offsets, outputs.masks):
+    for sample_logits, sample_offsets, sample_mask in zip(cls_logits, offsets, masks):
         candidates = select_candidates(
-            cls_logits, offsets, outputs.points, mask, settings.pre_nms_threshold, settings.pre_nms_topk
+            sample_logits, sample_offsets, points, sample_mask, settings.pre_nms_threshold, settings.pre_nms_topk
         )
         samples.append(batched_soft_nms(candidates, settings) if apply_nms else candidates)
     return samples
