@@ -33,8 +33,16 @@ def records(tmp_path_factory) -> list[VideoRecord]:
     """All videos of a small prepared synthetic dataset (5 videos, 6-9 s at 8 fps, 48x48)."""
     raw = tmp_path_factory.mktemp("raw")
     annotation_file = write_synthetic_videos(
-        raw, num_videos=5, num_classes=3, seed=1, height=SIZE, width=SIZE, fps=FPS,
-        video_seconds=(6.0, 9.0), action_seconds=(1.0, 3.0), max_actions_per_video=2,
+        raw,
+        num_videos=5,
+        num_classes=3,
+        seed=1,
+        height=SIZE,
+        width=SIZE,
+        fps=FPS,
+        video_seconds=(6.0, 9.0),
+        action_seconds=(1.0, 3.0),
+        max_actions_per_video=2,
     )
     prepared = tmp_path_factory.mktemp("prepared")
     report = prepare_dataset("synthetic", annotation_file, raw / "videos", prepared)
@@ -45,17 +53,30 @@ def records(tmp_path_factory) -> list[VideoRecord]:
 
 def _train_dataset(records, **overrides) -> TrainWindowDataset:
     arguments = dict(
-        videos=records, window_size=16, scale_factor=2, frame_stride=1, sampling="sliding",
-        trunc_thresh=0.5, crop_ratio=(0.9, 1.0), transform=TrainTransform(crop_size=32, short_side=36),
-        short_side=36, seed=0,
+        videos=records,
+        window_size=16,
+        scale_factor=2,
+        frame_stride=1,
+        sampling="sliding",
+        trunc_thresh=0.5,
+        crop_ratio=(0.9, 1.0),
+        transform=TrainTransform(crop_size=32, short_side=36),
+        short_side=36,
+        seed=0,
     )
     return TrainWindowDataset(**{**arguments, **overrides})
 
 
 def _eval_dataset(records, **overrides) -> EvalWindowDataset:
     arguments = dict(
-        videos=records, window_size=16, scale_factor=1, frame_stride=2, sampling="sliding", overlap=0.5,
-        transform=EvalTransform(crop_size=SIZE), short_side=None,
+        videos=records,
+        window_size=16,
+        scale_factor=1,
+        frame_stride=2,
+        sampling="sliding",
+        overlap=0.5,
+        transform=EvalTransform(crop_size=SIZE),
+        short_side=None,
     )
     return EvalWindowDataset(**{**arguments, **overrides})
 
@@ -163,8 +184,11 @@ def test_a_corrupt_video_is_skipped_and_logged_during_evaluation(records_with_a_
 
 def test_collate_stacks_tensors_and_keeps_lists():
     sample = {
-        "frames": torch.zeros(3, 4, 8, 8, dtype=torch.uint8), "mask": torch.ones(2, dtype=torch.bool),
-        "gt_segments": torch.zeros(1, 2), "gt_labels": torch.zeros(1, dtype=torch.int64), "meta": "m",
+        "frames": torch.zeros(3, 4, 8, 8, dtype=torch.uint8),
+        "mask": torch.ones(2, dtype=torch.bool),
+        "gt_segments": torch.zeros(1, 2),
+        "gt_labels": torch.zeros(1, dtype=torch.int64),
+        "meta": "m",
     }
     batch = collate_windows([sample, None, sample])
     assert batch["frames"].shape == (2, 3, 4, 8, 8) and batch["masks"].shape == (2, 2)

@@ -15,8 +15,14 @@ from tadcli.data.video import open_video
 from tadcli.errors import DatasetError
 
 SMALL = dict(
-    num_videos=4, num_classes=3, height=48, width=64, fps=8, video_seconds=(5.0, 7.0),
-    action_seconds=(1.0, 2.0), max_actions_per_video=2,
+    num_videos=4,
+    num_classes=3,
+    height=48,
+    width=64,
+    fps=8,
+    video_seconds=(5.0, 7.0),
+    action_seconds=(1.0, 2.0),
+    max_actions_per_video=2,
 )
 
 
@@ -46,9 +52,7 @@ def test_another_seed_gives_another_dataset(seed_7, tmp_path):
     other = write_synthetic_videos(tmp_path, seed=8, **SMALL)
     assert other.read_bytes() != seed_7.read_bytes()
     first, second = _decoded(seed_7), _decoded(other)
-    assert not any(
-        first[name].shape == second[name].shape and torch.equal(first[name], second[name]) for name in first
-    )
+    assert not any(first[name].shape == second[name].shape and torch.equal(first[name], second[name]) for name in first)
 
 
 def test_annotations_follow_the_custom_schema_with_three_subsets(seed_7):

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from tadcli.data import transforms
 from tadcli.data.transforms import (
     RANDAUGMENT_OPS,
     EvalTransform,
@@ -17,7 +18,6 @@ from tadcli.data.transforms import (
     frames_from_decoder,
     random_resized_crop_box,
 )
-from tadcli.data import transforms
 
 
 def _moving_square_frames(num_frames: int = 6, height: int = 72, width: int = 96) -> torch.Tensor:

@@ -30,9 +30,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -79,7 +80,7 @@ class VideoRecord:
     labels: np.ndarray
 
     @classmethod
-    def from_video(cls, path: str | Path, video_id: str | None = None) -> "VideoRecord":
+    def from_video(cls, path: str | Path, video_id: str | None = None) -> VideoRecord:
         """A record without ground truth for a video file (single-video detection), probed by opening it.
 
         Raises:
@@ -367,7 +368,9 @@ class EvalWindowDataset(Dataset):
             if sampling == "resize":
                 windows = [resize_window(record.num_frames, record.fps, record.duration, window_size, scale_factor)]
             else:
-                windows = sliding_windows(record.num_frames, record.fps, window_size, scale_factor, frame_stride, overlap)
+                windows = sliding_windows(
+                    record.num_frames, record.fps, window_size, scale_factor, frame_stride, overlap
+                )
             self.windows.extend((video_index, window) for window in windows)
         self._failed: set[int] = set()
 

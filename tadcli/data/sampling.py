@@ -163,8 +163,8 @@ def random_truncation(
     segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
     length = min(num_candidates, window_frames)
     if num_candidates <= window_frames and crop_ratio is not None:
-        low = max(int(round(crop_ratio[0] * num_candidates)), 1)
-        high = min(int(round(crop_ratio[1] * num_candidates)), num_candidates)
+        low = max(round(crop_ratio[0] * num_candidates), 1)
+        high = min(round(crop_ratio[1] * num_candidates), num_candidates)
         length = int(rng.integers(low, high + 1))
     if length == num_candidates:
         return Truncation(0, length, np.ones(len(segments), dtype=bool), segments.copy())
@@ -215,9 +215,7 @@ def training_window(
         crop_ratio,
         rng,
     )
-    window = _window_from_candidates(
-        truncation.start, truncation.length, frame_stride, scale_factor, window_size, fps
-    )
+    window = _window_from_candidates(truncation.start, truncation.length, frame_stride, scale_factor, window_size, fps)
     return window, truncation.segments / scale_factor, truncation.keep
 
 

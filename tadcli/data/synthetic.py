@@ -21,10 +21,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import av
 import numpy as np
@@ -334,7 +335,7 @@ def write_synthetic_videos(
     videos = []
     for index in range(num_videos):
         rng = np.random.default_rng([seed, 1, index])
-        num_frames = int(round(rng.uniform(*video_seconds) * fps))
+        num_frames = round(rng.uniform(*video_seconds) * fps)
         actions = _plan_actions(rng, num_frames, fps, num_classes, max_actions_per_video, action_seconds)
         name = f"synthetic_{index:04d}"
         write_mp4(video_dir / f"{name}.mp4", _render_video(rng, actions, num_frames, height, width, noise_std), fps)
@@ -345,8 +346,7 @@ def write_synthetic_videos(
                 "duration": num_frames / fps,
                 "fps": float(fps),
                 "annotations": [
-                    {"start": a.start_frame / fps, "end": a.end_frame / fps, "label": classes[a.label]}
-                    for a in actions
+                    {"start": a.start_frame / fps, "end": a.end_frame / fps, "label": classes[a.label]} for a in actions
                 ],
             }
         )
@@ -359,8 +359,8 @@ def write_synthetic_videos(
 
 def _assign_subsets(rng: np.random.Generator, num_videos: int, split: tuple[float, float, float]) -> list[str]:
     """Subset of each video: ``round(fraction * n)`` videos each for val and test (at least one), rest train."""
-    num_val = max(1, int(round(split[1] * num_videos)))
-    num_test = max(1, int(round(split[2] * num_videos)))
+    num_val = max(1, round(split[1] * num_videos))
+    num_test = max(1, round(split[2] * num_videos))
     num_train = num_videos - num_val - num_test
     if num_train < 1:
         raise DatasetError(f"synthetic dataset: split {split} leaves no training video out of {num_videos}")

@@ -54,16 +54,16 @@ def frames_from_decoder(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2)  # [T, H, W, 3] -> [T, 3, H, W]
 
 
-def _crop_and_resize(
-    frames: torch.Tensor, top: int, left: int, height: int, width: int, size: int
-) -> torch.Tensor:
+def _crop_and_resize(frames: torch.Tensor, top: int, left: int, height: int, width: int, size: int) -> torch.Tensor:
     """Cut the box and resize it to ``size x size`` (bilinear, antialiased); no resize when it fits."""
     if (height, width) == (size, size):
         return frames[..., top : top + height, left : left + width]
     return TF.resized_crop(frames, top, left, height, width, [size, size], antialias=True)
 
 
-def _scale_box(box: tuple[float, float, float, float], scale: float, height: int, width: int) -> tuple[int, int, int, int]:
+def _scale_box(
+    box: tuple[float, float, float, float], scale: float, height: int, width: int
+) -> tuple[int, int, int, int]:
     """A box ``(top, left, h, w)`` in resized coordinates -> integer box in input coordinates."""
     top, left, box_height, box_width = (round(v / scale) for v in box)
     box_height = max(1, min(box_height, height))
@@ -156,8 +156,15 @@ def random_resized_crop_box(
 
 
 def _affine(frames: torch.Tensor, angle: float, translate: list[float], shear: list[float]) -> torch.Tensor:
-    return TF.affine(frames, angle=angle, translate=translate, scale=1.0, shear=shear,
-                     interpolation=InterpolationMode.BILINEAR, fill=None)
+    return TF.affine(
+        frames,
+        angle=angle,
+        translate=translate,
+        scale=1.0,
+        shear=shear,
+        interpolation=InterpolationMode.BILINEAR,
+        fill=None,
+    )
 
 
 def _sign(rng: np.random.Generator) -> float:
@@ -236,8 +243,21 @@ def _cutout(rng: np.random.Generator, height: int, width: int) -> FrameOp:
 
 
 RANDAUGMENT_OPS: tuple[Callable[[np.random.Generator, int, int], FrameOp], ...] = (
-    _shear_x, _shear_y, _translate_x, _translate_y, _rotate, _posterize, _solarize, _enhance_color,
-    _enhance_contrast, _enhance_brightness, _enhance_sharpness, _autocontrast, _equalize, _invert, _cutout,
+    _shear_x,
+    _shear_y,
+    _translate_x,
+    _translate_y,
+    _rotate,
+    _posterize,
+    _solarize,
+    _enhance_color,
+    _enhance_contrast,
+    _enhance_brightness,
+    _enhance_sharpness,
+    _autocontrast,
+    _equalize,
+    _invert,
+    _cutout,
 )
 
 
@@ -271,8 +291,9 @@ def _saturation_step(matrix: torch.Tensor, offset: torch.Tensor, means: torch.Te
 def _hue_step(matrix: torch.Tensor, offset: torch.Tensor, means: torch.Tensor, turns: float):
     """Rotate the I/Q chroma plane of YIQ by ``turns`` (luma kept): a hue rotation as a linear map."""
     cos, sin = math.cos(2 * math.pi * turns), math.sin(2 * math.pi * turns)
-    rgb_to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                              dtype=torch.float64)
+    rgb_to_yiq = torch.tensor(
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64
+    )
     rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]], dtype=torch.float64)
     hue = torch.linalg.inv(rgb_to_yiq) @ rotation @ rgb_to_yiq
     return hue @ matrix, offset @ hue.T

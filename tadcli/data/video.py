@@ -21,9 +21,10 @@ one across processes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -66,9 +67,7 @@ class _DecordDecoder:
         source_height, source_width, _ = reader[0].shape
         self.height, self.width = scaled_size(source_height, source_width, short_side)
         if (self.height, self.width) != (source_height, source_width):
-            reader = decord.VideoReader(
-                str(path), width=self.width, height=self.height, num_threads=num_threads
-            )
+            reader = decord.VideoReader(str(path), width=self.width, height=self.height, num_threads=num_threads)
         self._reader = reader
         self.num_frames = len(reader)
         self.fps = float(reader.get_avg_fps())
@@ -129,9 +128,7 @@ class _PyAVDecoder:
             for frame in frames:
                 position = self._index_of_pts.get(frame.pts, position)
                 if position == index:
-                    decoded[index] = frame.to_ndarray(
-                        format="rgb24", width=self.width, height=self.height
-                    )
+                    decoded[index] = frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
                     break
             if index not in decoded:
                 raise ValueError(f"frame {index} could not be decoded")
@@ -248,9 +245,7 @@ class VideoReader:
             decoder = _PyAVDecoder(self.path, self._short_side, self._num_threads)
             frames = decoder.get_frames(indices)
         except Exception as error:
-            raise VideoError(
-                f"{self.path}: cannot decode frames (decord: {decord_error}; pyav: {error})"
-            ) from error
+            raise VideoError(f"{self.path}: cannot decode frames (decord: {decord_error}; pyav: {error})") from error
         self._decoder = decoder
         return frames
 
