@@ -15,6 +15,7 @@ Prints one markdown table row per measurement (median of ``--repeats`` runs).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from typing import Callable
@@ -90,7 +91,7 @@ def bench_nms(repeats: int) -> list[str]:
     rows = []
     for name, count, num_classes, steps, settings in cases:
         candidates = random_candidates(count, num_classes, steps, seed=count)
-        seconds = median_seconds(lambda: batched_soft_nms(candidates, settings), repeats)
+        seconds = median_seconds(functools.partial(batched_soft_nms, candidates, settings), repeats)
         rows.append(f"| soft-NMS, {name} | {seconds * 1000:.1f} ms |")
     return rows
 
