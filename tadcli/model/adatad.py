@@ -31,6 +31,12 @@ class AdaTAD(nn.Module):
         backbone: maps normalized frames [B, 3, F, H, W] to float features [B, C, F / 2].
         detector: the :class:`ActionFormer`; its ``max_seq_len`` should equal ``detector_length``.
         detector_length: T, the number of detector steps the features are resized to.
+
+    Example:
+        >>> model = build_model(load_preset("tiny"), num_classes=4)  # tadcli.model.build, tadcli.config.loader
+        >>> outputs = model(batch["frames"], batch["masks"])  # uint8 [B, 3, 128, 64, 64], bool [B, 128]
+        >>> losses = model.compute_loss(outputs, batch["gt_segments"], batch["gt_labels"])  # training
+        >>> windows = model.detect(outputs, settings, apply_nms=False)  # eval: per-window grid-unit detections
     """
 
     def __init__(self, backbone: VideoBackbone, detector: ActionFormer, detector_length: int) -> None:
