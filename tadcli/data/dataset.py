@@ -165,9 +165,6 @@ class _ReaderCache:
             self._readers.popitem(last=False)
         return reader
 
-    def clear(self) -> None:
-        self._readers.clear()
-
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_readers": OrderedDict()}
 

@@ -269,26 +269,28 @@ RANDAUGMENT_OPS: tuple[Callable[[np.random.Generator, int, int], FrameOp], ...] 
 # (torchvision clamps after every step; results differ only where a step saturates).
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
-ColourStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+# (matrix [3, 3], offsets [T, 3], frame means [T, 3]) -> (matrix, offsets) after one more step
+ColourStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+ColourMap = tuple[torch.Tensor, torch.Tensor]
 
 
-def _brightness_step(matrix: torch.Tensor, offset: torch.Tensor, means: torch.Tensor, factor: float):
+def _brightness_step(matrix: torch.Tensor, offset: torch.Tensor, means: torch.Tensor, factor: float) -> ColourMap:
     return factor * matrix, factor * offset
 
 
-def _contrast_step(matrix: torch.Tensor, offset: torch.Tensor, means: torch.Tensor, factor: float):
+def _contrast_step(matrix: torch.Tensor, offset: torch.Tensor, means: torch.Tensor, factor: float) -> ColourMap:
     gray = torch.tensor(GRAY_WEIGHTS, dtype=torch.float64)
     mean_gray = (means @ matrix.T + offset) @ gray  # [T]: mean gray level of each frame so far
     return factor * matrix, factor * offset + (1 - factor) * mean_gray[:, None]
 
 
-def _saturation_step(matrix: torch.Tensor, offset: torch.Tensor, means: torch.Tensor, factor: float):
+def _saturation_step(matrix: torch.Tensor, offset: torch.Tensor, means: torch.Tensor, factor: float) -> ColourMap:
     gray = torch.tensor(GRAY_WEIGHTS, dtype=torch.float64)
     blend = factor * torch.eye(3, dtype=torch.float64) + (1 - factor) * gray.expand(3, 3)  # rows: s*e_i + (1-s)*w
     return blend @ matrix, offset @ blend.T
 
 
-def _hue_step(matrix: torch.Tensor, offset: torch.Tensor, means: torch.Tensor, turns: float):
+def _hue_step(matrix: torch.Tensor, offset: torch.Tensor, means: torch.Tensor, turns: float) -> ColourMap:
     """Rotate the I/Q chroma plane of YIQ by ``turns`` (luma kept): a hue rotation as a linear map."""
     cos, sin = math.cos(2 * math.pi * turns), math.sin(2 * math.pi * turns)
     rgb_to_yiq = torch.tensor(
