@@ -119,3 +119,12 @@ def test_missing_file_and_bad_indices_are_video_errors(video_path, tmp_path):
         open_video(tmp_path / "nowhere.mp4")
     with pytest.raises(VideoError, match=r"clip.mp4: frame indices \[0, 45\] outside \[0, 45\)"):
         open_video(video_path).get_frames([0, 45])
+
+
+def test_mpeg4_fallback_codec_is_read_alike_by_both_decoders(tmp_path):
+    # write_mp4 falls back to MPEG-4 Part 2 when PyAV's FFmpeg lacks libx264
+    path = write_mp4(tmp_path / "mpeg4.mp4", _frames(20), FPS, codec="mpeg4")
+    indices = [19, 0, 7, 7, 12]
+    decord_frames = open_video(path, backend="decord").get_frames(indices)
+    assert torch.equal(decord_frames, open_video(path, backend="pyav").get_frames(indices))
+    assert decord_frames.float().mean(dim=(1, 3)).argmax(dim=1).tolist() == indices
