@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tadcli.data.sampling import (
+    frame_stride_for,
     grid_to_seconds,
     random_truncation,
     resize_indices,
@@ -164,3 +165,11 @@ def test_segments_in_window_drops_what_falls_outside():
     segments, keep = segments_in_window(np.array([[-5.0, 3.0], [10.0, 20.0], [70.0, 80.0]]), 64)
     assert segments.tolist() == [[0.0, 3.0], [10.0, 20.0]]
     assert keep.tolist() == [True, True, False]
+
+
+def test_frame_stride_follows_snippet_stride_and_scale_factor():
+    assert frame_stride_for(4, 1) == 4  # THUMOS 768x1
+    assert frame_stride_for(4, 2) == 2  # THUMOS 768x2 (giant, 1536 frames)
+    assert frame_stride_for(16, 8) == 2  # EPIC 768x8
+    with pytest.raises(ValueError, match="not divisible"):
+        frame_stride_for(4, 3)

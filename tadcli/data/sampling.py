@@ -88,6 +88,18 @@ def grid_to_seconds(steps, fps: float, snippet_stride: float, window_start_frame
     return seconds.clip(0, duration)
 
 
+def frame_stride_for(snippet_stride: int, scale_factor: int) -> int:
+    """Video frames between two sampled frames: ``snippet_stride // scale_factor`` (spec §6.3).
+
+    Raises:
+        ValueError: ``scale_factor`` does not divide ``snippet_stride`` (a step would not hold a whole
+            number of sampled frames).
+    """
+    if snippet_stride % scale_factor:
+        raise ValueError(f"snippet stride {snippet_stride} is not divisible by scale factor {scale_factor}")
+    return snippet_stride // scale_factor
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
