@@ -414,6 +414,8 @@ def worker_context() -> multiprocessing.context.BaseContext:
     a copy (a reader, or garbage from probing or encoding a video) waits forever on a lock that
     belonged to a thread of the parent. Workers started from the fork server receive the dataset
     pickled, without readers, and open their own; starting one takes milliseconds, not a fresh import.
+    As with ``spawn``, a script that iterates a loader with workers needs the ``if __name__ == "__main__":``
+    guard (the ``tad`` command has it).
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
