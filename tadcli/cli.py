@@ -16,6 +16,7 @@ Examples::
 from __future__ import annotations
 
 import enum
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Callable, Iterator, List, Optional
@@ -215,19 +216,157 @@ def _render_prepare_report(report) -> None:  # noqa: ANN001 - tadcli.data.manife
 
 
 # ------------------------------------------------------------------------------------------- train
+class TrainingDisplay:
+    """Progress of ``tad train`` on stderr: a live rich display on a terminal, plain lines elsewhere (CI, nohup).
+
+    Built in the main training process (also when ``--nproc`` starts workers), so it must be importable
+    by name: the training service receives the class, not an instance.
+    """
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self.live = self.console.is_terminal
+        self.progress = None
+        self.task = None
+        self.steps_per_epoch = 1
+        self.epochs = 1
+        self.last_plain = 0.0
+
+    def start(self, info: dict) -> None:
+        self.steps_per_epoch, self.epochs = info["steps_per_epoch"], info["epochs"]
+        plan = info["plan"]
+        self.console.print(
+            f"training into {info['run_dir']} on {info['device']} ({info['precision']}): {self.epochs} epochs x "
+            f"{self.steps_per_epoch} steps; global batch {plan['batch_size']} = {plan['world_size']} process(es) x "
+            f"{plan['accumulation']} micro-batch(es) x {plan['micro_batch_size']} video(s)",
+            markup=False,
+            highlight=False,
+        )
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=self.console,
+            )
+            self.progress.start()
+            total = self.epochs * self.steps_per_epoch
+            self.task = self.progress.add_task("steps", total=total, completed=info["global_step"], status="")
+
+    @staticmethod
+    def _status(record: dict) -> str:
+        lr = max(record["lr"].values()) if record["lr"] else 0.0
+        return (
+            f"epoch {record['epoch']} loss {record['loss_total']:.4f} (cls {record['loss_classification']:.4f} "
+            f"reg {record['loss_regression']:.4f}) lr {lr:.2e} {record['samples_per_second']:.1f} videos/s"
+        )
+
+    def step(self, record: dict) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=record["global_step"], status=self._status(record))
+        elif time.monotonic() - self.last_plain > PLAIN_PROGRESS_SECONDS:
+            self.last_plain = time.monotonic()
+            total = self.epochs * self.steps_per_epoch
+            self.console.print(f"step {record['global_step']}/{total} {self._status(record)}", markup=False, highlight=False)
+
+    def epoch(self, record: dict) -> None:
+        if record["skipped_videos"]:
+            self.message(f"epoch {record['epoch']}: {record['skipped_videos']} sample(s) replaced: their video failed to decode")
+
+    def evaluation(self, record: dict) -> None:
+        per_threshold = " ".join(f"{t:g}:{100 * v:.1f}" for t, v in zip(record["tiou_thresholds"], record["mAP"]))
+        self.message(
+            f"epoch {record['epoch']} {record['subset']} mAP (%) {per_threshold} | average {100 * record['average_mAP']:.2f}"
+        )
+
+    def message(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+PLAIN_PROGRESS_SECONDS = 10.0
+
+
 @app.command()
 def train(
-    preset: PresetOpt = "tiny",
+    preset: Annotated[
+        Optional[str],
+        typer.Option("--preset", "-p", help="Preset name (see 'tad presets list') or YAML file. Default: tiny."),
+    ] = None,
     data: Annotated[Optional[Path], typer.Option(help="A dataset folder written by 'tad prepare'.")] = None,
     overrides: SetOpt = None,
-    out: Annotated[Path, typer.Option(help="Run folder for checkpoints and logs.")] = Path("runs/latest"),
+    out: Annotated[
+        Optional[Path], typer.Option(help="Run folder to create. Default: runs/<preset>-<dataset>-<time>.")
+    ] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option(help="Continue this run folder exactly where its last checkpoint stands.")
+    ] = None,
+    nproc: Annotated[int, typer.Option(help="Training processes on this machine (DDP; gloo on CPU, NCCL on GPUs).")] = 1,
+    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[
+        Optional[int], typer.Option(help="Decoding processes per training process. Default: the preset's.")
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="CPU threads per training process. Default: the cores shared among processes.")
+    ] = None,
 ) -> None:
-    """Train AdaTAD end to end on a prepared dataset (not built yet)."""
-    from tadcli.config.loader import load_preset
+    """Train AdaTAD end to end on a prepared dataset; writes a run folder that 'tad eval --run' and 'tad detect' read.
 
-    with _user_errors():
-        load_preset(preset, overrides or [])
-        raise NotBuiltYetError(f"'tad train' is not built yet in this version (preset '{preset}' is valid)")
+    Ctrl-C writes a resumable checkpoint and exits with code 130; 'tad train --resume RUN' continues it.
+    Multi-GPU: 'tad train --nproc N ...' or 'torchrun --nproc_per_node N -m tadcli train ...'.
+    """
+    from tadcli.services.train import TrainRequest
+    from tadcli.services.train import train as run_training
+    from tadcli.training.loop import TrainingInterrupted
+
+    request = TrainRequest(
+        preset=preset,
+        data=data,
+        out=out,
+        overrides=tuple(overrides or ()),
+        resume=resume,
+        device=device,
+        num_workers=workers,
+        threads=threads,
+        reporter_factory=TrainingDisplay,
+    )
+    try:
+        with _user_errors():
+            summary = run_training(request, nproc=nproc)
+    except TrainingInterrupted as interrupted:
+        err_console.print(str(interrupted), markup=False, highlight=False)
+        raise typer.Exit(code=130) from None
+    if summary is None:  # a worker rank of torchrun: rank 0 reports
+        return
+    _render_train_summary(summary)
+
+
+def _render_train_summary(summary) -> None:  # noqa: ANN001 - tadcli.training.loop.TrainSummary
+    console.print(
+        f"trained {summary.epochs} epochs ({summary.global_step} steps) into {summary.run_dir}",
+        markup=False,
+        highlight=False,
+    )
+    for title, evaluation in (("last epoch", summary.last_evaluation), ("best epoch", summary.best_evaluation)):
+        if evaluation is None:
+            continue
+        per_threshold = ", ".join(f"{t:g}: {100 * v:.2f}" for t, v in zip(evaluation["tiou_thresholds"], evaluation["mAP"]))
+        console.print(
+            f"{title} ({evaluation['epoch']}) on '{evaluation['subset']}': average mAP {100 * evaluation['average_mAP']:.2f} % "
+            f"({per_threshold})",
+            markup=False,
+            highlight=False,
+        )
+    if summary.skipped_videos:
+        console.print(f"{summary.skipped_videos} training sample(s) were replaced because their video failed to decode")
 
 
 # -------------------------------------------------------------------------------------------- eval
@@ -278,13 +417,42 @@ def eval_(
         Optional[EvalDataset], typer.Option(help="Dataset profile giving default thresholds and subset.")
     ] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores to this JSON file.")] = None,
-    run: Annotated[Optional[Path], typer.Option(help="Score a trained run folder (not built yet).")] = None,
+    run: Annotated[
+        Optional[Path], typer.Option(help="Evaluate a run folder written by 'tad train' (its saved EMA model).")
+    ] = None,
+    data: Annotated[
+        Optional[Path], typer.Option(help="With --run: the prepared dataset. Default: the one the run trained on.")
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="With --run: folder for the results and metrics files. Default: RUN/eval.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="With --run: windows per forward pass.")] = 2,
+    workers: Annotated[int, typer.Option(help="With --run: decoding processes.")] = 0,
+    device: Annotated[str, typer.Option(help="With --run: auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Score detections with the official ActivityNet detection mAP."""
+    """Score detections with the official ActivityNet detection mAP: a results file (--predictions) or a
+    trained run on a prepared dataset (--run)."""
     thresholds = _parse_tiou(tiou)
     with _user_errors():
         if run is not None:
-            raise NotBuiltYetError("'tad eval --run' is not built yet; score a results file with --predictions")
+            if predictions is not None or annotations is not None or thresholds is not None:
+                raise typer.BadParameter("--run takes its thresholds and ground truth from the run and its dataset")
+            from tadcli.services.eval import evaluate_run
+
+            with _progress_bar() as progress:
+                report = evaluate_run(
+                    run,
+                    data,
+                    subset=subset,
+                    json_out=json_out,
+                    out_dir=out,
+                    device=device,
+                    batch_size=batch_size,
+                    num_workers=workers,
+                    progress=progress,
+                )
+            _render_eval_report(report)
+            return
         if predictions is None or annotations is None:
             raise typer.BadParameter("--predictions FILE and --annotations FILE are required")
         from tadcli.services.eval import evaluate_predictions
