@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from tadcli.config.schema import Preset
 from tadcli.errors import PresetError
+from tadcli.io.paths import check_input_file
 
 PRESET_SUFFIX = ".yaml"
 
@@ -58,6 +59,8 @@ def _resolve_file(name_or_path: str, relative_to: Optional[Path] = None) -> Path
     for candidate in candidates:
         if candidate.is_file():
             return candidate
+    if as_path.suffix in (".yaml", ".yml"):
+        check_input_file(candidates[-1], "preset file")  # says what is wrong with the path (missing, a folder)
     names = shipped_preset_names()
     close = difflib.get_close_matches(name_or_path, names, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -183,7 +183,7 @@ class DatasetReport:
 
     def _why_not_usable(self) -> str:
         counts = Counter(issue.kind for issue in self.failing_issues())
-        reasons = ", ".join(f"{kind} x{count}" for kind, count in counts.items())
+        reasons = ", ".join(f"{kind} x{counts[kind]}" for kind in ISSUE_KINDS if counts[kind])  # errors first
         if self.mode == "check":
             return f"{reasons}: the folder no longer matches what was prepared; run 'tad prepare' again"
         return reasons

@@ -119,7 +119,7 @@ def prepare_dataset(
     out_dir = check_output_dir(out_dir, "output folder").absolute()
     inputs = {"annotations": annotations, "video folder": videos_dir, "class list": class_list}
     _refuse_inputs_inside(out_dir, {role: path for role, path in inputs.items() if path is not None})
-    _refuse_other_content(out_dir, profile.name, annotations.absolute(), force)
+    _refuse_other_content(out_dir, profile.name, annotations, force)
     with staged_folder(out_dir) as staged:
         return _prepare_staged(
             staged, profile.name, annotations, videos_dir, annotation_format, class_list, workers, progress,
@@ -184,7 +184,7 @@ def _prepare_staged(
         issues=issues,
         videos_probed=probed,
         videos_from_cache=from_cache,
-        annotations=str(shown_annotations.absolute()),
+        annotations=_recorded_path(shown_annotations, out_dir),
     )
     if not report.usable and (out_dir / MANIFEST_FILE).is_file():
         report.issues.append(Issue("previous_dataset_kept", f"{out_dir} still holds the dataset prepared before"))
@@ -201,7 +201,7 @@ def _refuse_inputs_inside(out_dir: Path, inputs: dict[str, Path]) -> None:
     for role, path in inputs.items():
         if path.resolve().is_relative_to(out_dir.resolve()):
             raise DatasetError(
-                f"{path}: the {role} lies inside the output folder {out_dir}, which prepare replaces as a whole; "
+                f"{path}: {role} inside the output folder {out_dir}, which prepare replaces as a whole; "
                 "choose another output folder"
             )
 
@@ -220,11 +220,18 @@ def _refuse_other_content(out_dir: Path, profile: str, annotations: Path, force:
             f"{out_dir}: the output folder is not empty and holds no tad dataset ({', '.join(entries[:3])}"
             f"{', ...' if len(entries) > 3 else ''}); choose an empty folder, or use --force to replace its content"
         )
-    if earlier != (profile, str(annotations)):
+    if earlier != (profile, _recorded_path(annotations, out_dir)):
         raise DatasetError(
             f"{out_dir}: the output folder holds the '{earlier[0]}' dataset prepared from {earlier[1]}, not from "
-            f"{annotations}; choose another folder, or use --force to replace it"
+            f"{annotations.absolute()}; choose another folder, or use --force to replace it"
         )
+
+
+def _recorded_path(annotations: Path, out_dir: Path) -> str:
+    """How a dataset records the annotations it was prepared from: relative when inside its folder (the
+    synthetic ``annotations.json``, so that a moved or copied folder still knows them), else absolute."""
+    annotations = annotations.absolute()
+    return annotations.relative_to(out_dir).as_posix() if annotations.is_relative_to(out_dir) else str(annotations)
 
 
 def _earlier_run(out_dir: Path) -> tuple[str, str] | None:
@@ -246,9 +253,9 @@ def check_dataset(
     unreadable video, a segment outside its video, an empty training or evaluation subset.
 
     Raises:
-        DatasetError: the folder has no readable manifest.
+        PathError: the folder is missing or is a file. DatasetError: the folder has no readable manifest.
     """
-    dataset = load_prepared_dataset(dataset_dir)
+    dataset = load_prepared_dataset(check_input_dir(dataset_dir, "dataset folder"))
     profile = dataset.dataset_profile
     annotation_set = dataset.annotation_set()
     probes, probed, from_cache = None, 0, 0
