@@ -257,7 +257,7 @@ def test_cli_prepare_and_check(videos_dir, annotation_file, tmp_path):
     assert result.exit_code == 2 and "video_missing" in result.output and "b:" in result.output
 
     result = runner.invoke(app, ["prepare", "--check", str(tmp_path / "nowhere")])
-    assert result.exit_code == 2 and "manifest.json missing" in result.output
+    assert result.exit_code == 2 and "nowhere: dataset folder not found" in result.output
 
 
 def test_cli_prepare_synthetic(tmp_path):
