@@ -20,6 +20,7 @@ one across processes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from fractions import Fraction
@@ -144,7 +145,7 @@ def container_problem(path: Path) -> str | None:
     Files that no decoder can open are recognised here with PyAV, whose FFmpeg is silent, so that they
     never reach decord (whose C++ code prints its errors to stderr): an empty file, a file that is not
     a video container, an MP4 whose index (``moov`` atom, written last) is missing because the file was
-    cut short, a container without a video stream.
+    cut short, a container without a video stream or without a single frame (cut right after its index).
     """
     import av
 
@@ -155,6 +156,9 @@ def container_problem(path: Path) -> str | None:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 return "the container holds no video stream"
+            stream = container.streams.video[0]
+            if not any(packet.pts is not None for packet in itertools.islice(container.demux(stream), 2)):
+                return f"truncated at frame 0 of the {stream.frames} its container declares (an interrupted download?)"
     except av.FFmpegError as error:
         with path.open("rb") as handle:
             head = handle.read(12)
