@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -42,10 +43,11 @@ class StagedFolder:
         self.committed = False
 
     def commit(self) -> None:
-        """Replace ``target`` (if it exists) by the staged folder."""
+        """Replace ``target`` (if it exists, keeping its permission bits) by the staged folder."""
         old = None
         with _interrupts_held_back():
             if self.target.exists():
+                os.chmod(self.path, stat.S_IMODE(self.target.stat().st_mode))  # the folder keeps its permissions
                 old = Path(tempfile.mkdtemp(dir=self.target.parent, prefix=OLD_PREFIX.format(name=self.target.name)))
                 os.rename(self.target, old / self.target.name)
             os.rename(self.path, self.target)
