@@ -139,7 +139,7 @@ def _prepare_staged(
     shown_annotations: Path,
 ) -> DatasetReport:
     """Prepare into ``staged.path`` and commit it, unless the run is unusable and would replace a dataset.
-    ``shown_annotations``: the annotation path the report names (and records, absolute, for a re-run)."""
+    ``shown_annotations``: the annotation path the report names (and records, see :func:`_recorded_path`)."""
     profile = get_profile(dataset)
     out_dir = staged.target
     issues: list[Issue] = []
@@ -220,7 +220,8 @@ def _refuse_other_content(out_dir: Path, profile: str, annotations: Path, force:
             f"{out_dir}: the output folder is not empty and holds no tad dataset ({', '.join(entries[:3])}"
             f"{', ...' if len(entries) > 3 else ''}); choose an empty folder, or use --force to replace its content"
         )
-    if earlier != (profile, _recorded_path(annotations, out_dir)):
+    recorded = _recorded_path(annotations, out_dir)
+    if earlier[0] != profile or earlier[1] not in (None, recorded):
         raise DatasetError(
             f"{out_dir}: the output folder holds the '{earlier[0]}' dataset prepared from {earlier[1]}, not from "
             f"{annotations.absolute()}; choose another folder, or use --force to replace it"
@@ -234,12 +235,14 @@ def _recorded_path(annotations: Path, out_dir: Path) -> str:
     return annotations.relative_to(out_dir).as_posix() if annotations.is_relative_to(out_dir) else str(annotations)
 
 
-def _earlier_run(out_dir: Path) -> tuple[str, str] | None:
-    """(profile, annotations) of the prepare that wrote ``out_dir``, from its report; ``None``: not tad's."""
+def _earlier_run(out_dir: Path) -> tuple[str, str | None] | None:
+    """(profile, annotations) of the prepare that wrote ``out_dir``, from its report (annotations ``None``:
+    a report of a tad that did not record them); ``None``: not a folder tad prepared."""
     try:
         content = json.loads((out_dir / REPORT_JSON_FILE).read_text())
-        return str(content["profile"]), str(content["annotations"])
-    except (OSError, ValueError, TypeError, KeyError):
+        annotations = content.get("annotations")
+        return str(content["profile"]), None if annotations is None else str(annotations)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
