@@ -16,6 +16,7 @@ Examples::
 from __future__ import annotations
 
 import enum
+import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +25,11 @@ from typing import Annotated, Callable, Iterator, List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tadcli import __version__
 from tadcli.errors import NotBuiltYetError, TadError
+from tadcli.io.paths import is_stdout
 
 app = typer.Typer(
     name="tad",
@@ -38,8 +41,10 @@ app = typer.Typer(
 presets_app = typer.Typer(help="List the shipped presets or show one fully resolved.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: file names, labels and messages hold square brackets ("data/[draft] labels.csv",
+# "expected [start, end]") that rich would otherwise take for style tags and drop.
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, markup=False, highlight=False)
 
 
 class _State:
@@ -76,6 +81,8 @@ class EvalDataset(str, enum.Enum):
     charades = "charades"
     multithumos = "multithumos"
     epic_kitchens = "epic-kitchens"
+    custom = "custom"
+    synthetic = "synthetic"
 
 
 # Options shared by several commands, declared once.
@@ -90,14 +97,20 @@ SetOpt = Annotated[
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn a :class:`TadError` into one line and exit code 2 (a traceback only with --debug)."""
+    """Turn a :class:`TadError` into one line and exit code 2, Ctrl-C into exit code 130 (a traceback
+    only with --debug)."""
     try:
         yield
     except TadError as exc:
         if _State.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
         raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        if _State.debug:
+            raise
+        err_console.print(Text("interrupted", style="bold red"))  # what a command writes is staged or atomic
+        raise typer.Exit(code=130) from None
 
 
 @contextmanager
@@ -106,12 +119,13 @@ def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # a log file gets the result, not bar redraws
     ) as progress:
         tasks: dict[str, int] = {}
 
@@ -165,35 +179,52 @@ def prepare(
         typer.Option("--format", help="Annotation format, when not detected (EPIC: choose verb or noun)."),
     ] = None,
     class_list: Annotated[
-        Optional[Path], typer.Option(help="Class names, one per line, for files that only hold indices.")
+        Optional[Path],
+        typer.Option(
+            help="Class names, one per line (line i names class index i), replacing the class list of "
+            "ActivityNet-style, custom and Multi-THUMOS files; Multi-THUMOS: all 65 names, in index order."
+        ),
     ] = None,
     classes: Annotated[int, typer.Option(help="Synthetic only: number of action classes.")] = 4,
     seed: Annotated[int, typer.Option(help="Synthetic only: random seed (same seed, same dataset).")] = 0,
     workers: Annotated[int, typer.Option(help="Parallel video probes.")] = 2,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace an output folder that holds another dataset or files that are not a dataset."
+        ),
+    ] = False,
 ) -> None:
-    """Turn official annotation files and a video folder into one checked dataset (or --check one)."""
+    """Turn official annotation files and a video folder into one checked dataset (or --check one).
+
+    The dataset is built beside --out and put in place only when complete: a failure, an unusable
+    re-run or Ctrl-C leaves an existing dataset as it was.
+    """
+    # arguments first: the service imports take a moment, a usage error should not
+    if check is None and dataset is None:
+        raise typer.BadParameter("give a DATASET to prepare, or --check DIR", param_hint="DATASET")
+    if check is None and out is None:
+        raise typer.BadParameter("--out DIR is required", param_hint="--out")
+    if dataset is not None and dataset is not DatasetName.synthetic and check is None and annotations is None:
+        raise typer.BadParameter(f"{dataset.value} needs --annotations PATH", param_hint="--annotations")
+    num_videos = 24
+    if dataset is DatasetName.synthetic and videos is not None:
+        try:
+            num_videos = int(videos)
+        except ValueError:
+            raise typer.BadParameter(f"synthetic takes a number of videos, got {videos!r}", param_hint="--videos")
     from tadcli.services import prepare as service
 
     with _user_errors():
         if check is not None:
             with _progress_bar() as progress:
                 report = service.check_dataset(check, workers=workers, progress=progress)
-        elif dataset is None:
-            raise typer.BadParameter("give a DATASET to prepare, or --check DIR", param_hint="DATASET")
-        elif out is None:
-            raise typer.BadParameter("--out DIR is required", param_hint="--out")
         elif dataset is DatasetName.synthetic:
-            try:
-                num_videos = int(videos) if videos is not None else 24
-            except ValueError:
-                raise typer.BadParameter(f"synthetic takes a number of videos, got {videos!r}", param_hint="--videos")
             with _progress_bar() as progress:
                 report = service.prepare_synthetic(
-                    out, num_videos=num_videos, num_classes=classes, seed=seed, progress=progress
+                    out, num_videos=num_videos, num_classes=classes, seed=seed, force=force, progress=progress
                 )
         else:
-            if annotations is None:
-                raise typer.BadParameter(f"{dataset.value} needs --annotations PATH", param_hint="--annotations")
             with _progress_bar() as progress:
                 report = service.prepare_dataset(
                     dataset.value,
@@ -203,6 +234,7 @@ def prepare(
                     annotation_format=annotation_format.value if annotation_format is not None else None,
                     class_list=class_list,
                     workers=workers,
+                    force=force,
                     progress=progress,
                 )
     _render_prepare_report(report)
@@ -211,8 +243,7 @@ def prepare(
 
 
 def _render_prepare_report(report) -> None:  # noqa: ANN001 - tadcli.data.manifest.DatasetReport
-    # file names and decoder messages hold brackets: print them as plain text, not rich markup
-    console.print(report.summary(), markup=False, highlight=False)
+    console.print(report.summary(), soft_wrap=True)  # one line per issue, however long
 
 
 # ------------------------------------------------------------------------------------------- train
@@ -416,7 +447,10 @@ def eval_(
     dataset: Annotated[
         Optional[EvalDataset], typer.Option(help="Dataset profile giving default thresholds and subset.")
     ] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores to this JSON file.")] = None,
+    json_out: Annotated[
+        Optional[Path],
+        typer.Option("--json", help="Also write the scores to this JSON file ('-': standard output, the table to stderr)."),
+    ] = None,
     run: Annotated[
         Optional[Path], typer.Option(help="Evaluate a run folder written by 'tad train' (its saved EMA model).")
     ] = None,
@@ -426,13 +460,14 @@ def eval_(
     out: Annotated[
         Optional[Path], typer.Option(help="With --run: folder for the results and metrics files. Default: RUN/eval.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="With --run: windows per forward pass.")] = 2,
-    workers: Annotated[int, typer.Option(help="With --run: decoding processes.")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="With --run: windows per forward pass.")] = 2,
+    workers: Annotated[int, typer.Option(min=0, help="With --run: decoding processes.")] = 0,
     device: Annotated[str, typer.Option(help="With --run: auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Score detections with the official ActivityNet detection mAP: a results file (--predictions) or a
     trained run on a prepared dataset (--run)."""
     thresholds = _parse_tiou(tiou)
+    to_stdout = is_stdout(json_out)
     with _user_errors():
         if run is not None:
             if predictions is not None or annotations is not None or thresholds is not None:
@@ -444,32 +479,45 @@ def eval_(
                     run,
                     data,
                     subset=subset,
-                    json_out=json_out,
+                    json_out=None if to_stdout else json_out,
                     out_dir=out,
                     device=device,
                     batch_size=batch_size,
                     num_workers=workers,
                     progress=progress,
                 )
-            _render_eval_report(report)
-            return
-        if predictions is None or annotations is None:
-            raise typer.BadParameter("--predictions FILE and --annotations FILE are required")
-        from tadcli.services.eval import evaluate_predictions
-
-        report = evaluate_predictions(
-            predictions,
-            annotations,
-            subset=subset,
-            tiou=thresholds,
-            dataset=dataset.value if dataset is not None else None,
-            json_out=json_out,
-            annotation_format=annotation_format.value if annotation_format is not None else None,
-        )
-    _render_eval_report(report)
+        else:
+            report = _evaluate_predictions_file(predictions, annotations, subset, thresholds, dataset, json_out, annotation_format)
+    _render_eval_report(report, err_console if to_stdout else console)
+    if to_stdout:
+        typer.echo(json.dumps(report.to_json(), indent=2))
 
 
-def _render_eval_report(report) -> None:  # noqa: ANN001 - tadcli.services.eval.EvalReport
+def _evaluate_predictions_file(
+    predictions: Optional[Path],
+    annotations: Optional[Path],
+    subset: Optional[str],
+    thresholds: Optional[list[float]],
+    dataset: Optional[EvalDataset],
+    json_out: Optional[Path],
+    annotation_format: Optional[AnnotationFormat],
+):  # noqa: ANN202 - tadcli.services.eval.EvalReport
+    if predictions is None or annotations is None:
+        raise typer.BadParameter("--predictions FILE and --annotations FILE are required")
+    from tadcli.services.eval import evaluate_predictions
+
+    return evaluate_predictions(
+        predictions,
+        annotations,
+        subset=subset,
+        tiou=thresholds,
+        dataset=dataset.value if dataset is not None else None,
+        json_out=None if is_stdout(json_out) else json_out,
+        annotation_format=annotation_format.value if annotation_format is not None else None,
+    )
+
+
+def _render_eval_report(report, console: Console) -> None:  # noqa: ANN001 - tadcli.services.eval.EvalReport
     table = Table(title=f"Detection mAP on '{report.subset}'")
     table.add_column("tIoU", justify="right")
     table.add_column("mAP (%)", justify="right")
@@ -480,11 +528,11 @@ def _render_eval_report(report) -> None:  # noqa: ANN001 - tadcli.services.eval.
     console.print(table)
     console.print(f"{report.num_ground_truth} ground-truth instances, {report.num_predictions} predictions")
     lowest = ", ".join(f"{label} {100 * ap:.2f}" for label, ap in report.lowest_classes)
-    console.print(f"lowest AP (%, mean over tIoU): {lowest}", highlight=False)
+    console.print(f"lowest AP (%, mean over tIoU): {lowest}", soft_wrap=True)
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", soft_wrap=True)
     if report.json_path is not None:
-        console.print(f"scores written to {report.json_path}", highlight=False)
+        console.print(f"scores written to {report.json_path}", soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------ detect

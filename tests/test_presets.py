@@ -110,7 +110,7 @@ def test_set_overrides_are_typed_and_validated():
     assert preset.train.epochs == 5
     assert preset.input.frames == 512
     assert preset.adapter_blocks() == [38, 39]
-    with pytest.raises(PresetError, match=r"--set: input: frames must be a multiple of 16"):
+    with pytest.raises(PresetError, match=r"--set input.frames=500: input: frames must be a multiple of 16"):
         load_preset("giant-768", ["input.frames=500"])
     with pytest.raises(PresetError, match=r"epochs 120 is past the end of the cosine schedule \(100\)"):
         load_preset("giant-768", ["train.epochs=120"])
@@ -181,7 +181,7 @@ def test_bad_value_names_file_field_and_reason(tmp_path):
 
 def test_bad_override_names_the_override():
     line = _error_line(runner.invoke(app, ["train", "--preset", "tiny", "--set", "train.head_lr=fast"]))
-    assert line.startswith("error: --set: train.head_lr: Input should be a valid number")
+    assert line.startswith("error: --set train.head_lr=fast: train.head_lr: Input should be a valid number")
     line = _error_line(runner.invoke(app, ["presets", "show", "tiny", "--set", "trainepochs"]))
     assert "expected KEY.PATH=VALUE" in line
 

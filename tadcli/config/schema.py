@@ -20,7 +20,8 @@ DEPTH_OF_SIZE = {"S": 12, "B": 12, "L": 24, "H": 32, "g": 40}
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # every float finite: `--set train.head_lr=inf` (YAML .inf, nan) is an error, not a run that diverges
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class BackboneConfig(Section):

@@ -21,8 +21,10 @@ Subset (``subset=None``), first that applies:
    THUMOS14 txt ``test``, Multi-THUMOS and Charades ``testing``, BSN ActivityNet ``validation``,
    EPIC-Kitchens ``val``;
 2. the dataset profile's evaluation subset (thumos14, activitynet, multithumos: ``validation``;
-   charades: ``testing``; epic-kitchens: ``val``); ``dataset=None`` takes the profile of those
-   fixed formats;
+   charades: ``testing``; epic-kitchens, custom, synthetic: ``val``), under the name it has in the
+   file before ``tad prepare`` renames it (:data:`tadcli.config.profiles.SUBSET_RENAMES`: ActionFormer's
+   ``thumos14.json`` ``Test``, custom ``validation``) when the file uses that name. ``dataset=None``
+   takes the profile of those fixed formats, or the one a prepared ``manifest.json`` names;
 3. ``validation`` if the file has it, else the file's only subset.
 
 A subset without ground truth is an error listing the subsets with their counts.
@@ -33,6 +35,7 @@ Thresholds (``tiou=None``): the dataset profile's, else the official evaluator's
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,8 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tadcli.config.profiles import ACTIVITYNET_TIOU, get_profile
+from tadcli.config.profiles import ACTIVITYNET_TIOU, get_profile, subset_renames
 from tadcli.data.annotations import AMBIGUOUS_LABEL, AnnotationSet, read_annotations
+from tadcli.data.manifest import MANIFEST_FILE
 from tadcli.errors import AnnotationError, DatasetError
 from tadcli.evaluation.detection_map import (
     DetectionMetrics,
@@ -51,6 +55,7 @@ from tadcli.evaluation.detection_map import (
 )
 from tadcli.evaluation.results import read_detection_results
 from tadcli.io.jsonio import write_json_atomic
+from tadcli.io.paths import check_input_dir, check_input_file, check_input_path, check_output_dir, check_output_file
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -131,7 +136,8 @@ def evaluate_predictions(
 
     Args:
         predictions: results JSON ``{"results": {video: [{"segment", "label", "score"}]}}``.
-        annotations: ground-truth file or folder, in any format ``tad prepare`` reads.
+        annotations: ground-truth file or folder, in any format ``tad prepare`` reads, or a prepared
+            dataset folder.
         subset: ground-truth subset to score (exact, case-sensitive); ``None``: see the module doc.
         tiou: tIoU thresholds in [0, 1], used exactly as given; ``None``: the dataset's.
         dataset: profile name (thumos14, activitynet, charades, multithumos, epic-kitchens, ...)
@@ -142,21 +148,33 @@ def evaluate_predictions(
             detects it (EPIC-Kitchens CSVs need ``epic-kitchens-verb`` or ``epic-kitchens-noun``).
 
     Raises:
+        PathError: a path is missing, of the wrong kind, or ``json_out`` cannot be written.
         AnnotationError: unreadable or malformed files (naming file, video and entry), no results
             video in the subset, or no predicted label among the ground-truth classes.
         DatasetError: the subset has no ground-truth instances (the message lists the subsets).
         PresetError: unknown dataset profile.
     """
+    predictions = check_input_file(predictions, "results file")
+    annotations = check_input_path(annotations, "ground truth")
+    if json_out is not None:
+        json_out = check_output_file(json_out, "scores file")
     report_progress = progress or (lambda description, done, total: None)
     steps = 4
     report_progress("reading ground truth", 0, steps)
+    prepared_profile = _prepared_profile(annotations)
+    if prepared_profile is not None and annotations.is_dir():
+        annotations = annotations / MANIFEST_FILE
     annotation_set = read_annotations(annotations, format=annotation_format)
     fixed = _FORMAT_DATASET.get(annotation_set.format)
-    profile = get_profile(dataset) if dataset is not None else (get_profile(fixed[0]) if fixed else None)
+    profile_name = dataset or (fixed[0] if fixed else prepared_profile)
+    profile = get_profile(profile_name) if profile_name is not None else None
     thresholds = list(tiou) if tiou is not None else list(profile.tiou_thresholds if profile else ACTIVITYNET_TIOU)
-    if subset is None:
-        subset = _default_subset(annotation_set, fixed[1] if fixed else (profile.eval_subset if profile else None))
     notes: list[str] = []
+    if subset is None:
+        preferred = fixed[1] if fixed else None
+        if preferred is None and profile is not None:
+            preferred = _named_in_file(annotation_set, profile.name, profile.eval_subset, notes)
+        subset = _default_subset(annotation_set, preferred)
     ground_truth, subset_videos = _subset_ground_truth(annotation_set, Path(annotations), subset, notes)
 
     report_progress("reading predictions", 1, steps)
@@ -171,6 +189,31 @@ def evaluate_predictions(
         report = replace(report, json_path=write_json_atomic(json_out, report.to_json()))
     report_progress("done", steps, steps)
     return report
+
+
+def _prepared_profile(annotations: Path) -> str | None:
+    """The profile a prepared dataset names, when ``annotations`` is its folder or its manifest."""
+    manifest = annotations / MANIFEST_FILE if annotations.is_dir() else annotations
+    if manifest.name != MANIFEST_FILE or not manifest.is_file():
+        return None
+    try:
+        content = json.loads(manifest.read_text())
+        return str(content["profile"]) if isinstance(content, dict) and "profile" in content else None
+    except (OSError, ValueError):
+        return None
+
+
+def _named_in_file(annotation_set: AnnotationSet, profile: str, eval_subset: str, notes: list[str]) -> str:
+    """The profile's evaluation subset under the name the file gives it (before ``tad prepare``'s renames)."""
+    subsets = annotation_set.subsets()
+    if eval_subset in subsets:
+        return eval_subset
+    renames = subset_renames(profile, annotation_set.format)
+    original = next((old for old, new in renames.items() if new == eval_subset and old in subsets), None)
+    if original is None:
+        return eval_subset
+    notes.append(f"scored subset {original!r}: the '{profile}' evaluation subset {eval_subset!r}, as tad prepare renames it")
+    return original
 
 
 def _default_subset(annotation_set: AnnotationSet, preferred: str | None) -> str:
@@ -400,6 +443,13 @@ def evaluate_run(
     from tadcli.io.rundir import run_paths
     from tadcli.training.distributed import resolve_device
 
+    check_input_dir(run_dir, "run folder")
+    if dataset_dir is not None:
+        check_input_dir(dataset_dir, "prepared dataset")
+    if json_out is not None:
+        json_out = check_output_file(json_out, "scores file")
+    if out_dir is not None:
+        check_output_dir(out_dir, "evaluation folder")
     torch_device = resolve_device(device)
     config, model = load_run_model(run_dir, torch_device)
     report = evaluate_model(
