@@ -199,11 +199,11 @@ def test_debug_shows_the_traceback():
     assert isinstance(result.exception, PresetError)
 
 
-def test_subcommands_not_built_yet_say_so_with_exit_code_2():
-    for args in (["train", "--preset", "tiny"], ["detect", "video.mp4"], ["profile-memory"],
-                 ["eval", "--run", "runs/x"]):
-        line = _error_line(runner.invoke(app, args))
-        assert "not built yet" in line, args
+def test_train_and_eval_run_name_what_is_missing_in_one_line(tmp_path):
+    assert "--data DIR is required" in _error_line(runner.invoke(app, ["train", "--preset", "tiny"]))
+    missing = tmp_path / "no-run"
+    line = _error_line(runner.invoke(app, ["eval", "--run", str(missing)]))
+    assert line.startswith(f"error: {missing}: run folder")
 
 
 def test_help_and_version():
