@@ -33,3 +33,7 @@ class WeightFormatError(TadError):
 
 class NotBuiltYetError(TadError):
     """The requested capability is not implemented in this version of tad."""
+
+
+class OutputError(TadError):
+    """An output cannot be written as asked (e.g. two videos with one id), or a file tad wrote cannot be read back."""
