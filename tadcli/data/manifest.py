@@ -27,8 +27,6 @@ record it as an :class:`Issue`; see :data:`ISSUE_KINDS` for the decision taken f
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,6 +36,7 @@ from tadcli.config.profiles import DatasetProfile, get_profile
 from tadcli.data.annotations import AMBIGUOUS_LABEL, AnnotationSet, Instance, VideoAnnotation
 from tadcli.data.probe import VideoProbe
 from tadcli.errors import DatasetError
+from tadcli.io.atomic import write_text_atomic
 from tadcli.io.jsonio import write_json_atomic
 
 MANIFEST_VERSION = 1
@@ -484,25 +483,6 @@ def _relative_if_inside(path: Path, root: Path) -> str:
         return str(path)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a text file through a temporary file and :func:`os.replace` (cf. ``tadcli.io.jsonio``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
-
-
 __all__ = [
     "ISSUE_KINDS",
     "Issue",
@@ -516,5 +496,4 @@ __all__ = [
     "load_prepared_dataset",
     "write_prepared_dataset",
     "write_report",
-    "write_text_atomic",
 ]
