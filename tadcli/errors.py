@@ -37,3 +37,7 @@ class PathError(TadError):
 
 class NotBuiltYetError(TadError):
     """The requested capability is not implemented in this version of tad."""
+
+
+class OutputError(TadError):
+    """An output cannot be written as asked (e.g. two videos with one id), or a file tad wrote cannot be read back."""

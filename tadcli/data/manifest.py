@@ -36,7 +36,8 @@ from tadcli.config.profiles import DatasetProfile, get_profile
 from tadcli.data.annotations import AMBIGUOUS_LABEL, AnnotationSet, Instance, VideoAnnotation
 from tadcli.data.probe import VideoProbe
 from tadcli.errors import DatasetError
-from tadcli.io.jsonio import write_json_atomic, write_text_atomic
+from tadcli.io.atomic import write_text_atomic
+from tadcli.io.jsonio import write_json_atomic
 
 MANIFEST_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -513,5 +514,4 @@ __all__ = [
     "load_prepared_dataset",
     "write_prepared_dataset",
     "write_report",
-    "write_text_atomic",
 ]

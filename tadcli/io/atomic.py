@@ -1,33 +1,48 @@
 """Files replaced in one step: a reader (or a run killed at any instant) sees the old file or the new one.
 
-:func:`atomic_path` hands out a temporary path in the destination's directory; when the block ends
-without error the file is flushed to disk, given the permissions a new file gets under the umask (or
-those of the file it replaces) and renamed over the destination with :func:`os.replace`.
+:func:`atomic_output` hands out a binary handle, :func:`atomic_path` a path (for writers that want a file
+name, such as ``safetensors`` and ``torch.save``), on a temporary file beside the destination. When the
+block ends without error the file is flushed to disk, given the permissions of the file it replaces (or
+those ``open`` gives a new file under the umask) and renamed over the destination with :func:`os.replace`
+(atomic on POSIX and Windows within one file system). If the block raises, or Ctrl-C arrives, the
+temporary file is removed and the destination is left as it was. Missing parent folders are created.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
-def _new_file_mode() -> int:
-    umask = os.umask(0)
+def new_file_mode() -> int:
+    """The permissions ``open()`` gives a new file: ``rw-rw-rw-`` less the process umask."""
+    return 0o666 & ~_umask()
+
+
+def new_folder_mode() -> int:
+    """The permissions ``mkdir`` gives a new folder: ``rwxrwxrwx`` less the process umask."""
+    return 0o777 & ~_umask()
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask can only be read by setting it)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+    return umask
 
 
 def _fsync_directory(path: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened (Windows)."""
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
     try:
         descriptor = os.open(path, os.O_RDONLY)
     except OSError:
@@ -40,23 +55,20 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-@contextlib.contextmanager
+@contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write ``path``'s new content to; it replaces ``path`` on success.
-
-    Missing parent folders are created. On any error (or Ctrl-C) the temporary file is removed and
-    ``path`` is left as it was.
-    """
+    """A temporary path beside ``path`` to write the new content to; it replaces ``path`` when the block ends."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else _new_file_mode()
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else new_file_mode()
     descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(descriptor)
     temporary = Path(name)
     try:
         yield temporary
-        _fsync_file(temporary)
-        os.chmod(temporary, mode)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)  # mkstemp creates rw------- whatever the umask
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -64,13 +76,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     _fsync_directory(path.parent)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Replace ``path`` with ``data`` in one step."""
-    with atomic_path(path) as temporary:
-        temporary.write_bytes(data)
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary handle on a temporary file beside ``path`` that replaces ``path`` when the block ends.
+
+    Example::
+
+        with atomic_output("timeline.png") as handle:
+            image.save(handle, format="PNG")
+    """
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        yield handle
+
+
+def write_bytes_atomic(path: str | Path, content: bytes) -> Path:
+    """Replace ``path`` with ``content`` in one step; returns ``path`` as a Path."""
+    with atomic_output(path) as handle:
+        handle.write(content)
     return Path(path)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Replace ``path`` with the UTF-8 ``text`` in one step."""
+    """Replace ``path`` with ``text`` as UTF-8 (newlines written as given) in one step."""
     return write_bytes_atomic(path, text.encode("utf-8"))

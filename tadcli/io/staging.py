@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tadcli.io.jsonio import new_folder_mode
+from tadcli.io.atomic import new_folder_mode
 
 NEW_PREFIX = ".{name}.tad-new-"
 OLD_PREFIX = ".{name}.tad-old-"
