@@ -536,16 +536,143 @@ def _render_eval_report(report, console: Console) -> None:  # noqa: ANN001 - tad
 
 
 # ------------------------------------------------------------------------------------------ detect
+class EventsFormat(str, enum.Enum):
+    json = "json"
+    csv = "csv"
+    srt = "srt"
+    activitynet = "activitynet"
+
+
+class FeaturesFormat(str, enum.Enum):
+    npy = "npy"
+    safetensors = "safetensors"
+
+
+DeviceOpt = Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Windows per forward pass.")]
+WorkersOpt = Annotated[int, typer.Option(min=0, help="Decoding processes (0: decode in this process).")]
+VideosArg = Annotated[List[str], typer.Argument(help="Video files, folders (searched recursively) or glob patterns.")]
+
+
 @app.command()
 def detect(
-    video: Annotated[Path, typer.Argument(help="Video file to run detection on.")],
-    out: Annotated[Path, typer.Option(help="Where to write the detected events (JSON).")] = Path("events.json"),
-    preset: PresetOpt = "tiny",
-    overrides: SetOpt = None,
+    videos: VideosArg,
+    out: Annotated[Path, typer.Option(help="Events file to write (srt with several videos: one file per video).")] = Path(
+        "events.json"
+    ),
+    run: Annotated[Optional[Path], typer.Option(help="A run folder written by 'tad train' (holds everything).")] = None,
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="A released AdaTAD/OpenTAD checkpoint (needs --preset and --classes).")
+    ] = None,
+    preset: Annotated[Optional[str], typer.Option(help="With --checkpoint: its preset name or YAML file.")] = None,
+    classes: Annotated[
+        Optional[Path], typer.Option(help="With --checkpoint: class names, one per line, in the model's order.")
+    ] = None,
+    dataset: Annotated[
+        Optional[EvalDataset], typer.Option(help="With --checkpoint: the protocol it was trained on. Default: thumos14.")
+    ] = None,
+    events_format: Annotated[EventsFormat, typer.Option("--format", help="Output format.")] = EventsFormat.json,
+    threshold: Annotated[float, typer.Option(help="Report events scoring at least this (0-1).")] = 0.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Report at most this many events per video.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw a timeline PNG: a row per class, shade = score.")] = None,
+    annotations: Annotated[
+        Optional[Path], typer.Option(help="Ground truth to draw under the detections in --plot (any format 'tad prepare' reads).")
+    ] = None,
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 1,
+    workers: WorkersOpt = 0,
 ) -> None:
-    """Detect actions in one video and write their start, end, class and score (not built yet)."""
+    """Detect actions in raw videos: start and end in seconds, class and score of each.
+
+    Examples: 'tad detect clip.mp4 --run runs/my-run --out events.json';
+    'tad detect videos/ --checkpoint adatad_thumos_s.pth --preset small-768 --classes classes.txt --format srt'.
+    Exit code 1 when some video could not be read (the others are written).
+    """
+    from tadcli.services.detect import detect as run_detect
+
     with _user_errors():
-        raise NotBuiltYetError("'tad detect' is not built yet in this version")
+        source = _model_source(run, checkpoint)
+        with _progress_bar() as progress:
+            report = run_detect(
+                videos,
+                out,
+                source,
+                preset=preset,
+                classes=classes,
+                profile=dataset.value if dataset is not None else None,
+                format=events_format.value,
+                threshold=threshold,
+                top_k=top_k,
+                plot=plot,
+                annotations=annotations,
+                device=device,
+                batch_size=batch_size,
+                num_workers=workers,
+                progress=progress,
+            )
+    for video in report.videos:
+        if video.events is None:
+            err_console.print(f"error: {video.video}: {video.error}", markup=False, highlight=False)
+        else:
+            console.print(f"{video.video}: {len(video.events.events)} events", markup=False, highlight=False)
+    for path in report.written:
+        console.print(f"wrote {path}", markup=False, highlight=False)
+    if report.failed:
+        raise typer.Exit(code=1)
+
+
+def _model_source(run: Optional[Path], checkpoint: Optional[Path]) -> Path:
+    if (run is None) == (checkpoint is None):
+        raise typer.BadParameter("give either --run RUN or --checkpoint FILE (with --preset and --classes)")
+    return run if run is not None else checkpoint
+
+
+# ----------------------------------------------------------------------------------------- extract
+@app.command()
+def extract(
+    videos: VideosArg,
+    out: Annotated[Path, typer.Option(help="Folder for one features file and one JSON sidecar per video.")],
+    run: Annotated[Optional[Path], typer.Option(help="Extract with this run's backbone (its trained adapters).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Or extract with this preset's backbone.")] = None,
+    weights: Annotated[
+        Optional[Path], typer.Option(help="With --preset: pretrained backbone weights (VideoMAE, mmaction, Hugging Face).")
+    ] = None,
+    overrides: SetOpt = None,
+    dataset: Annotated[
+        Optional[EvalDataset], typer.Option(help="With --preset: the sampling protocol (snippet stride). Default: thumos14.")
+    ] = None,
+    features_format: Annotated[FeaturesFormat, typer.Option("--format", help="Array file format.")] = FeaturesFormat.npy,
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 1,
+    workers: WorkersOpt = 0,
+) -> None:
+    """Write backbone features [T, C] of whole videos, with a sidecar that maps feature index to seconds.
+
+    Exit code 1 when some video could not be read (the others are written).
+    """
+    from tadcli.services.extract import extract as run_extract
+
+    with _user_errors():
+        with _progress_bar() as progress:
+            report = run_extract(
+                videos,
+                out,
+                run=run,
+                preset=preset,
+                weights=weights,
+                overrides=overrides or [],
+                profile=dataset.value if dataset is not None else None,
+                format=features_format.value,
+                device=device,
+                batch_size=batch_size,
+                num_workers=workers,
+                progress=progress,
+            )
+    for video, error in report.failed:
+        err_console.print(f"error: {video}: {error}", markup=False, highlight=False)
+    console.print(f"wrote {len(report.written)} feature file(s) to {out}", markup=False, highlight=False)
+    if report.failed:
+        raise typer.Exit(code=1)
 
 
 # ---------------------------------------------------------------------------------- profile-memory

@@ -48,9 +48,10 @@ def small_synthetic(tmp_path_factory) -> Path:
     from tadcli.data.synthetic import VIDEO_DIRNAME, write_synthetic_videos
     from tadcli.services.prepare import prepare_dataset
 
+    raw = tmp_path_factory.mktemp("small_synthetic_raw")
     root = tmp_path_factory.mktemp("small_synthetic")
     annotation_file = write_synthetic_videos(
-        root,
+        raw,
         num_videos=10,
         num_classes=2,
         seed=3,
@@ -61,6 +62,6 @@ def small_synthetic(tmp_path_factory) -> Path:
         action_seconds=(2.0, 5.0),
         max_actions_per_video=2,
     )
-    report = prepare_dataset("synthetic", annotation_file, root / VIDEO_DIRNAME, root, annotation_format="custom-json")
+    report = prepare_dataset("synthetic", annotation_file, raw / VIDEO_DIRNAME, root, annotation_format="custom-json", force=True)
     assert report.usable, report.summary()
     return root

@@ -84,8 +84,14 @@ def train_dataset(records: Sequence[VideoRecord], preset: Preset, profile: Datas
     )
 
 
-def eval_dataset(records: Sequence[VideoRecord], preset: Preset, profile: DatasetProfile) -> EvalWindowDataset:
-    """Every evaluation window of every video, in order (sliding windows or one resized window)."""
+def eval_dataset(
+    records: Sequence[VideoRecord], preset: Preset, profile: DatasetProfile, overlap: float | None = None
+) -> EvalWindowDataset:
+    """Every evaluation window of every video, in order (sliding windows or one resized window).
+
+    ``overlap``: fraction shared by consecutive sliding windows (default: the profile's; feature
+    extraction uses 0).
+    """
     geometry = window_geometry(preset, profile)
     transform = EvalTransform(preset.input.image_size)
     return EvalWindowDataset(
@@ -94,7 +100,7 @@ def eval_dataset(records: Sequence[VideoRecord], preset: Preset, profile: Datase
         scale_factor=geometry.scale_factor,
         frame_stride=geometry.frame_stride,
         sampling=profile.sampling,
-        overlap=profile.window_overlap,
+        overlap=profile.window_overlap if overlap is None else overlap,
         transform=transform,
         short_side=transform.short_side,
     )

@@ -1,13 +1,17 @@
-"""The one path from videos to detections in seconds (spec ``shared/spec/ADATAD.md`` §5), used by
-``tad eval --run``, validation during training, ``tad detect`` and :func:`tadcli.load_detector` alike:
+"""The one path from videos to per-video results, used by ``tad eval --run``, validation during
+training, ``tad detect``, ``tad extract`` and :func:`tadcli.load_detector` alike (spec
+``shared/spec/ADATAD.md`` §5):
 
-1. every video is cut into the windows of the preset and profile (:func:`tadcli.data.pipeline.eval_dataset`),
-   decoded window by window (memory bounded whatever the video's length);
-2. windows go through the model in batches; each window's raw outputs become candidates on its grid
-   (:func:`tadcli.model.postprocess.detect_batch`; resized videos get their soft-NMS here);
-3. candidates become seconds (:func:`tadcli.model.postprocess.detections_to_seconds`);
-4. all windows of a video are merged by one soft-NMS (:func:`tadcli.model.postprocess.merge_windows`),
-   then an optional per-video step (e.g. external classifier fusion) runs.
+1. every video is cut into the windows of the preset and profile (:func:`tadcli.data.pipeline.eval_dataset`)
+   and decoded window by window, so memory stays bounded whatever the video's length;
+2. windows go through the model in batches (:func:`stream_windows` calls a per-batch function);
+3. when a video's last window is done, its per-window results are combined into the video's result.
+
+:func:`detect_videos` plugs detection into it: candidates on each window's grid
+(:func:`tadcli.model.postprocess.detect_batch`; a resized video gets its soft-NMS there), seconds
+(:func:`tadcli.model.postprocess.detections_to_seconds`), then one soft-NMS per video over all its
+windows (:func:`tadcli.model.postprocess.merge_windows`) and an optional per-video step (classifier
+fusion). :func:`extract_video_features` plugs in the backbone features.
 
 Videos come out in input order, each as soon as its last window is done.
 """
@@ -17,13 +21,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import Preset
-from tadcli.data.dataset import EvalWindowDataset, VideoRecord, collate_windows, worker_context
+from tadcli.data.dataset import EvalWindowDataset, VideoRecord, WindowMeta, collate_windows, worker_context
 from tadcli.data.pipeline import eval_dataset
 from tadcli.errors import VideoError
 from tadcli.model.adatad import AdaTAD
@@ -31,21 +37,23 @@ from tadcli.model.postprocess import Detections, PostprocessSettings, detect_bat
 
 ProgressCallback = Callable[[str, int, int], None]
 VideoStep = Callable[[VideoRecord, Detections], Detections]
+Part = TypeVar("Part")
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
-class VideoDetections:
-    """The detections of one video, in seconds (labels are class indices), or why there are none.
+class VideoOutput(Generic[Result]):
+    """The result of one video, or why there is none.
 
     Attributes:
         record: the video.
-        detections: sorted by score; ``None`` when the video could not be decoded.
+        result: what the per-video function made of its windows; ``None`` when it could not be decoded.
         num_windows: windows the video was cut into.
         error: the decoder's message for a video that failed.
     """
 
     record: VideoRecord
-    detections: Detections | None
+    result: Result | None
     num_windows: int
     error: str | None = None
 
@@ -79,6 +87,52 @@ def inference_autocast(device: torch.device, mixed_precision: bool) -> contextli
     return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 
 
+def stream_windows(
+    windows: EvalWindowDataset,
+    per_batch: Callable[[dict], Sequence[Part]],
+    per_video: Callable[[VideoRecord, list[tuple[WindowMeta, Part]]], Result],
+    device: torch.device,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    progress: ProgressCallback | None = None,
+) -> Iterator[VideoOutput[Result]]:
+    """Run ``per_batch`` on batches of ``windows`` (one part per window) and ``per_video`` on each video's
+    ``(meta, part)`` list, in window order; yield each video's output as soon as its last window is done."""
+    last_window: dict[int, int] = {}
+    counts: dict[int, int] = {}
+    for window_index, (video_index, _) in enumerate(windows.windows):
+        last_window[video_index] = window_index
+        counts[video_index] = counts.get(video_index, 0) + 1
+    loader = DataLoader(
+        _IndexedWindows(windows),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate_indexed,
+        multiprocessing_context=worker_context() if num_workers > 0 else None,
+        pin_memory=device.type == "cuda",
+    )
+    parts: dict[int, list] = {}
+    errors: dict[int, str] = {}
+    next_video, done = 0, 0
+    for indices, batch, failures in loader:
+        for window_index, error in failures:
+            errors.setdefault(windows.windows[window_index][0], error)
+        if batch is not None:
+            for window_index, meta, part in zip(indices, batch["metas"], per_batch(batch)):
+                parts.setdefault(windows.windows[window_index][0], []).append((meta, part))
+        done += len(indices) + len(failures)
+        if progress is not None:
+            progress("windows", done, len(windows))
+        finished = max(indices + [index for index, _ in failures])
+        while next_video in last_window and last_window[next_video] <= finished:
+            record, error = windows.videos[next_video], errors.pop(next_video, None)
+            video_parts = parts.pop(next_video, [])
+            result = None if error is not None else per_video(record, video_parts)
+            yield VideoOutput(record, result, counts[next_video], error)
+            next_video += 1
+
+
 def detect_videos(
     model: AdaTAD,
     records: Sequence[VideoRecord],
@@ -90,8 +144,8 @@ def detect_videos(
     num_workers: int = 0,
     video_step: VideoStep | None = None,
     progress: ProgressCallback | None = None,
-) -> Iterator[VideoDetections]:
-    """Detections of every video in ``records``, in order, one :class:`VideoDetections` each.
+) -> Iterator[VideoOutput[Detections]]:
+    """Detections of every video in ``records`` in seconds (labels are class indices), sorted by score.
 
     Args:
         model: the detector (put in eval mode here); its parameters on ``device``.
@@ -106,65 +160,65 @@ def detect_videos(
         progress: ``(description, windows done, total windows)`` callback.
     """
     device = torch.device(device)
-    windows = eval_dataset(records, preset, profile)
-    last_window = {}  # video index -> index of its last window
-    for window_index, (video_index, _) in enumerate(windows.windows):
-        last_window[video_index] = window_index
-    counts = {video_index: 0 for video_index in last_window}
-    for video_index, _ in windows.windows:
-        counts[video_index] += 1
-    loader = DataLoader(
-        _IndexedWindows(windows),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_collate_indexed,
-        multiprocessing_context=worker_context() if num_workers > 0 else None,
-        pin_memory=device.type == "cuda",
-    )
     resize = profile.sampling == "resize"
-    parts: dict[int, list[Detections]] = {}
-    errors: dict[int, str] = {}
-    next_video, done, total = 0, 0, len(windows)
     model.eval()
-    for indices, batch, failures in loader:
-        for window_index, error in failures:
-            errors.setdefault(windows.windows[window_index][0], error)
-        if batch is not None:
-            with torch.no_grad(), inference_autocast(device, preset.train.mixed_precision):
-                outputs = model(batch["frames"].to(device), batch["masks"].to(device))
-            for window_index, meta, found in zip(indices, batch["metas"], detect_batch(outputs, settings, resize)):
-                seconds = detections_to_seconds(found, meta.fps, meta.snippet_stride, meta.window_start_frame, meta.duration)
-                parts.setdefault(windows.windows[window_index][0], []).append(seconds)
-        done += len(indices) + len(failures)
-        if progress is not None:
-            progress("windows", done, total)
-        finished = max(indices + [index for index, _ in failures])
-        while next_video in last_window and last_window[next_video] <= finished:
-            yield _finish_video(
-                records[next_video],
-                parts.pop(next_video, []),
-                counts[next_video],
-                errors.pop(next_video, None),
-                settings if not resize else None,
-                video_step,
-            )
-            next_video += 1
+
+    def per_batch(batch: dict) -> list[Detections]:
+        with torch.no_grad(), inference_autocast(device, preset.train.mixed_precision):
+            outputs = model(batch["frames"].to(device), batch["masks"].to(device))
+        return detect_batch(outputs, settings, resize)
+
+    def per_video(record: VideoRecord, parts: list[tuple[WindowMeta, Detections]]) -> Detections:
+        seconds = [
+            detections_to_seconds(found, meta.fps, meta.snippet_stride, meta.window_start_frame, meta.duration)
+            for meta, found in parts
+        ]
+        # one soft-NMS over all windows; a resized video's single window had its soft-NMS already
+        detections = Detections.cat(seconds) if resize else merge_windows(seconds, settings)
+        return video_step(record, detections) if video_step is not None else detections
+
+    windows = eval_dataset(records, preset, profile)
+    yield from stream_windows(windows, per_batch, per_video, device, batch_size, num_workers, progress)
 
 
-def _finish_video(
-    record: VideoRecord,
-    parts: list[Detections],
-    num_windows: int,
-    error: str | None,
-    merge_settings: PostprocessSettings | None,
-    video_step: VideoStep | None,
-) -> VideoDetections:
-    """Merge a video's windows: one soft-NMS over all of them (sliding), or none (``merge_settings`` None:
-    the single resized window had its soft-NMS already)."""
-    if error is not None:
-        return VideoDetections(record, None, num_windows, error)
-    detections = Detections.cat(parts) if merge_settings is None else merge_windows(parts, merge_settings)
-    if video_step is not None:
-        detections = video_step(record, detections)
-    return VideoDetections(record, detections, num_windows)
+@dataclass(frozen=True)
+class VideoFeatures:
+    """Backbone features of one whole video: ``features[i]`` is detector step ``i`` (``snippet_stride`` frames)."""
+
+    features: np.ndarray  # float32 [T, C]
+    snippet_stride: float
+    fps: float
+
+
+def extract_video_features(
+    model: AdaTAD,
+    records: Sequence[VideoRecord],
+    preset: Preset,
+    profile: DatasetProfile,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1,
+    num_workers: int = 0,
+    progress: ProgressCallback | None = None,
+) -> Iterator[VideoOutput[VideoFeatures]]:
+    """:meth:`AdaTAD.extract_features` over every video, window by window without overlap, as one [T, C]
+    array per video: step ``i`` of the video is feature ``i`` (resized videos: the window's T steps)."""
+    device = torch.device(device)
+    model.eval()
+
+    def per_batch(batch: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+        with torch.no_grad(), inference_autocast(device, preset.train.mixed_precision):
+            features = model.extract_features(batch["frames"].to(device)).float().cpu()  # [B, C, T]
+        return [(f.T.numpy(), m.numpy()) for f, m in zip(features, batch["masks"])]
+
+    def per_video(record: VideoRecord, parts: list[tuple[WindowMeta, Any]]) -> VideoFeatures:
+        first = parts[0][0]
+        steps = [round(meta.window_start_frame / meta.snippet_stride) for meta, _ in parts]
+        length = max(start + int(mask.sum()) for start, (_, (_, mask)) in zip(steps, parts))
+        video = np.zeros((length, parts[0][1][0].shape[1]), dtype=np.float32)  # [T, C]
+        for start, (_, (features, mask)) in zip(steps, parts):
+            valid = int(mask.sum())
+            video[start : start + valid] = features[:valid]  # the shifted tail window rewrites the same steps
+        return VideoFeatures(video, first.snippet_stride, first.fps)
+
+    windows = eval_dataset(records, preset, profile, overlap=0.0)
+    yield from stream_windows(windows, per_batch, per_video, device, batch_size, num_workers, progress)

@@ -75,12 +75,12 @@ def evaluate_on_records(
     for video in detect_videos(
         model, records, preset, profile, settings, device, batch_size, num_workers, video_step, progress
     ):
-        if video.detections is None:
+        if video.result is None:
             failed.append((video.record.video_id, video.error or "decoding failed"))
             continue
         results[video.record.video_id] = [
             {"segment": [row.start, row.end], "label": classes[row.label], "score": row.score}
-            for row in round_for_output(video.detections)
+            for row in round_for_output(video.result)
         ]
     content = {"version": RESULTS_VERSION, "results": results, "external_data": {}}
     metrics = evaluate_detections(ground_truth_of(records, classes), results_to_columns(results), tiou_thresholds)
