@@ -34,7 +34,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-presets_app = typer.Typer(help="List the shipped presets or show one fully resolved.", no_args_is_help=True)
+presets_app = typer.Typer(help="List the shipped presets (the default) or show one fully resolved.")
 app.add_typer(presets_app, name="presets")
 
 console = Console()
@@ -346,18 +346,30 @@ def profile_memory(preset: PresetOpt = "tiny", overrides: SetOpt = None) -> None
 
 
 # ----------------------------------------------------------------------------------------- presets
+@presets_app.callback(invoke_without_command=True)
+def _presets_root(context: typer.Context) -> None:
+    """List the shipped presets (as 'tad presets list'), or show one with 'tad presets show NAME'."""
+    if context.invoked_subcommand is None:
+        presets_list(dataset=None)
+
+
 @presets_app.command("list")
-def presets_list() -> None:
-    """List the shipped presets."""
+def presets_list(
+    dataset: Annotated[
+        Optional[DatasetName], typer.Option(help="Only the recipes of this dataset (e.g. activitynet).")
+    ] = None,
+) -> None:
+    """List the shipped presets, optionally only one dataset's recipes."""
     from tadcli.services.presets import list_presets
 
     with _user_errors():
-        rows = list_presets()
-    table = Table(title="Shipped presets")
-    for column in ("name", "backbone", "adaptation", "frames", "px", "description"):
-        table.add_column(column)
+        rows = list_presets(dataset.value if dataset is not None else None)
+    table = Table(title="Shipped presets" + (f" for {dataset.value}" if dataset is not None else ""))
+    table.add_column("name", no_wrap=True)
+    table.add_column("dataset", no_wrap=True)
+    table.add_column("description")
     for row in rows:
-        table.add_row(row.name, row.backbone, row.adaptation, str(row.frames), str(row.image_size), row.description)
+        table.add_row(row.name, row.dataset, row.description)
     console.print(table)
 
 

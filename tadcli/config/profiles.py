@@ -47,8 +47,7 @@ class DatasetProfile(BaseModel):
     max_segments: int = Field(description="maximum detections kept per video")
     pre_nms_topk: int = Field(default=2000)
     min_score: float = Field(default=0.0)
-    multiclass_nms: bool = Field(default=True)
-    voting_threshold: float = Field(default=0.0, description="boundary voting IoU (class-agnostic NMS only)")
+    voting_threshold: float = Field(default=0.0, description="boundary voting IoU (class-agnostic detectors only)")
 
 
 PROFILES: dict[str, DatasetProfile] = {
@@ -68,7 +67,7 @@ PROFILES: dict[str, DatasetProfile] = {
         ),
         DatasetProfile(
             name="activitynet",
-            description="ActivityNet-1.3: 200 classes, whole videos resized to 192 steps, class-agnostic NMS",
+            description="ActivityNet-1.3: 200 classes, whole videos resized to 192 steps",
             tiou_thresholds=ACTIVITYNET_TIOU,
             train_subset="training",
             eval_subset="validation",
@@ -78,7 +77,6 @@ PROFILES: dict[str, DatasetProfile] = {
             soft_nms_sigma=0.7,
             max_segments=100,
             min_score=0.001,
-            multiclass_nms=False,
             voting_threshold=0.9,
         ),
         DatasetProfile(
