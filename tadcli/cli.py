@@ -278,6 +278,16 @@ def eval_(
         Optional[EvalDataset], typer.Option(help="Dataset profile giving default thresholds and subset.")
     ] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores to this JSON file.")] = None,
+    csv_out: Annotated[
+        Optional[Path], typer.Option("--csv", help="Also write the per-class AP table to this CSV file.")
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Reject predictions whose end precedes their start (by default they are scored as the "
+            "official evaluator scores them, with a warning)."
+        ),
+    ] = False,
     run: Annotated[Optional[Path], typer.Option(help="Score a trained run folder (not built yet).")] = None,
 ) -> None:
     """Score detections with the official ActivityNet detection mAP."""
@@ -297,6 +307,8 @@ def eval_(
             dataset=dataset.value if dataset is not None else None,
             json_out=json_out,
             annotation_format=annotation_format.value if annotation_format is not None else None,
+            strict=strict,
+            csv_out=csv_out,
         )
     _render_eval_report(report)
 
@@ -315,8 +327,12 @@ def _render_eval_report(report) -> None:  # noqa: ANN001 - tadcli.services.eval.
     console.print(f"lowest AP (%, mean over tIoU): {lowest}", highlight=False)
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
+    for warning in report.warnings:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if report.json_path is not None:
         console.print(f"scores written to {report.json_path}", highlight=False)
+    if report.csv_path is not None:
+        console.print(f"per-class AP written to {report.csv_path}", highlight=False)
 
 
 # ------------------------------------------------------------------------------------------ detect
