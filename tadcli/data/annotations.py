@@ -100,6 +100,7 @@ __all__ = [
     "read_annotations",
     "detect_annotation_format",
     "strip_video_extension",
+    "load_json",
 ]
 
 ANNOTATION_FORMATS = (
@@ -235,7 +236,7 @@ def detect_annotation_format(path: str | Path) -> str:
         return _detect_directory_format(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return _detect_json_format(path, _load_json(path))
+        return _detect_json_format(path, load_json(path))
     if suffix == ".csv":
         return _detect_csv_format(path, _read_csv_header(path))
     raise AnnotationError(
@@ -324,7 +325,7 @@ def _detect_csv_format(path: Path, header: list[str]) -> str:
 
 
 def _read_activitynet_json(path: Path, classes_override: list[str] | None) -> AnnotationSet:
-    content = _load_json(path)
+    content = load_json(path)
     database = content.get("database") if isinstance(content, dict) else None
     if not isinstance(database, dict):
         raise AnnotationError(f"{path}: expected an ActivityNet-style JSON object with a 'database' mapping")
@@ -419,7 +420,7 @@ def _read_activitynet_bsn(path: Path) -> AnnotationSet:
                 "video_info_new.csv and action_name.csv together"
             )
     info = {row["video"]: row for row in _read_csv_rows(info_file, ("video", "numFrame", "fps", "subset"))}
-    content = _require_mapping(_load_json(anno_file), str(anno_file))
+    content = _require_mapping(load_json(anno_file), str(anno_file))
     videos = {}
     for video_id, entry in content.items():
         where = f"{anno_file}: video {video_id}"
@@ -509,7 +510,7 @@ def _read_charades_classes(file: Path) -> dict[str, str]:
 
 
 def _read_multithumos(path: Path, classes_override: list[str] | None) -> AnnotationSet:
-    content = _require_mapping(_load_json(path), str(path))
+    content = _require_mapping(load_json(path), str(path))
     if classes_override is not None and len(classes_override) != MULTITHUMOS_NUM_CLASSES:
         raise AnnotationError(
             f"class list: Multi-THUMOS has {MULTITHUMOS_NUM_CLASSES} classes, the list has {len(classes_override)}"
@@ -653,7 +654,7 @@ def _read_custom_csv(path: Path, classes_override: list[str] | None) -> Annotati
 
 
 def _read_custom_json(path: Path, classes_override: list[str] | None) -> AnnotationSet:
-    content = _require_mapping(_load_json(path), str(path))
+    content = _require_mapping(load_json(path), str(path))
     unknown = [key for key in content if key not in ("classes", "videos")]
     if unknown:
         raise AnnotationError(
@@ -702,7 +703,8 @@ def _read_custom_json(path: Path, classes_override: list[str] | None) -> Annotat
 # small helpers
 
 
-def _load_json(path: Path) -> Any:
+def load_json(path: Path) -> Any:
+    """The content of a JSON file; a missing, unreadable or invalid file is an :class:`AnnotationError`."""
     try:
         with path.open("rb") as handle:
             return json.load(handle)
