@@ -166,6 +166,13 @@ def prepare(
     class_list: Annotated[
         Optional[Path], typer.Option(help="Class names, one per line, for files that only hold indices.")
     ] = None,
+    blocked: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Videos to remove from the evaluated subset: a JSON list or one id per line "
+            "(ActivityNet: OpenTAD's blocked.json of videos no longer available)."
+        ),
+    ] = None,
     classes: Annotated[int, typer.Option(help="Synthetic only: number of action classes.")] = 4,
     seed: Annotated[int, typer.Option(help="Synthetic only: random seed (same seed, same dataset).")] = 0,
     workers: Annotated[int, typer.Option(help="Parallel video probes.")] = 2,
@@ -201,6 +208,7 @@ def prepare(
                     out,
                     annotation_format=annotation_format.value if annotation_format is not None else None,
                     class_list=class_list,
+                    blocked=blocked,
                     workers=workers,
                     progress=progress,
                 )

@@ -101,6 +101,7 @@ __all__ = [
     "detect_annotation_format",
     "strip_video_extension",
     "load_json",
+    "read_video_list",
 ]
 
 ANNOTATION_FORMATS = (
@@ -243,6 +244,24 @@ def detect_annotation_format(path: str | Path) -> str:
         f"{path}: cannot tell the annotation format from a {suffix or 'extension-less'} file; "
         "expected a .json or .csv file, or a directory of THUMOS14 per-class .txt files"
     )
+
+
+def read_video_list(path: str | Path) -> list[str]:
+    """Video ids from a JSON list (OpenTAD's ActivityNet ``blocked.json``) or a text file, one per line
+    (``missing_files.txt``); blank lines are ignored.
+
+    Raises:
+        AnnotationError: the file is missing, or its JSON is not a list of non-empty strings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"{path}: video list file not found")
+    if path.suffix.lower() == ".json":
+        content = load_json(path)
+        if not isinstance(content, list) or not all(isinstance(v, str) and v.strip() for v in content):
+            raise AnnotationError(f"{path}: expected a JSON list of video ids")
+        return [video.strip() for video in content]
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def strip_video_extension(name: str) -> str:

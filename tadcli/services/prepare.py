@@ -21,6 +21,12 @@ Subset names follow the OpenTAD / ActionFormer convention of each profile:
 
 Every rename is listed in the report.
 
+ActivityNet: training instances no longer than 1 % of their video are dropped (OpenTAD's ``filter_gt``;
+the profile's ``min_training_fraction``); the validation ground truth keeps them, because the official
+evaluator scores against all of it. ``blocked`` (OpenTAD's ``blocked.json``, or a text file of ids)
+removes the listed videos from the evaluated subset (ActivityNet: videos no longer available). Both are
+counted in the report.
+
 Video files are looked up recursively in the video folder by id: ``<id>.<ext>`` for ext in mp4, mkv, avi,
 mov, webm; ActivityNet ids are also tried with and without the ``v_`` prefix. A video that several
 files match is dropped and reported.
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from tadcli.config.profiles import get_profile
-from tadcli.data.annotations import VIDEO_EXTENSIONS, AnnotationSet, read_annotations
+from tadcli.data.annotations import VIDEO_EXTENSIONS, AnnotationSet, read_annotations, read_video_list
 from tadcli.data.manifest import (
     CLASSES_FILE,
     MANIFEST_FILE,
@@ -83,6 +89,7 @@ def prepare_dataset(
     *,
     annotation_format: str | None = None,
     class_list: str | Path | None = None,
+    blocked: str | Path | None = None,
     workers: int = 2,
     progress: ProgressCallback | None = None,
 ) -> DatasetReport:
@@ -98,6 +105,8 @@ def prepare_dataset(
         annotation_format: force a format; detected when ``None`` (EPIC-Kitchens: ``epic-kitchens-noun``
             unless ``epic-kitchens-verb`` is given).
         class_list: a class list file for formats whose files do not name the classes.
+        blocked: a list of videos to remove from the evaluated subset (JSON list or one id per line;
+            ActivityNet ids match with or without ``v_``).
         workers: videos probed at once.
         progress: ``(description, done, total)`` callback.
 
@@ -130,6 +139,8 @@ def prepare_dataset(
             f"(expected {', '.join(DATASET_FORMATS[dataset])})"
         )
     issues += _rename_subsets(annotation_set, SUBSET_RENAMES.get((dataset, annotation_set.format), {}))
+    if blocked is not None:
+        issues += _drop_blocked_videos(annotation_set, read_video_list(blocked), profile.eval_subset, dataset)
 
     video_paths, probes, probed, from_cache = None, None, 0, 0
     if videos_dir is not None:
@@ -236,6 +247,27 @@ def _rename_subsets(annotation_set: AnnotationSet, renames: dict[str, str]) -> l
             issues.append(
                 Issue("subset_renamed", f"'{old}' -> '{renames[old]}' ({len(videos)} videos)", subset=renames[old])
             )
+    return issues
+
+
+def _drop_blocked_videos(
+    annotation_set: AnnotationSet, blocked: list[str], eval_subset: str, dataset: str
+) -> list[Issue]:
+    """Remove the listed videos from the evaluated subset, in place; one issue per video, one note for
+    the listed ids that are not in it."""
+    def key(video_id: str) -> str:
+        return video_id.removeprefix("v_") if dataset == "activitynet" else video_id
+
+    wanted = {key(video_id) for video_id in blocked}
+    issues, found = [], set()
+    for video_id, video in list(annotation_set.videos.items()):
+        if video.subset == eval_subset and key(video_id) in wanted:
+            found.add(key(video_id))
+            issues.append(Issue("video_blocked", f"{len(video.instances)} instances", video_id, eval_subset))
+            del annotation_set.videos[video_id]
+    absent = sorted(wanted - found)
+    if absent:
+        issues.append(Issue("blocked_video_absent", f"{len(absent)} listed ids, e.g. {absent[:3]}", subset=eval_subset))
     return issues
 
 
