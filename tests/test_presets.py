@@ -280,6 +280,8 @@ def test_dataset_and_video_classifier_fields_are_validated(tmp_path):
         load_preset("small-768", ["detector.class_agnostic=true"])
     with pytest.raises(PresetError, match="video_classifier labels class-agnostic detections only"):
         load_preset("anet-small-192x4-160", ["detector.class_agnostic=false"])
+    with pytest.raises(PresetError, match=r"video_classifier.fusoin: unknown field \(did you mean 'fusion'\?\)"):
+        load_preset("anet-small-192x4-160", ["video_classifier.fusoin=product"])
     with pytest.raises(PresetError, match="video_classifier.fusion: Input should be 'product' or 'geometric-mean'"):
         load_preset("anet-giant-192x4-224", ["video_classifier.fusion=mean"])
     internvideo = load_preset(

@@ -11,7 +11,7 @@ import difflib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -161,9 +161,10 @@ def _valid_fields(loc: Sequence[Any]) -> list[str]:
     model: Any = Preset
     for part in loc[:-1]:
         field = model.model_fields.get(part) if isinstance(model, type) else None
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        sections = [] if field is None else [field.annotation, *get_args(field.annotation)]  # Optional[Section] too
+        model = next((t for t in sections if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if model is None:
             return []
-        model = field.annotation
     return list(model.model_fields)
 
 
