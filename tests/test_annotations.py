@@ -238,7 +238,8 @@ def test_charades_and_epic_rows_with_wrong_field_counts_are_errors(tmp_path):
     (epic / "EPIC_100_validation.csv").write_text(
         "narration_id,video_id,start_timestamp,stop_timestamp,verb_class\nP01_11_0,P01_11,00:00:00.00,00:01.89,0\n"
     )
-    with pytest.raises(AnnotationError, match=r"EPIC_100_validation.csv:2: stop_timestamp: expected hh:mm:ss.ff, got '00:01.89'"):
+    message = r"validation.csv:2: stop_timestamp: expected hh:mm:ss.ff, got '00:01.89'"
+    with pytest.raises(AnnotationError, match=message):
         read_annotations(epic, "epic-kitchens-verb")
 
 

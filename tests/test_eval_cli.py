@@ -80,7 +80,8 @@ def test_results_on_other_videos_and_malformed_results(files: tuple[Path, Path],
     assert result.exit_code == 2
     assert "none of its 1 videos" in " ".join(result.output.split())
     broken = tmp_path / "broken.json"
-    broken.write_text(json.dumps({"results": {"v1": [{"segment": [0, 10], "label": "run", "score": 0.9}, {"segment": "x"}]}}))
+    entries = [{"segment": [0, 10], "label": "run", "score": 0.9}, {"segment": "x"}]
+    broken.write_text(json.dumps({"results": {"v1": entries}}))
     result = runner.invoke(app, ["eval", "--predictions", str(broken), "--annotations", str(gt)])
     assert result.exit_code == 2
     assert "video 'v1': results[1]: missing label, score" in " ".join(result.output.split())
@@ -114,9 +115,8 @@ def test_csv_writes_the_per_class_ap_table(files, tmp_path: Path) -> None:
 
     gt, results = files
     table_file = tmp_path / "per_class.csv"
-    result = runner.invoke(
-        app, ["eval", "--predictions", str(results), "--annotations", str(gt), "--tiou", "0.5,0.7", "--csv", str(table_file)]
-    )
+    args = ["eval", "--predictions", str(results), "--annotations", str(gt), "--tiou", "0.5,0.7", "--csv", str(table_file)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "per-class AP written to" in result.output
     table = pandas.read_csv(table_file)

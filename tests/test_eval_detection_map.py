@@ -197,7 +197,8 @@ def test_inverted_ground_truth_is_rejected_and_inverted_detections_scored_offici
         make_gt(("a", 5, 4, "run"))
     gt = make_gt(("a", 0, 10, "run"), ("a", 20, 24, "run"))
     # The official tIoU of an inverted detection: 0 / (len_gt + len_det); 0/0 (NaN) when the lengths cancel.
-    tiou = segment_tiou(np.array([3.0, 10.0, 24.0]), np.array([2.0, 0.0, 20.0]), np.array([0.0] * 3), np.array([10.0] * 3))
+    det_starts, det_ends = np.array([3.0, 10.0, 24.0]), np.array([2.0, 0.0, 20.0])
+    tiou = segment_tiou(det_starts, det_ends, np.array([0.0] * 3), np.array([10.0] * 3))
     assert tiou[[0, 2]].tolist() == [0.0, 0.0] and np.isnan(tiou[1])
     # [3, 2] overlaps nothing; [24, 20] reverses the second instance: NaN, which the official code matches.
     metrics = evaluate_detections(gt, make_dets(("a", 3, 2, "run", 0.9), ("a", 24, 20, "run", 0.8)), [0.5, 0.95])

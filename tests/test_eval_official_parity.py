@@ -193,7 +193,7 @@ def test_bit_identical_to_official_with_inverted_detections(seed: int) -> None:
     # scores them (tIoU 0, or 0/0 = NaN, a match, for an exact reversal of a ground-truth segment).
     rng = np.random.default_rng(seed)
     gt_rows, det_rows = random_case(rng, num_videos=4, num_classes=3, num_gt=30, num_dets=300)
-    det_rows = [(v, e, s, label, score) if rng.random() < 0.3 else (v, s, e, label, score) for v, s, e, label, score in det_rows]
+    det_rows = [(v, e, s, label, p) if rng.random() < 0.3 else (v, s, e, label, p) for v, s, e, label, p in det_rows]
     det_rows += [(v, e, s, label, rng.random()) for v, s, e, label in gt_rows[:8]]  # reversed copies
     thresholds = {3: np.linspace(0.5, 0.95, 10), 4: [0.0, 0.3, 0.5, 0.7]}[seed]
     with np.errstate(invalid="ignore"):  # the official 0/0

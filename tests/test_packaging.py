@@ -48,6 +48,7 @@ def test_python_versions_claimed_are_the_ones_tested():
     # requires-python's lower bound is the one version the classifiers claim (the version CI runs);
     # this interpreter must satisfy it.
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    claimed = [c.rsplit(" :: ", 1)[1] for c in project["classifiers"] if c.startswith("Programming Language :: Python :: 3.")]
+    prefix = "Programming Language :: Python :: 3."
+    claimed = [c.rsplit(" :: ", 1)[1] for c in project["classifiers"] if c.startswith(prefix)]
     assert project["requires-python"] == f">={claimed[0]}" and len(claimed) == 1
     assert sys.version_info[:2] >= tuple(int(part) for part in claimed[0].split("."))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from tadcli.config.loader import load_preset, shipped_preset_names
-from tadcli.model.build import build_model, postprocess_settings
 from tadcli.config.profiles import get_profile
+from tadcli.model.build import build_model, postprocess_settings
 
 # spec §1.1: embed C, depth, FFN hidden, patch; rounded ViT parameter counts (millions)
 VIT = {
@@ -143,9 +143,14 @@ def test_preset_builds_on_meta_with_the_spec_shape(name):
     assert points.strides == tuple(2**level for level in range(arch[2] + 1))
     assert points.regression_ranges == tuple((float(lo), float(hi)) for lo, hi in ranges)
     baseline_dropout = preset.adaptation.mode == "frozen" or (preset.adaptation.mode, preset.dataset) == (
-        "full", "activitynet")  # spec §4.1: frozen configs and ANet fullft use input dropout 0.2
+        "full",
+        "activitynet",
+    )  # spec §4.1: frozen configs and ANet fullft use input dropout 0.2
     assert (preset.detector.attention_window, preset.detector.use_abs_pe, preset.detector.input_dropout) == (
-        window, abs_pe, 0.2 if baseline_dropout else input_dropout)
+        window,
+        abs_pe,
+        0.2 if baseline_dropout else input_dropout,
+    )
 
 
 @pytest.mark.parametrize("name", RECIPE_PRESETS)
@@ -154,7 +159,12 @@ def test_preset_trains_with_the_spec_recipe(name):
     (head_lr, adapter_lr, batch, warmup, cosine, stop, val_start, val_every), loss, shape = RECIPES[name]
     train = preset.train
     assert (train.head_lr, train.batch_size, train.warmup_epochs, train.schedule_epochs, train.epochs) == (
-        head_lr, batch, warmup, cosine, stop)
+        head_lr,
+        batch,
+        warmup,
+        cosine,
+        stop,
+    )
     assert (train.eval_start_epoch, train.eval_interval) == (val_start, val_every)
     if adapter_lr is not None:
         assert train.adapter_lr == adapter_lr

@@ -37,7 +37,9 @@ def test_scores_are_reordered_to_the_dataset_classes(tmp_path: Path, anet_classe
     file_classes = [anet_classes[i] for i in order]
     file_scores = rng.dirichlet(np.ones(len(anet_classes)), size=len(VIDEOS))  # [3, 200] probabilities
     for key in ("class", "classes"):  # CUHK and InternVideo layouts
-        scores = read_video_classifier(write_classifier(tmp_path / f"{key}.json", file_classes, file_scores, key), anet_classes)
+        scores = read_video_classifier(
+            write_classifier(tmp_path / f"{key}.json", file_classes, file_scores, key), anet_classes
+        )
         assert list(scores) == VIDEOS
         for row, video in zip(file_scores, VIDEOS):
             expected = np.empty(len(anet_classes))
@@ -92,7 +94,9 @@ def test_every_evaluated_video_needs_scores(tmp_path: Path, anet_classes: list[s
 
 
 def test_presets_fuse_top_classes_by_product_or_geometric_mean() -> None:
-    detections = Detections(torch.tensor([[1.0, 4.0], [10.0, 12.5]]), torch.tensor([0.8, 0.5]), torch.zeros(2, dtype=torch.long))
+    detections = Detections(
+        torch.tensor([[1.0, 4.0], [10.0, 12.5]]), torch.tensor([0.8, 0.5]), torch.zeros(2, dtype=torch.long)
+    )
     class_scores = torch.tensor([0.1, 0.6, 0.05, 0.25])
     cuhk = load_preset("anet-small-192x4-160").video_classifier  # product, top 2
     fused = label_with_video_classifier(detections, class_scores, cuhk)
@@ -100,7 +104,9 @@ def test_presets_fuse_top_classes_by_product_or_geometric_mean() -> None:
     assert fused.segments.tolist() == [[1.0, 4.0], [10.0, 12.5]] * 2
     assert torch.allclose(fused.scores, torch.tensor([0.8 * 0.6, 0.5 * 0.6, 0.8 * 0.25, 0.5 * 0.25]))
 
-    internvideo = load_preset("anet-giant-192x4-224", ["video_classifier.fusion=geometric-mean", "video_classifier.topk=3"])
+    internvideo = load_preset(
+        "anet-giant-192x4-224", ["video_classifier.fusion=geometric-mean", "video_classifier.topk=3"]
+    )
     fused = label_with_video_classifier(detections, class_scores, internvideo.video_classifier)
     assert fused.labels.tolist() == [1, 1, 3, 3, 0, 0]
     assert fused.scores[4].item() == pytest.approx(math.sqrt(0.8 * 0.1))

@@ -443,9 +443,12 @@ def _read_activitynet_bsn(path: Path) -> AnnotationSet:
             )
     info_table = _read_csv_table(info_file, ("video", "numFrame", "fps", "subset"))
     measures = zip(
-        info_table["subset"], _numbers(info_table, "fps", info_file), _numbers(info_table, "numFrame", info_file)
+        info_table["subset"],
+        _numbers(info_table, "fps", info_file),
+        _numbers(info_table, "numFrame", info_file),
+        strict=True,
     )
-    info = dict(zip(info_table["video"], measures))  # video -> (subset, fps, frames)
+    info = dict(zip(info_table["video"], measures, strict=True))  # video -> (subset, fps, frames)
     content = _require_mapping(load_json(anno_file), str(anno_file))
     videos = {}
     for video_id, entry in content.items():
@@ -498,7 +501,7 @@ def _read_charades(path: Path) -> AnnotationSet:
             )
         table = _read_csv_table(file, ("id", "actions", "length"))
         lengths = _numbers(table, "length", file)
-        for (line, row), length in zip(table.iterrows(), lengths):
+        for (line, row), length in zip(table.iterrows(), lengths, strict=True):
             where = f"{file}:{line}: video {row['id']}"
             instances = []
             for item in filter(None, (part.strip() for part in row["actions"].split(";"))):
@@ -594,13 +597,14 @@ def _read_epic_kitchens(path: Path, task: str) -> AnnotationSet:
         raise AnnotationError(f"{class_file}: missing; EPIC-Kitchens {task} labels are named by this class list")
     class_table = _read_csv_table(class_file, ("id", "key"))
     class_ids = _numbers(class_table, "id", class_file)
-    names = dict(zip(class_table["id"], class_table["key"]))
+    names = dict(zip(class_table["id"], class_table["key"], strict=True))
     info_file = directory / "EPIC_100_video_info.csv"
     info: dict[str, tuple[float, float]] = {}
     if info_file.is_file():
         info_table = _read_csv_table(info_file, ("video_id", "duration", "fps"))
-        measures = zip(_numbers(info_table, "duration", info_file), _numbers(info_table, "fps", info_file))
-        info = dict(zip(info_table["video_id"], measures))
+        durations = _numbers(info_table, "duration", info_file).tolist()
+        frame_rates = _numbers(info_table, "fps", info_file).tolist()
+        info = dict(zip(info_table["video_id"], zip(durations, frame_rates, strict=True), strict=True))
     class_column = f"{task}_class"
     videos: dict[str, VideoAnnotation] = {}
     for file in files:
@@ -610,14 +614,15 @@ def _read_epic_kitchens(path: Path, task: str) -> AnnotationSet:
                 f"{file}: cannot tell the subset from the name; expected EPIC_100_train.csv or EPIC_100_validation.csv"
             )
         table = _read_csv_table(file, ("video_id", "start_timestamp", "stop_timestamp", class_column))
-        unknown = np.flatnonzero(~table[class_column].isin(names).to_numpy())
+        unknown = np.flatnonzero(~table[class_column].isin(list(names)).to_numpy())
         if unknown.size:
             line, value = table.index[unknown[0]], table[class_column].iloc[unknown[0]]
             raise AnnotationError(f"{file}:{line}: {class_column} {value!r} is not an id of {class_file.name}")
         starts = _epic_seconds(table, "start_timestamp", file)
         ends = _epic_seconds(table, "stop_timestamp", file)
         labels = table[class_column].map(names)
-        for (line, video_id), start, end, label in zip(table["video_id"].items(), starts, ends, labels):
+        rows = zip(table["video_id"].items(), starts, ends, labels, strict=True)
+        for (line, video_id), start, end, label in rows:
             if video_id not in videos:
                 duration, fps = info.get(video_id, (None, None))
                 videos[video_id] = VideoAnnotation(video_id, subset, duration, fps, None, [])

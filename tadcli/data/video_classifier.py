@@ -51,7 +51,9 @@ def read_video_classifier(
         raise AnnotationError(f"{path}: video classifier file not found")
     content = load_json(path)
     if not isinstance(content, dict) or not isinstance(content.get("results"), dict):
-        raise AnnotationError(f'{path}: expected a video classifier file {{"results": {{video: [scores]}}, "class": [...]}}')
+        raise AnnotationError(
+            f'{path}: expected a video classifier file {{"results": {{video: [scores]}}, "class": [...]}}'
+        )
     file_classes = _file_classes(content, path)
     column_of_class = _columns_in_dataset_order(file_classes, classes, path)  # [K] file column of dataset class k
     scores = {}

@@ -43,6 +43,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -58,6 +59,9 @@ from tadcli.evaluation.detection_map import (
 )
 from tadcli.evaluation.results import read_detection_results
 from tadcli.io.jsonio import write_json_atomic
+
+if TYPE_CHECKING:
+    import pandas
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -129,9 +133,9 @@ class EvalReport:
             "subset": self.subset,
         }
 
-    def per_class_table(self) -> "pandas.DataFrame":  # noqa: F821 - pandas is imported on use
+    def per_class_table(self) -> pandas.DataFrame:
         """One row per class (ground-truth order): ``class``, ``instances``, ``AP@t`` per threshold, ``mean AP``."""
-        import pandas
+        import pandas  # on use: the table is the only pandas use of tad eval
 
         table = pandas.DataFrame(self.per_class, index=[f"AP@{t:g}" for t in self.tiou_thresholds]).T
         table.insert(0, "instances", [self.instances_per_class[label] for label in table.index])
