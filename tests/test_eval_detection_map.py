@@ -204,6 +204,9 @@ def test_inverted_ground_truth_is_rejected_and_inverted_detections_scored_offici
     metrics = evaluate_detections(gt, make_dets(("a", 3, 2, "run", 0.9), ("a", 24, 20, "run", 0.8)), [0.5, 0.95])
     assert metrics.recall.tolist() == [0.5, 0.5]
     assert metrics.average_precision[:, 0].tolist() == [0.25, 0.25]  # FP then TP: precision 1/2 at recall 1/2
+    # Only the lengths count: [50, 40] lies nowhere near [0, 10] and still matches it, as officially.
+    metrics = evaluate_detections(gt, make_dets(("a", 50, 40, "run", 0.9)), [0.5])
+    assert metrics.recall.tolist() == [0.5]
 
 
 def test_thresholds_kept_in_given_order_and_checked() -> None:

@@ -318,7 +318,8 @@ def _inverted_predictions_warning(detections: Detections) -> list[str]:
     return [
         f"{inverted.size} predictions end before they start (e.g. video {detections.video_ids[first]!r}: "
         f"[{detections.starts[first]:g}, {detections.ends[first]:g}]): scored as the official evaluator scores "
-        "them (no overlap: false positives, unless reversing a ground-truth segment exactly); --strict rejects them"
+        "them (they overlap nothing, so false positives, except where minus their length equals a ground-truth "
+        "instance's: a 0/0 that it counts as a match); --strict rejects them"
     ]
 
 
