@@ -292,6 +292,7 @@ def eval_(
     strict: Annotated[
         bool,
         typer.Option(
+            "--strict",
             help="Reject predictions whose end precedes their start (by default they are scored as the "
             "official evaluator scores them, with a warning)."
         ),
