@@ -31,3 +31,36 @@ def annotations_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def test_data() -> Path:
     return TEST_DATA
+
+
+# Overrides that make the tiny preset train in seconds on the small synthetic dataset below.
+FAST_TINY = (
+    "input.frames=64",
+    "input.augmentation=none",
+    "train.warmup_epochs=1",
+    "train.num_workers=0",
+)
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> Path:
+    """A prepared synthetic dataset: 10 real mp4 videos (12-16 s, 8 fps, 64x64), 2 classes, train/val/test."""
+    from tadcli.data.synthetic import VIDEO_DIRNAME, write_synthetic_videos
+    from tadcli.services.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("small_synthetic")
+    annotation_file = write_synthetic_videos(
+        root,
+        num_videos=10,
+        num_classes=2,
+        seed=3,
+        height=64,
+        width=64,
+        fps=8,
+        video_seconds=(12.0, 16.0),
+        action_seconds=(2.0, 5.0),
+        max_actions_per_video=2,
+    )
+    report = prepare_dataset("synthetic", annotation_file, root / VIDEO_DIRNAME, root, annotation_format="custom-json")
+    assert report.usable, report.summary()
+    return root

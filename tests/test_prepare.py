@@ -145,20 +145,21 @@ def test_prepare_reports_each_problem_and_keeps_the_rest(videos_dir, annotation_
     assert ground_truth.videos["a"].instances == a.instances and ground_truth.videos["a"].num_frames == 40
 
 
-def test_subset_without_instances_is_an_error_and_leaves_no_manifest(videos_dir, tmp_path):
+def test_subset_without_instances_is_an_error_and_writes_no_manifest(videos_dir, tmp_path):
     csv_file = tmp_path / "labels.csv"
-    csv_file.write_text("video,start,end,label,subset\na,0.5,1.5,jump,train\nd,1.0,2.0,jump,val\n")
-    out = tmp_path / "prepared"
-    assert prepare_dataset("custom", csv_file, videos_dir, out).usable
-    assert (out / "manifest.json").is_file()  # an earlier, good run
     csv_file.write_text("video,start,end,label,subset\na,0.5,1.5,jump,train\nd,2.0,1.0,jump,val\n")  # inverted
+    out = tmp_path / "prepared"
     report = prepare_dataset("custom", csv_file, videos_dir, out)
     assert not report.usable
     errors = [issue for issue in report.issues if issue.severity == "error"]
     assert [(issue.kind, issue.subset) for issue in errors] == [("subset_empty", "val")]
-    assert not (out / "manifest.json").exists() and "NOT usable" in (out / "report.txt").read_text()
+    assert not (out / "manifest.json").exists()
+    assert "NOT usable (subset_empty x1)" in (out / "report.txt").read_text()  # the report says why
     with pytest.raises(DatasetError, match="run 'tad prepare' first"):
         load_prepared_dataset(out)
+    csv_file.write_text("video,start,end,label,subset\na,0.5,1.5,jump,train\nd,1.0,2.0,jump,val\n")  # fixed
+    assert prepare_dataset("custom", csv_file, videos_dir, out).usable
+    assert (out / "manifest.json").is_file()
 
 
 def test_probe_cache_only_probes_new_or_changed_files(videos_dir, annotation_file, tmp_path):
@@ -257,7 +258,7 @@ def test_cli_prepare_and_check(videos_dir, annotation_file, tmp_path):
     assert result.exit_code == 2 and "video_missing" in result.output and "b:" in result.output
 
     result = runner.invoke(app, ["prepare", "--check", str(tmp_path / "nowhere")])
-    assert result.exit_code == 2 and "manifest.json missing" in result.output
+    assert result.exit_code == 2 and "nowhere: dataset folder not found" in result.output
 
 
 def test_cli_prepare_synthetic(tmp_path):

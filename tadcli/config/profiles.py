@@ -159,3 +159,23 @@ def get_profile(name: str) -> DatasetProfile:
     except KeyError:
         known = ", ".join(PROFILES)
         raise PresetError(f"unknown dataset profile '{name}' (known: {known})") from None
+
+
+_CUSTOM_SUBSETS = {"training": "train", "validation": "val", "testing": "test"}
+# (profile, annotation format) -> {subset name in the files: subset name of the profile}. THUMOS14 trains
+# on its validation videos and scores its test videos (OpenTAD / ActionFormer); Multi-THUMOS likewise.
+# ``tad prepare`` renames the subsets with this table, ``tad eval`` finds the evaluation subset with it.
+SUBSET_RENAMES: dict[tuple[str, str], dict[str, str]] = {
+    ("thumos14", "thumos14-txt"): {"validation": "training", "test": "validation"},
+    ("thumos14", "activitynet-json"): {"Validation": "training", "Test": "validation"},
+    ("multithumos", "multithumos-json"): {"testing": "validation"},
+    ("custom", "custom-csv"): _CUSTOM_SUBSETS,
+    ("custom", "custom-json"): _CUSTOM_SUBSETS,
+    ("custom", "activitynet-json"): _CUSTOM_SUBSETS,
+    ("synthetic", "custom-json"): _CUSTOM_SUBSETS,
+}
+
+
+def subset_renames(profile: str, annotation_format: str) -> dict[str, str]:
+    """How the subsets of files in ``annotation_format`` are named in ``profile`` (empty: as they are)."""
+    return SUBSET_RENAMES.get((profile, annotation_format), {})

@@ -22,7 +22,8 @@ DEPTH_OF_SIZE = {"S": 12, "B": 12, "L": 24, "H": 32, "g": 40}
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # every float finite: `--set train.head_lr=inf` (YAML .inf, nan) is an error, not a run that diverges
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class BackboneConfig(Section):
@@ -88,6 +89,11 @@ class InputConfig(Section):
         default=None, gt=0, description="raw frames between sampled frames; None = snippet stride / scale factor"
     )
     image_size: int = Field(default=160, gt=0, description="square crop size in pixels")
+    augmentation: Literal["full", "crop-flip", "none"] = Field(
+        default="full",
+        description="training augmentation: full = random resized crop, flip, RandAugment and colour jitter "
+        "(spec 6.4); crop-flip = the crop and flip alone; none = the evaluation resize and centre crop",
+    )
 
     @model_validator(mode="after")
     def _frames_fit_chunks(self) -> "InputConfig":
@@ -170,6 +176,12 @@ class TrainConfig(Section):
     backbone_lr: float = Field(default=1e-5, ge=0, description="learning rate of the ViT in full mode")
     weight_decay: float = Field(default=0.05, ge=0)
     batch_size: int = Field(default=2, gt=0, description="videos per optimizer step (global batch)")
+    micro_batch_size: Optional[int] = Field(
+        default=None,
+        gt=0,
+        description="videos per forward on one device; the rest of the global batch is gradient accumulation; "
+        "None = batch_size / number of processes",
+    )
     epochs: int = Field(default=60, gt=0, description="epochs trained (the run stops here)")
     cosine_epochs: Optional[int] = Field(
         default=100, gt=0, description="length of the cosine schedule; longer than epochs truncates it; None = epochs"

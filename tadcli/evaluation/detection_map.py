@@ -120,6 +120,7 @@ class DetectionMetrics:
         average_map: mean of ``mean_average_precision`` over the thresholds.
         recall: [K] matched ground-truth instances / all ground-truth instances, at each threshold.
         num_ground_truth: number of ground-truth instances (duplicates included).
+        class_instances: [C] ground-truth instances of each class.
         num_detections: number of detections given.
         num_ignored_detections: detections whose label has no ground truth (not scored).
         num_detections_without_ground_truth: scored detections on videos that have no ground truth
@@ -133,6 +134,7 @@ class DetectionMetrics:
     average_map: float
     recall: np.ndarray
     num_ground_truth: int
+    class_instances: np.ndarray
     num_detections: int
     num_ignored_detections: int
     num_detections_without_ground_truth: int
@@ -195,6 +197,7 @@ def evaluate_detections(
         average_map=float(mean_ap.mean()),
         recall=is_true_positive.sum(axis=1) / num_gt,
         num_ground_truth=num_gt,
+        class_instances=num_positives,
         num_detections=len(detections),
         num_ignored_detections=len(detections) - num_dets,
         num_detections_without_ground_truth=int(np.count_nonzero(det_video < 0)),
