@@ -338,3 +338,22 @@ def test_prepare_activitynet_filters_short_training_instances_and_blocked_videos
         if a["segment"][1] - a["segment"][0] <= 0.01 * manifest[video]["duration"]
     )
     assert val_short > 0 and kept == val_short
+
+
+def test_cli_prepare_activitynet_blocked_list_as_text(tmp_path):
+    database = {
+        f"vid{i}": {"subset": subset, "duration": 100.0, "annotations": [{"segment": [10, 20 + i], "label": "Ballet"}]}
+        for i, subset in enumerate(["training", "validation", "validation", "validation"])
+    }
+    annotations = tmp_path / "anet.json"
+    annotations.write_text(json.dumps({"database": database}))
+    blocked = tmp_path / "missing_files.txt"
+    blocked.write_text("v_vid2\n\nvid3\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["prepare", "activitynet", "--annotations", str(annotations), "--out", str(out), "--blocked", str(blocked)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "DROPPED video_blocked x2" in result.output
+    assert "validation: 1 videos, 1 instances" in result.output
+    assert set(json.loads((out / "manifest.json").read_text())["database"]) == {"vid0", "vid1"}
