@@ -40,6 +40,7 @@ _PUBLIC = {
     # data
     "read_annotations": "tadcli.data.annotations",
     "load_prepared_dataset": "tadcli.data.manifest",
+    "read_video_classifier": "tadcli.data.video_classifier",
     # evaluation
     "evaluate_detections": "tadcli.evaluation.detection_map",
     # services: what each subcommand does

@@ -38,7 +38,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-presets_app = typer.Typer(help="List the shipped presets or show one fully resolved.", no_args_is_help=True)
+presets_app = typer.Typer(help="List the shipped presets (the default) or show one fully resolved.")
 app.add_typer(presets_app, name="presets")
 
 # Markup off: file names, labels and messages hold square brackets ("data/[draft] labels.csv",
@@ -185,6 +185,13 @@ def prepare(
             "ActivityNet-style, custom and Multi-THUMOS files; Multi-THUMOS: all 65 names, in index order."
         ),
     ] = None,
+    blocked: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Videos to remove from the evaluated subset: a JSON list or one id per line "
+            "(ActivityNet: OpenTAD's blocked.json of videos no longer available)."
+        ),
+    ] = None,
     classes: Annotated[int, typer.Option(help="Synthetic only: number of action classes.")] = 4,
     seed: Annotated[int, typer.Option(help="Synthetic only: random seed (same seed, same dataset).")] = 0,
     workers: Annotated[int, typer.Option(help="Parallel video probes.")] = 2,
@@ -233,6 +240,7 @@ def prepare(
                     out,
                     annotation_format=annotation_format.value if annotation_format is not None else None,
                     class_list=class_list,
+                    blocked=blocked,
                     workers=workers,
                     force=force,
                     progress=progress,
@@ -451,6 +459,17 @@ def eval_(
         Optional[Path],
         typer.Option("--json", help="Also write the scores to this JSON file ('-': standard output, the table to stderr)."),
     ] = None,
+    csv_out: Annotated[
+        Optional[Path], typer.Option("--csv", help="Also write the per-class AP table to this CSV file.")
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Reject predictions whose end precedes their start (by default they are scored as the "
+            "official evaluator scores them, with a warning).",
+        ),
+    ] = False,
     run: Annotated[
         Optional[Path], typer.Option(help="Evaluate a run folder written by 'tad train' (its saved EMA model).")
     ] = None,
@@ -474,6 +493,8 @@ def eval_(
                 raise typer.BadParameter("--run takes its thresholds and ground truth from the run and its dataset")
             from tadcli.services.eval import evaluate_run
 
+            if csv_out is not None or strict:
+                raise typer.BadParameter("--csv and --strict apply to a results file (--predictions)")
             with _progress_bar() as progress:
                 report = evaluate_run(
                     run,
@@ -487,7 +508,9 @@ def eval_(
                     progress=progress,
                 )
         else:
-            report = _evaluate_predictions_file(predictions, annotations, subset, thresholds, dataset, json_out, annotation_format)
+            report = _evaluate_predictions_file(
+                predictions, annotations, subset, thresholds, dataset, json_out, annotation_format, strict, csv_out
+            )
     _render_eval_report(report, err_console if to_stdout else console)
     if to_stdout:
         typer.echo(json.dumps(report.to_json(), indent=2))
@@ -501,6 +524,8 @@ def _evaluate_predictions_file(
     dataset: Optional[EvalDataset],
     json_out: Optional[Path],
     annotation_format: Optional[AnnotationFormat],
+    strict: bool,
+    csv_out: Optional[Path],
 ):  # noqa: ANN202 - tadcli.services.eval.EvalReport
     if predictions is None or annotations is None:
         raise typer.BadParameter("--predictions FILE and --annotations FILE are required")
@@ -514,6 +539,8 @@ def _evaluate_predictions_file(
         dataset=dataset.value if dataset is not None else None,
         json_out=None if is_stdout(json_out) else json_out,
         annotation_format=annotation_format.value if annotation_format is not None else None,
+        strict=strict,
+        csv_out=csv_out,
     )
 
 
@@ -531,8 +558,12 @@ def _render_eval_report(report, console: Console) -> None:  # noqa: ANN001 - tad
     console.print(f"lowest AP (%, mean over tIoU): {lowest}", soft_wrap=True)
     for note in report.notes:
         console.print(f"note: {note}", soft_wrap=True)
+    for warning in report.warnings:
+        err_console.print(f"warning: {warning}", soft_wrap=True)
     if report.json_path is not None:
         console.print(f"scores written to {report.json_path}", soft_wrap=True)
+    if report.csv_path is not None:
+        console.print(f"per-class AP written to {report.csv_path}", soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------ detect
@@ -689,18 +720,30 @@ def profile_memory(preset: PresetOpt = "tiny", overrides: SetOpt = None) -> None
 
 
 # ----------------------------------------------------------------------------------------- presets
+@presets_app.callback(invoke_without_command=True)
+def _presets_root(context: typer.Context) -> None:
+    """List the shipped presets (as 'tad presets list'), or show one with 'tad presets show NAME'."""
+    if context.invoked_subcommand is None:
+        presets_list(dataset=None)
+
+
 @presets_app.command("list")
-def presets_list() -> None:
-    """List the shipped presets."""
+def presets_list(
+    dataset: Annotated[
+        Optional[DatasetName], typer.Option(help="Only the recipes of this dataset (e.g. activitynet).")
+    ] = None,
+) -> None:
+    """List the shipped presets, optionally only one dataset's recipes."""
     from tadcli.services.presets import list_presets
 
     with _user_errors():
-        rows = list_presets()
-    table = Table(title="Shipped presets")
-    for column in ("name", "backbone", "adaptation", "frames", "px", "description"):
-        table.add_column(column)
+        rows = list_presets(dataset.value if dataset is not None else None)
+    table = Table(title="Shipped presets" + (f" for {dataset.value}" if dataset is not None else ""))
+    table.add_column("name", no_wrap=True)
+    table.add_column("dataset", no_wrap=True)
+    table.add_column("description")
     for row in rows:
-        table.add_row(row.name, row.backbone, row.adaptation, str(row.frames), str(row.image_size), row.description)
+        table.add_row(row.name, row.dataset, row.description)
     console.print(table)
 
 

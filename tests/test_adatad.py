@@ -142,7 +142,11 @@ def test_postprocess_settings_take_the_profile_where_the_preset_is_silent():
     thumos = postprocess_settings(preset, get_profile("thumos14"))
     assert thumos == PostprocessSettings(pre_nms_threshold=0.001, pre_nms_topk=2000, sigma=0.3, max_segments=2000)
     anet = postprocess_settings(load_preset("tiny"), get_profile("activitynet"))
-    assert (anet.multiclass, anet.voting_threshold, anet.max_segments, anet.min_score) == (False, 0.9, 100, 0.001)
+    assert (anet.voting_threshold, anet.max_segments, anet.min_score) == (0.9, 100, 0.001)
+    # soft-NMS per class for a multi-class detector, one class-agnostic pass (with voting) otherwise
+    assert anet.multiclass
+    agnostic = postprocess_settings(load_preset("anet-small-192x4-160"), get_profile("activitynet"))
+    assert not agnostic.multiclass
 
 
 # ---------------------------------------------------------------- released checkpoints

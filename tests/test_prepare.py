@@ -3,6 +3,7 @@ kept; --check; the probe cache; the CLI through the real app."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -296,3 +297,63 @@ def test_cli_prepare_epic_verb_task_without_videos(annotations_dir, tmp_path):
     assert "epic-kitchens-verb" in json.dumps(report)
     assert "subset_empty" in result.output and "val: 138 videos, 9668 instances" in result.output
     assert not (tmp_path / "epic" / "manifest.json").exists()
+
+
+def test_prepare_activitynet_filters_short_training_instances_and_blocked_videos(annotations_dir, tmp_path):
+    anet = annotations_dir / "activitynet"
+    content = json.loads((anet / "anet_anno_action.json").read_text())
+    with (anet / "video_info_new.csv").open(newline="") as handle:
+        subset_of = {row["video"]: row["subset"] for row in csv.DictReader(handle)}
+    # OpenTAD's filter_gt: (end - start) / duration <= 0.01 (inverted or empty segments dropped anyway)
+    short = [
+        (video, item["segment"]) for video, entry in content.items() if subset_of[video] == "training"
+        for item in entry["annotations"]
+        if item["segment"][1] > item["segment"][0]
+        and (item["segment"][1] - item["segment"][0]) / entry["duration_second"] <= 0.01
+    ]
+    validation = [video for video in content if subset_of[video] == "validation"]
+    blocked_ids = [validation[0].removeprefix("v_"), validation[1], "v_not_in_activitynet"]  # with and without v_
+    blocked = tmp_path / "blocked.json"
+    blocked.write_text(json.dumps(blocked_ids))
+
+    report = prepare_dataset("activitynet", anet, None, tmp_path / "out", blocked=blocked)
+
+    assert report.usable
+    counts = report.issue_counts()
+    assert len(short) > 0 and counts["segment_too_short"] == len(short)
+    assert {issue.subset for issue in report.issues if issue.kind == "segment_too_short"} == {"training"}
+    assert counts["video_blocked"] == 2 and counts["blocked_video_absent"] == 1
+    assert report.counts["validation"].videos == len(validation) - 2
+    text = report.summary()
+    assert f"DROPPED segment_too_short x{len(short)}" in text and "DROPPED video_blocked x2" in text
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["database"]
+    assert validation[0] not in manifest and validation[1] not in manifest and validation[2] in manifest
+    # the evaluated subset keeps its short instances, as the official evaluator scores them
+    val_short = sum(
+        1 for video in validation[2:] for item in content[video]["annotations"]
+        if 0 < item["segment"][1] - item["segment"][0] <= 0.01 * content[video]["duration_second"]
+    )
+    kept = sum(
+        1 for video in validation[2:] for a in manifest[video]["annotations"]
+        if a["segment"][1] - a["segment"][0] <= 0.01 * manifest[video]["duration"]
+    )
+    assert val_short > 0 and kept == val_short
+
+
+def test_cli_prepare_activitynet_blocked_list_as_text(tmp_path):
+    database = {
+        f"vid{i}": {"subset": subset, "duration": 100.0, "annotations": [{"segment": [10, 20 + i], "label": "Ballet"}]}
+        for i, subset in enumerate(["training", "validation", "validation", "validation"])
+    }
+    annotations = tmp_path / "anet.json"
+    annotations.write_text(json.dumps({"database": database}))
+    blocked = tmp_path / "missing_files.txt"
+    blocked.write_text("v_vid2\n\nvid3\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["prepare", "activitynet", "--annotations", str(annotations), "--out", str(out), "--blocked", str(blocked)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "DROPPED video_blocked x2" in result.output
+    assert "validation: 1 videos, 1 instances" in result.output
+    assert set(json.loads((out / "manifest.json").read_text())["database"]) == {"vid0", "vid1"}

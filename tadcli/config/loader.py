@@ -11,7 +11,7 @@ import difflib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -182,8 +182,7 @@ def _field_loc(loc: Sequence[Any]) -> list[Any]:
         is_section = isinstance(model, type) and issubclass(model, BaseModel)
         if isinstance(part, str) and is_section:
             kept.append(part)
-            field = model.model_fields.get(part)
-            model = field.annotation if field is not None else None
+            model = _section_of(model, part)
         elif isinstance(part, int):
             kept.append(part)
             model = None
@@ -192,14 +191,20 @@ def _field_loc(loc: Sequence[Any]) -> list[Any]:
     return kept
 
 
+def _section_of(model: Any, name: Any) -> Any:
+    """The section class of field ``name`` of ``model`` (also inside ``Optional[...]``), else ``None``."""
+    field = model.model_fields.get(name) if isinstance(model, type) and issubclass(model, BaseModel) else None
+    candidates = [] if field is None else [field.annotation, *get_args(field.annotation)]
+    return next((t for t in candidates if isinstance(t, type) and issubclass(t, BaseModel)), None)
+
+
 def _valid_fields(loc: Sequence[Any]) -> list[str]:
     """Field names allowed at the parent of ``loc``."""
     model: Any = Preset
     for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(model, type) else None
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        model = _section_of(model, part)
+        if model is None:
             return []
-        model = field.annotation
     return list(model.model_fields)
 
 

@@ -61,6 +61,12 @@ ISSUE_KINDS: dict[str, tuple[Severity, str]] = {
     "ambiguous_instance": ("dropped", "instance dropped: THUMOS14 'Ambiguous' is not a class"),
     "unknown_label": ("dropped", "instance dropped: label absent from the class list"),
     "segment_empty": ("dropped", "instance dropped: zero-length or inverted segment"),
+    "segment_too_short": (
+        "dropped",
+        "training instance dropped: no longer than the profile's fraction of its video (ActivityNet 1 %, "
+        "OpenTAD's filter_gt); evaluated subsets keep such instances, as the official evaluator does",
+    ),
+    "video_blocked": ("dropped", "video dropped from the evaluated subset: it is on the blocked-video list"),
     "segment_outside_video": ("dropped", "instance dropped: starts at or after the video end, or ends before 0"),
     "duplicate_instance": ("dropped", "instance dropped: same label and segment (within 1 ms) as another"),
     "segment_past_end": ("changed", "segment end clipped to the video duration"),
@@ -78,6 +84,7 @@ ISSUE_KINDS: dict[str, tuple[Severity, str]] = {
     "class_without_instances": ("note", "kept in the class list: no instance in the training subset"),
     "videos_not_checked": ("note", "no video folder given: durations from the annotations, files not probed"),
     "default_choice": ("note", "a default was used where the dataset offers a choice"),
+    "blocked_video_absent": ("note", "on the blocked-video list but not in the evaluated subset"),
     "previous_dataset_kept": (
         "note",
         "nothing of this run was written: the usable dataset already in the folder was left as it was",
@@ -229,7 +236,8 @@ def clean_videos(
             video = _check_video_file(video, probe, profile, issues)
             if video is None:
                 continue
-        instances = _clean_instances(video, class_set, issues)
+        min_fraction = profile.min_training_fraction if video.subset == profile.train_subset else 0.0
+        instances = _clean_instances(video, class_set, min_fraction, issues)
         if not instances:
             issues.append(Issue("video_without_instances", "no instance left", video_id, video.subset))
         kept[video_id] = replace(video, instances=instances)
@@ -274,7 +282,10 @@ def _check_video_file(
     return replace(video, duration=probe.duration, fps=probe.fps, num_frames=probe.num_frames)
 
 
-def _clean_instances(video: VideoAnnotation, class_set: set[str], issues: list[Issue]) -> list[Instance]:
+def _clean_instances(
+    video: VideoAnnotation, class_set: set[str], min_fraction: float, issues: list[Issue]
+) -> list[Instance]:
+    """The instances kept; ``min_fraction`` > 0 also drops those no longer than that fraction of the video."""
     kept: list[Instance] = []
     for instance in video.instances:
         where = dict(video_id=video.video_id, subset=video.subset)
@@ -285,6 +296,9 @@ def _clean_instances(video: VideoAnnotation, class_set: set[str], issues: list[I
             continue
         if instance.end <= instance.start:
             issues.append(Issue("segment_empty", text, **where))
+            continue
+        if video.duration and (instance.end - instance.start) / video.duration <= min_fraction:
+            issues.append(Issue("segment_too_short", f"{text}, video {video.duration:g} s", **where))
             continue
         start, end = instance.start, instance.end
         if end <= 0:

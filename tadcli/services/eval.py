@@ -31,6 +31,12 @@ A subset without ground truth is an error listing the subsets with their counts.
 
 Thresholds (``tiou=None``): the dataset profile's, else the official evaluator's default
 ``numpy.linspace(0.5, 0.95, 10)``.
+
+Predictions whose end precedes their start are scored as the official evaluator scores them (see
+:mod:`tadcli.evaluation.detection_map`) with one warning that counts them; ``strict=True`` makes the
+first of them an error naming its video and entry instead.
+
+``csv_out`` writes the per-class AP table (one row per class: instances, AP at each threshold, mean).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -54,8 +61,12 @@ from tadcli.evaluation.detection_map import (
     evaluate_detections,
 )
 from tadcli.evaluation.results import read_detection_results
+from tadcli.io.atomic import write_text_atomic
 from tadcli.io.jsonio import write_json_atomic
 from tadcli.io.paths import check_input_dir, check_input_file, check_input_path, check_output_dir, check_output_file
+
+if TYPE_CHECKING:
+    import pandas
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -90,8 +101,11 @@ class EvalReport:
         num_ignored_predictions: detections whose label has no ground truth in the subset.
         num_predictions_without_ground_truth: detections on videos without ground truth (false positives).
         lowest_classes: up to 5 (label, AP averaged over thresholds), lowest first.
+        instances_per_class: {label: ground-truth instances}, same order as ``per_class``.
         notes: one line per thing the user should know (left-out instances, unknown videos, ...).
+        warnings: one line per questionable input that was scored anyway (inverted predictions).
         json_path: the file written for ``json_out``, if any.
+        csv_path: the file written for ``csv_out``, if any.
     """
 
     subset: str
@@ -105,8 +119,11 @@ class EvalReport:
     num_ignored_predictions: int
     num_predictions_without_ground_truth: int
     lowest_classes: list[tuple[str, float]]
+    instances_per_class: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     json_path: Path | None = None
+    csv_path: Path | None = None
 
     def to_json(self) -> dict:
         """The ``--json`` content."""
@@ -121,6 +138,15 @@ class EvalReport:
             "subset": self.subset,
         }
 
+    def per_class_table(self) -> pandas.DataFrame:
+        """One row per class (ground-truth order): ``class``, ``instances``, ``AP@t`` per threshold, ``mean AP``."""
+        import pandas  # on use: the table is the only pandas use of tad eval
+
+        table = pandas.DataFrame(self.per_class, index=[f"AP@{t:g}" for t in self.tiou_thresholds]).T
+        table.insert(0, "instances", [self.instances_per_class[label] for label in table.index])
+        table["mean AP"] = table.filter(like="AP@").mean(axis=1)
+        return table.rename_axis("class").reset_index()
+
 
 def evaluate_predictions(
     predictions: str | Path,
@@ -131,6 +157,8 @@ def evaluate_predictions(
     json_out: str | Path | None = None,
     progress: ProgressCallback | None = None,
     annotation_format: str | None = None,
+    strict: bool = False,
+    csv_out: str | Path | None = None,
 ) -> EvalReport:
     """Score an ActivityNet-format results file against ground truth.
 
@@ -146,11 +174,14 @@ def evaluate_predictions(
         progress: optional ``(description, done, total)`` callback.
         annotation_format: one of :data:`tadcli.data.annotations.ANNOTATION_FORMATS`; ``None``
             detects it (EPIC-Kitchens CSVs need ``epic-kitchens-verb`` or ``epic-kitchens-noun``).
+        strict: a prediction whose end precedes its start is an error instead of a warning.
+        csv_out: also write :meth:`EvalReport.per_class_table` there as CSV, atomically.
 
     Raises:
         PathError: a path is missing, of the wrong kind, or ``json_out`` cannot be written.
         AnnotationError: unreadable or malformed files (naming file, video and entry), no results
-            video in the subset, or no predicted label among the ground-truth classes.
+            video in the subset, no predicted label among the ground-truth classes, or (``strict``)
+            an inverted prediction.
         DatasetError: the subset has no ground-truth instances (the message lists the subsets).
         PresetError: unknown dataset profile.
     """
@@ -158,6 +189,8 @@ def evaluate_predictions(
     annotations = check_input_path(annotations, "ground truth")
     if json_out is not None:
         json_out = check_output_file(json_out, "scores file")
+    if csv_out is not None:
+        csv_out = check_output_file(csv_out, "per-class AP table")
     report_progress = progress or (lambda description, done, total: None)
     steps = 4
     report_progress("reading ground truth", 0, steps)
@@ -178,15 +211,18 @@ def evaluate_predictions(
     ground_truth, subset_videos = _subset_ground_truth(annotation_set, Path(annotations), subset, notes)
 
     report_progress("reading predictions", 1, steps)
-    detections = read_detection_results(predictions)
+    detections = read_detection_results(predictions, strict=strict)
     _check_predictions_meet_ground_truth(detections, ground_truth, subset_videos, annotation_set, Path(predictions), subset, notes)
+    warnings = _inverted_predictions_warning(detections)
 
     report_progress("scoring", 2, steps)
     metrics = evaluate_detections(ground_truth, detections, thresholds)
-    report = _report(metrics, subset, notes)
+    report = _report(metrics, subset, notes, warnings)
+    report_progress("writing scores", 3, steps)
     if json_out is not None:
-        report_progress("writing scores", 3, steps)
         report = replace(report, json_path=write_json_atomic(json_out, report.to_json()))
+    if csv_out is not None:
+        report = replace(report, csv_path=write_text_atomic(csv_out, report.per_class_table().to_csv(index=False)))
     report_progress("done", steps, steps)
     return report
 
@@ -318,6 +354,20 @@ def _check_predictions_meet_ground_truth(
         )
 
 
+def _inverted_predictions_warning(detections: Detections) -> list[str]:
+    """One line counting the predictions whose end precedes their start (none: no line)."""
+    inverted = np.flatnonzero(detections.ends < detections.starts)
+    if inverted.size == 0:
+        return []
+    first = int(inverted[0])
+    return [
+        f"{inverted.size} predictions end before they start (e.g. video {detections.video_ids[first]!r}: "
+        f"[{detections.starts[first]:g}, {detections.ends[first]:g}]): scored as the official evaluator scores "
+        "them (they overlap nothing, so false positives, except where minus their length equals a ground-truth "
+        "instance's: a 0/0 that it counts as a match); --strict rejects them"
+    ]
+
+
 def _mismatch_hint(result_videos: list[str], subset_videos: set[str], annotation_set: AnnotationSet) -> str:
     """Why the results videos may miss the subset: they are in another subset, or differ by 'v_'."""
     other = Counter(annotation_set.videos[v].subset for v in result_videos if v in annotation_set.videos)
@@ -329,7 +379,7 @@ def _mismatch_hint(result_videos: list[str], subset_videos: set[str], annotation
     return ""
 
 
-def _report(metrics: DetectionMetrics, subset: str, notes: list[str]) -> EvalReport:
+def _report(metrics: DetectionMetrics, subset: str, notes: list[str], warnings: Sequence[str] = ()) -> EvalReport:
     per_class = {label: metrics.average_precision[:, c].tolist() for c, label in enumerate(metrics.classes)}
     class_means = metrics.average_precision.mean(axis=0)  # [C]
     lowest = np.argsort(class_means, kind="stable")[:NUM_LOWEST_CLASSES]
@@ -345,7 +395,9 @@ def _report(metrics: DetectionMetrics, subset: str, notes: list[str]) -> EvalRep
         num_ignored_predictions=metrics.num_ignored_detections,
         num_predictions_without_ground_truth=metrics.num_detections_without_ground_truth,
         lowest_classes=[(metrics.classes[c], float(class_means[c])) for c in lowest],
+        instances_per_class=dict(zip(metrics.classes, metrics.class_instances.tolist(), strict=True)),
         notes=notes,
+        warnings=list(warnings),
     )
 
 

@@ -28,6 +28,12 @@ report says so; an unusable first run is written, without ``manifest.json``, for
 folder that holds another dataset (another profile or annotation file) or files that tad did not
 write is refused unless ``force`` is set; the annotations and videos may not lie inside it.
 
+ActivityNet: training instances no longer than 1 % of their video are dropped (OpenTAD's ``filter_gt``;
+the profile's ``min_training_fraction``); the validation ground truth keeps them, because the official
+evaluator scores against all of it. ``blocked`` (OpenTAD's ``blocked.json``, or a text file of ids)
+removes the listed videos from the evaluated subset (ActivityNet: videos no longer available). Both are
+counted in the report.
+
 Video files are looked up recursively in the video folder by id: ``<id>.<ext>`` for ext in mp4, mkv, avi,
 mov, webm; ActivityNet ids are also tried with and without the ``v_`` prefix. A video that several
 files match is dropped and reported.
@@ -41,7 +47,7 @@ from pathlib import Path
 from typing import Callable
 
 from tadcli.config.profiles import get_profile, subset_renames
-from tadcli.data.annotations import VIDEO_EXTENSIONS, AnnotationSet, read_annotations
+from tadcli.data.annotations import VIDEO_EXTENSIONS, AnnotationSet, read_annotations, read_video_list
 from tadcli.data.manifest import (
     MANIFEST_FILE,
     PROBE_CACHE_FILE,
@@ -81,6 +87,7 @@ def prepare_dataset(
     *,
     annotation_format: str | None = None,
     class_list: str | Path | None = None,
+    blocked: str | Path | None = None,
     workers: int = 2,
     force: bool = False,
     progress: ProgressCallback | None = None,
@@ -98,6 +105,8 @@ def prepare_dataset(
         annotation_format: force a format; detected when ``None`` (EPIC-Kitchens: ``epic-kitchens-noun``
             unless ``epic-kitchens-verb`` is given).
         class_list: a class list file for formats whose files do not name the classes.
+        blocked: a list of videos to remove from the evaluated subset (JSON list or one id per line;
+            ActivityNet ids match with or without ``v_``).
         workers: videos probed at once.
         force: replace an ``out_dir`` that holds another dataset or files that are not a dataset.
         progress: ``(description, done, total)`` callback.
@@ -116,14 +125,16 @@ def prepare_dataset(
     annotations = check_input_path(annotations, "annotations")
     videos_dir = None if videos_dir is None else check_input_dir(videos_dir, "video folder")
     class_list = None if class_list is None else check_input_file(class_list, "class list")
+    blocked = None if blocked is None else check_input_file(blocked, "blocked-video list")
     out_dir = check_output_dir(out_dir, "output folder").absolute()
-    inputs = {"annotations": annotations, "video folder": videos_dir, "class list": class_list}
+    inputs = {"annotations": annotations, "video folder": videos_dir, "class list": class_list, "blocked": blocked}
     _refuse_inputs_inside(out_dir, {role: path for role, path in inputs.items() if path is not None})
     _refuse_other_content(out_dir, profile.name, annotations, force)
     with staged_folder(out_dir) as staged:
         return _prepare_staged(
             staged, profile.name, annotations, videos_dir, annotation_format, class_list, workers, progress,
             shown_annotations=annotations,
+            blocked=blocked,
         )
 
 
@@ -137,9 +148,11 @@ def _prepare_staged(
     workers: int,
     progress: ProgressCallback | None,
     shown_annotations: Path,
+    blocked: Path | None = None,
 ) -> DatasetReport:
     """Prepare into ``staged.path`` and commit it, unless the run is unusable and would replace a dataset.
-    ``shown_annotations``: the annotation path the report names (and records, see :func:`_recorded_path`)."""
+    ``shown_annotations``: the annotation path the report names (and records, see :func:`_recorded_path`);
+    ``blocked``: videos removed from the evaluated subset."""
     profile = get_profile(dataset)
     out_dir = staged.target
     issues: list[Issue] = []
@@ -160,6 +173,8 @@ def _prepare_staged(
             f"(expected {', '.join(DATASET_FORMATS[dataset])})"
         )
     issues += _rename_subsets(annotation_set, subset_renames(dataset, annotation_set.format))
+    if blocked is not None:
+        issues += _drop_blocked_videos(annotation_set, read_video_list(blocked), profile.eval_subset, dataset)
 
     video_paths, probes, probed, from_cache = None, None, 0, 0
     if videos_dir is not None:
@@ -323,6 +338,27 @@ def _rename_subsets(annotation_set: AnnotationSet, renames: dict[str, str]) -> l
             issues.append(
                 Issue("subset_renamed", f"'{old}' -> '{renames[old]}' ({len(videos)} videos)", subset=renames[old])
             )
+    return issues
+
+
+def _drop_blocked_videos(
+    annotation_set: AnnotationSet, blocked: list[str], eval_subset: str, dataset: str
+) -> list[Issue]:
+    """Remove the listed videos from the evaluated subset, in place; one issue per video, one note for
+    the listed ids that are not in it."""
+    def key(video_id: str) -> str:
+        return video_id.removeprefix("v_") if dataset == "activitynet" else video_id
+
+    wanted = {key(video_id) for video_id in blocked}
+    issues, found = [], set()
+    for video_id, video in list(annotation_set.videos.items()):
+        if video.subset == eval_subset and key(video_id) in wanted:
+            found.add(key(video_id))
+            issues.append(Issue("video_blocked", f"{len(video.instances)} instances", video_id, eval_subset))
+            del annotation_set.videos[video_id]
+    absent = sorted(wanted - found)
+    if absent:
+        issues.append(Issue("blocked_video_absent", f"{len(absent)} listed ids, e.g. {absent[:3]}", subset=eval_subset))
     return issues
 
 
