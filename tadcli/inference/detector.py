@@ -22,7 +22,7 @@ from tadcli.config.profiles import DatasetProfile, get_profile
 from tadcli.config.schema import Preset
 from tadcli.data.dataset import VideoRecord
 from tadcli.errors import TadError, VideoError
-from tadcli.inference.engine import ProgressCallback, VideoStep, detect_videos
+from tadcli.inference.engine import ProgressCallback, VideoStep, classifier_video_step, detect_videos
 from tadcli.inference.loading import load_checkpoint_model, load_run_model
 from tadcli.io.events import Event, VideoEvents, select_events
 from tadcli.model.adatad import AdaTAD
@@ -71,7 +71,8 @@ class Detector:
         device: where the model runs.
         batch_size: windows per forward.
         num_workers: decoding processes.
-        video_step: applied to each video's detections before conversion (e.g. classifier fusion).
+        video_step: applied to each video's merged detections; default: a class-agnostic preset's classifier
+            fusion (the video's id in the classifier file is its path as given).
     """
 
     def __init__(
@@ -94,7 +95,7 @@ class Detector:
         self.identity = identity
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.video_step = video_step
+        self.video_step = video_step if video_step is not None else classifier_video_step(preset, self.classes)
         self.settings = postprocess_settings(preset, profile)
 
     def detect_many(

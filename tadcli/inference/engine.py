@@ -222,3 +222,35 @@ def extract_video_features(
 
     windows = eval_dataset(records, preset, profile, overlap=0.0)
     yield from stream_windows(windows, per_batch, per_video, device, batch_size, num_workers, progress)
+
+
+def classifier_video_step(preset: Preset, classes: Sequence[str], video_ids: Sequence[str] | None = None) -> VideoStep | None:
+    """For a class-agnostic preset, the step that labels each video's segments with the external video-level
+    classifier (spec §5.5, ``video_classifier`` section); ``None`` for a multi-class preset.
+
+    Args:
+        preset: the model's preset.
+        classes: the dataset's class names (the classifier's columns are reordered to them).
+        video_ids: the videos that will be labelled (checked to have scores up front), or ``None``.
+
+    Raises:
+        TadError: the preset names no classifier file, or the file does not fit the classes or videos.
+    """
+    from tadcli.data.video_classifier import read_video_classifier, video_class_scores
+    from tadcli.errors import PresetError
+    from tadcli.model.postprocess import label_with_video_classifier
+
+    if not preset.detector.class_agnostic:
+        return None
+    classifier = preset.video_classifier
+    if classifier is None or classifier.path is None:
+        raise PresetError(
+            f"preset '{preset.name}' is class-agnostic: name the video classifier's scores with "
+            "--set video_classifier.path=FILE"
+        )
+    scores = read_video_classifier(classifier.path, classes, video_ids)
+
+    def label(record: VideoRecord, detections: Detections) -> Detections:
+        return label_with_video_classifier(detections, video_class_scores(scores, record.video_id), classifier)
+
+    return label

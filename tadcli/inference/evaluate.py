@@ -12,7 +12,7 @@ from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import Preset
 from tadcli.data.dataset import VideoRecord
 from tadcli.evaluation.detection_map import DetectionMetrics, Detections, GroundTruth, evaluate_detections
-from tadcli.inference.engine import ProgressCallback, VideoStep, detect_videos
+from tadcli.inference.engine import ProgressCallback, VideoStep, classifier_video_step, detect_videos
 from tadcli.model.adatad import AdaTAD
 from tadcli.model.postprocess import PostprocessSettings, round_for_output
 
@@ -69,7 +69,13 @@ def evaluate_on_records(
     video_step: VideoStep | None = None,
     progress: ProgressCallback | None = None,
 ) -> RecordsEvaluation:
-    """Detect on every video of ``records`` and score the detections against their ground truth."""
+    """Detect on every video of ``records`` and score the detections against their ground truth.
+
+    A class-agnostic preset's segments are labelled by its external video classifier
+    (:func:`tadcli.inference.engine.classifier_video_step`) unless ``video_step`` is given.
+    """
+    if video_step is None:
+        video_step = classifier_video_step(preset, classes, [r.video_id for r in records])
     results: dict[str, list[dict]] = {}
     failed = []
     for video in detect_videos(

@@ -28,7 +28,7 @@ def load_run_model(run_dir: str | Path, device: torch.device | str = "cpu") -> t
     """
     config = read_run_config(run_dir)
     state = load_weights(run_paths(run_dir)["weights"])
-    model = build_model(without_pretrained_weights(config.preset), num_classes=len(config.classes))
+    model = build_model(without_pretrained_weights(config.preset), num_classes=config.preset.num_detector_classes(len(config.classes)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise WeightFormatError(
@@ -46,6 +46,6 @@ def load_checkpoint_model(
     Raises:
         WeightFormatError: not such a checkpoint, or a key or shape that does not fit the preset.
     """
-    model = build_model(without_pretrained_weights(preset), num_classes=num_classes)
+    model = build_model(without_pretrained_weights(preset), num_classes=preset.num_detector_classes(num_classes))
     load_released_adatad(model, checkpoint)
     return model.to(device).eval()

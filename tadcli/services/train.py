@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -71,6 +71,7 @@ def train_in_process(request: TrainRequest):  # noqa: ANN201 - TrainSummary (tor
 
     Returns the summary on the main rank, ``None`` on the others.
     """
+    import numpy as np
     import torch
 
     from tadcli.config.loader import load_preset
@@ -117,11 +118,13 @@ def train_in_process(request: TrainRequest):  # noqa: ANN201 - TrainSummary (tor
                 write_run_config(run_dir, config)
             barrier()
         train_records = records_from_prepared(dataset, profile.train_subset)
+        if preset.detector.class_agnostic:  # one "action" class; the video classifier names it (spec §6.2)
+            train_records = [replace(r, labels=np.zeros_like(r.labels)) for r in train_records]
 
         if device.type == "cpu":
             torch.set_num_threads(_cpu_threads(context.world_size, request.threads))
         seed_everything(preset.train.seed)  # the same initial weights on every rank
-        model = build_model(preset, num_classes=len(dataset.classes)).to(device)
+        model = build_model(preset, num_classes=preset.num_detector_classes(len(dataset.classes))).to(device)
         seed_everything(preset.train.seed + context.rank)  # then per-rank randomness (drop path)
 
         def validate(evaluated_model, epoch: int) -> dict:  # noqa: ANN001 - AdaTAD
