@@ -44,7 +44,7 @@ FAST_TINY = (
 
 @pytest.fixture(scope="session")
 def small_synthetic(tmp_path_factory) -> Path:
-    """A prepared synthetic dataset: 10 real mp4 videos (12-16 s, 8 fps, 64x64), 2 classes, train/val/test."""
+    """A prepared synthetic dataset: 14 real mp4 videos (12-16 s, 8 fps, 64x64), 2 classes; 8 train, 3 val, 3 test."""
     from tadcli.data.synthetic import VIDEO_DIRNAME, write_synthetic_videos
     from tadcli.services.prepare import prepare_dataset
 
@@ -52,7 +52,7 @@ def small_synthetic(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("small_synthetic")
     annotation_file = write_synthetic_videos(
         raw,
-        num_videos=10,
+        num_videos=14,
         num_classes=2,
         seed=3,
         height=64,
@@ -65,3 +65,17 @@ def small_synthetic(tmp_path_factory) -> Path:
     report = prepare_dataset("synthetic", annotation_file, raw / VIDEO_DIRNAME, root, annotation_format="custom-json", force=True)
     assert report.usable, report.summary()
     return root
+
+
+TRAINED_EPOCHS = 50
+
+
+@pytest.fixture(scope="session")
+def trained_run(small_synthetic, tmp_path_factory) -> Path:
+    """A run of the tiny preset trained on :func:`small_synthetic` in the test process (about half a minute)."""
+    from tadcli.services.train import TrainRequest, train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "trained"
+    overrides = [*FAST_TINY, f"train.epochs={TRAINED_EPOCHS}", "train.eval_start_epoch=1000"]
+    train(TrainRequest("tiny", small_synthetic, run_dir, overrides, device="cpu", threads=1))
+    return run_dir

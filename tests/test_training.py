@@ -29,7 +29,7 @@ from tadcli.training.checkpoint import load_training_state
 from tadcli.training.schedule import WarmupCosineSchedule, warmup_cosine_lr
 from tadcli.training.step import NonFiniteLossError, NormalizerSlots, build_optimizer, resolve_precision, training_step
 
-from conftest import FAST_TINY
+from conftest import FAST_TINY, TRAINED_EPOCHS
 
 CPU = torch.device("cpu")
 
@@ -110,28 +110,21 @@ def test_a_non_finite_loss_stops_naming_the_step_and_part_and_changes_nothing(sm
             torch.testing.assert_close(value, before[key], equal_nan=True)
 
 
-@pytest.fixture(scope="module")
-def learned_run(small_synthetic, tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("runs") / "learned"
-    overrides = [*FAST_TINY, "train.epochs=12", "train.eval_start_epoch=100", "train.head_lr=2e-3", "train.adapter_lr=2e-3"]
-    train(TrainRequest("tiny", small_synthetic, run_dir, overrides, device="cpu"))
-    return run_dir
-
-
-def test_a_short_run_learns_and_leaves_a_complete_run_directory(learned_run, small_synthetic, tmp_path):
-    paths = run_paths(learned_run)
+def test_a_short_run_learns_and_leaves_a_complete_run_directory(trained_run, small_synthetic, tmp_path):
+    paths = run_paths(trained_run)
     for key in ("config", "weights", "state", "metrics"):
         assert paths[key].is_file(), key
-    config = read_run_config(learned_run)
+    config = read_run_config(trained_run)
     assert config.classes == load_prepared_dataset(small_synthetic).classes
-    assert config.profile == "synthetic" and config.preset.train.epochs == 12
+    assert config.profile == "synthetic" and config.preset.train.epochs == TRAINED_EPOCHS
 
     lines = [json.loads(line) for line in paths["metrics"].read_text().splitlines()]
-    assert len([line for line in lines if line["kind"] == "train"]) == 12 * 3  # 6 training videos, global batch 2
-    assert [line["epoch"] for line in lines if line["kind"] == "eval"] == [11]  # the last epoch is always evaluated
+    assert len([line for line in lines if line["kind"] == "train"]) == TRAINED_EPOCHS * 4  # 8 videos, batch 2
+    last_epoch = TRAINED_EPOCHS - 1
+    assert [line["epoch"] for line in lines if line["kind"] == "eval"] == [last_epoch]  # the last epoch is always evaluated
 
     # The loss falls: the same training windows, scored in eval mode (normaliser = positives of the batch).
-    _, trained_model = load_run_model(learned_run)
+    _, trained_model = load_run_model(trained_run)
     untrained_model = _fresh_model(config.preset, len(config.classes)).eval()
     batches = _window_batches(small_synthetic, config.preset, 6)
     assert _mean_loss(trained_model, batches) < 0.5 * _mean_loss(untrained_model, batches)
@@ -188,7 +181,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(small_synthetic, tmp
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
     steps = [json.loads(l)["global_step"] for l in metrics.read_text().splitlines() if '"train"' in l]
-    assert steps == list(range(1, 10))  # no step logged twice, none missing
+    assert steps == list(range(1, 13))  # no step logged twice, none missing
 
 
 def test_two_processes_follow_the_single_process_loss_curve(small_synthetic, tmp_path):

@@ -29,10 +29,12 @@ class DetectReport:
     Attributes:
         videos: one entry per input video, in order (``events`` None for a failed one, with its ``error``).
         written: the files written (events files, then the timeline).
+        model: the identity of the model, as the JSON output states it.
     """
 
     videos: list = field(default_factory=list)  # tadcli.inference.detector.VideoDetection
     written: list[Path] = field(default_factory=list)
+    model: dict = field(default_factory=dict)
 
     @property
     def failed(self) -> list:
@@ -128,7 +130,7 @@ def detect(
     ground_truth = read_ground_truth_events(annotations) if annotations is not None else None
     detector = load_detector(source, preset, classes, profile, device, batch_size, num_workers)
 
-    report = DetectReport()
+    report = DetectReport(model=detector.identity)
     for result in detector.detect_many(videos, threshold, top_k, progress):
         report.videos.append(result)
         if progress is not None:

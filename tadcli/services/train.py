@@ -53,10 +53,13 @@ def default_run_dir(preset_name: str, profile: str) -> Path:
     return Path("runs") / f"{preset_name}-{profile}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def _cpu_threads(world_size: int, requested: int | None) -> int:
+def _cpu_threads(world_size: int, num_workers: int, requested: int | None) -> int:
+    """Intra-op threads per training process: the cores left by the decoding workers, shared among the
+    processes (oversubscribed cores make torch's threads wait on each other: 8-30x slower, BENCHMARKS.md)."""
     if requested is not None:
         return requested
-    return max(1, (os.cpu_count() or 1) // world_size)
+    cores = os.cpu_count() or 1
+    return max(1, (cores - num_workers * world_size) // world_size)
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
@@ -121,8 +124,9 @@ def train_in_process(request: TrainRequest):  # noqa: ANN201 - TrainSummary (tor
         if preset.detector.class_agnostic:  # one "action" class; the video classifier names it (spec §6.2)
             train_records = [replace(r, labels=np.zeros_like(r.labels)) for r in train_records]
 
+        num_workers = preset.train.num_workers if request.num_workers is None else request.num_workers
         if device.type == "cpu":
-            torch.set_num_threads(_cpu_threads(context.world_size, request.threads))
+            torch.set_num_threads(_cpu_threads(context.world_size, num_workers, request.threads))
         seed_everything(preset.train.seed)  # the same initial weights on every rank
         model = build_model(preset, num_classes=preset.num_detector_classes(len(dataset.classes))).to(device)
         seed_everything(preset.train.seed + context.rank)  # then per-rank randomness (drop path)
@@ -148,7 +152,6 @@ def train_in_process(request: TrainRequest):  # noqa: ANN201 - TrainSummary (tor
                 "failed_videos": len(report.notes),
             }
 
-        num_workers = preset.train.num_workers if request.num_workers is None else request.num_workers
         reporter = request.reporter_factory() if (request.reporter_factory is not None and context.is_main) else None
         trainer = Trainer(
             model,

@@ -44,7 +44,7 @@ from tadcli.training.checkpoint import (
 from tadcli.training.distributed import DistributedContext, barrier, gather_to_main
 from tadcli.training.ema import ModelEMA
 from tadcli.training.schedule import WarmupCosineSchedule
-from tadcli.training.step import NormalizerSlots, build_optimizer, resolve_precision, training_step
+from tadcli.training.step import LOSS_PARTS, NormalizerSlots, StepResult, build_optimizer, resolve_precision, training_step
 
 # validate(ema_model, epoch) -> {"tiou_thresholds": [...], "mAP": [...], "average_mAP": x, ...}
 Validate = Callable[[AdaTAD, int], dict]
@@ -358,7 +358,7 @@ class Trainer:
             "lr": self.schedule.learning_rates(),
             "grad_norm": result.grad_norm,
             "num_positives": result.num_positives,
-            "samples_per_second": result.num_videos * self.context.world_size / max(seconds, 1e-9),
+            "samples_per_second": result.num_videos / max(seconds, 1e-9),
         }
         if self.context.is_main:
             if self.position.global_step % self.log_interval == 0 or step_in_epoch + 1 == self.plan.steps_per_epoch:
@@ -456,6 +456,7 @@ class Trainer:
             )
             if self.ema is not None:
                 self.ema.update()
+            result = self._global_result(result)
             self.position = TrainingPosition(epoch, step_in_epoch + 1, self.position.global_step + 1)
             self._log_step(result, epoch, step_in_epoch, time.perf_counter() - tic)
             if self._interrupt_requested(flag):
@@ -470,6 +471,17 @@ class Trainer:
             self._evaluate(epoch)
         self.position = TrainingPosition(epoch + 1, 0, self.position.global_step)
         self.save_checkpoint()
+
+    def _global_result(self, result: StepResult) -> StepResult:
+        """The step's losses over the whole global batch (mean over ranks), positives and videos summed."""
+        if not self.context.distributed:
+            return result
+        values = torch.tensor([*(result.losses[p] for p in LOSS_PARTS), result.num_positives, result.num_videos],
+                              dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(values)
+        world = self.context.world_size
+        losses = {part: float(values[i]) / world for i, part in enumerate(LOSS_PARTS)}
+        return StepResult(losses, result.grad_norm, int(values[3]), int(values[4]))
 
     def _interrupt_requested(self, flag: dict) -> bool:
         """Whether any rank saw Ctrl-C: all ranks must agree to stop at the same step."""
