@@ -135,10 +135,10 @@ def modes(repeats: int) -> list[dict]:
             tic = time.perf_counter()
             step(index + 1)
             times.append(time.perf_counter() - tic)
-        with LiveTensorMemory() as tracker:
-            tracker.add(list(model.parameters()) + list(model.buffers()), "weights")
-            for state in optimizer.state.values():
-                tracker.add([v for v in state.values() if isinstance(v, torch.Tensor)], "optimizer")
+        tracker = LiveTensorMemory()
+        tracker.add(list(model.parameters()) + list(model.buffers()) + [batch["frames"]])
+        tracker.add(v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor))
+        with tracker:
             step(repeats + 1)
         rows.append({"mode": label, "seconds_per_step": round(statistics.median(times), 2),
                      "peak_MiB": round(tracker.peak().total / 2**20, 1)})

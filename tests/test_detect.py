@@ -168,3 +168,22 @@ def test_extract_covers_a_long_video_window_by_window(trained_run, tmp_path):
     assert features.shape == (-(-num_frames // 2), 128) == (sidecar["num_features"], sidecar["feature_dim"])
     assert np.all(np.abs(features).sum(axis=1) > 0)  # every step filled, the tail window included
     shutil.rmtree(out)
+
+
+def test_detection_memory_does_not_grow_with_the_video_length(trained_run, tmp_path):
+    """Peak live tensor bytes of detection on a 2-minute video vs a 15-second one (bytes, not time)."""
+    from tadcli.data.synthetic import write_synthetic_videos
+    from tadcli.profiling.tracker import LiveTensorMemory
+
+    peaks = {}
+    detector = tadcli.load_detector(trained_run, device="cpu")
+    for seconds in (15.0, 120.0):
+        folder = tmp_path / f"{seconds:g}s"
+        write_synthetic_videos(folder, num_videos=3, num_classes=2, seed=5, height=64, width=64, fps=8,
+                               video_seconds=(seconds, seconds + 0.01), action_seconds=(2.0, 5.0))
+        video = sorted((folder / "videos").glob("*.mp4"))[0]
+        with LiveTensorMemory() as tracker:
+            events = detector.detect(video)
+        assert events.duration > 0.9 * seconds
+        peaks[seconds] = tracker.peak().total
+    assert peaks[120.0] < 1.1 * peaks[15.0], peaks  # 8x longer, 8x more windows, the same memory

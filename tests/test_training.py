@@ -250,4 +250,6 @@ def test_two_processes_follow_the_single_process_loss_curve(small_synthetic, tmp
 
     # Same data, weights and normaliser slots; only the order of float sums differs (gloo all-reduce).
     np.testing.assert_allclose(curve(double), curve(single), rtol=1e-4)
-    assert sorted(p.name for p in double.iterdir()) == ["config.json", "eval", "metrics.jsonl", "model.safetensors", "state"]
+    assert sorted(p.name for p in double.iterdir()) == [
+        "config.json", "eval", "metrics.jsonl", "model.safetensors", "state", "tensorboard"
+    ]
