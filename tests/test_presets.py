@@ -200,8 +200,7 @@ def test_debug_shows_the_traceback():
 
 
 def test_subcommands_not_built_yet_say_so_with_exit_code_2():
-    for args in (["train", "--preset", "tiny"], ["detect", "video.mp4"], ["profile-memory"],
-                 ["eval", "--run", "runs/x"]):
+    for args in (["train", "--preset", "tiny"], ["detect", "video.mp4"], ["eval", "--run", "runs/x"]):
         line = _error_line(runner.invoke(app, args))
         assert "not built yet" in line, args
 
