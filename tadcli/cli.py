@@ -362,11 +362,13 @@ def profile_memory(
         ),
     ] = None,
     gpu: Annotated[
-        Optional[str], typer.Option(help="GPU to fit: A100-40GB, A100-80GB, H100, H200, L4, L40S, RTX-3090, RTX-4090, V100-32GB, ...")
+        Optional[str],
+        typer.Option(help="GPU to fit: A100-40GB, A100-80GB, H100, H200, L4, L40S, RTX-3090, RTX-4090, V100-32GB, ..."),
     ] = None,
     memory: Annotated[Optional[float], typer.Option("--memory", help="Memory budget in GiB, instead of --gpu.")] = None,
     device: Annotated[
-        Optional[str], typer.Option(help="cuda or cpu: the device to predict for. Default: cuda (with --measure: the available device).")
+        Optional[str],
+        typer.Option(help="cuda or cpu: the device to predict for. Default: cuda (with --measure: the available one)."),
     ] = None,
     measure: Annotated[bool, typer.Option(help="Also run the real step here and print its measured peak.")] = False,
     classes: Annotated[int, typer.Option(help="Detector classes (20 = THUMOS14).")] = 20,
@@ -449,7 +451,9 @@ def _render_memory_plan(plan) -> None:  # noqa: ANN001 - tadcli.services.profile
     focus = plan.focus_row()
     if focus.fits is False:
         if plan.suggestions:
-            console.print(f"'{plan.focus}' does not fit {plan.capacity_label}; nearest configurations that do (each profiled):")
+            console.print(
+                f"'{plan.focus}' does not fit {plan.capacity_label}; the nearest configurations that do (each profiled):"
+            )
             for suggestion in plan.suggestions:
                 s = suggestion.profile
                 console.print(

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import tadcli
 from tadcli.cli import app
 from tadcli.profiling.tracker import LiveTensorMemory, cuda_block_bytes
+from tadcli.services.profile_memory import MODES
 
 runner = CliRunner()
 TOLERANCE = 0.10  # the accuracy target against a measured CPU step
@@ -39,7 +40,7 @@ def _error_line(result) -> str:
 
 def test_tiny_table_agrees_with_a_measured_cpu_step():
     plan = tadcli.profile_memory("tiny", device="cpu", measure_peak=True)
-    assert [row.mode for row in plan.rows] == ["full", "full-checkpointing", "frozen", "tia", "tia-no-checkpointing", "side"]
+    assert [row.mode for row in plan.rows] == list(MODES)
     assert [row.mode for row in plan.rows if row.is_preset] == ["tia-no-checkpointing"]  # tiny: tia, no checkpointing
     for row in plan.rows:
         train, infer, measured = row.profile.training, row.profile.inference, row.measured

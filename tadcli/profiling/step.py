@@ -274,7 +274,10 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
     tracker.add(t for tensors in _training_groups(training).values() for t in tensors)
     with session.active(tracker), _attention_kernel(target):
         count = micro_batches_run(workload)
-        batches = _BatchesMadeOnUse(workload, count) if cuda_target else [_micro_batch(workload, True) for _ in range(count)]
+        if cuda_target:
+            batches: Sequence[dict] = _BatchesMadeOnUse(workload, count)
+        else:
+            batches = [_micro_batch(workload, fake=True) for _ in range(count)]
         _run_training_step(training, batches, workload, precision, cpu)
         del batches
     training_memory = StepMemory.from_peak(tracker.peak(_training_groups(training)))

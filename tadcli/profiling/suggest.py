@@ -102,7 +102,8 @@ def axes(
             if global_batch % b == 0
         ]
     if mode in TUNED_MODES and not preset.adaptation.checkpointing:
-        found["checkpointing"] = [Change("checkpointing on", ("--set", "adaptation.checkpointing=true"), ("adaptation.checkpointing=true",))]
+        override = "adaptation.checkpointing=true"
+        found["checkpointing"] = [Change("checkpointing on", ("--set", override), (override,))]
     return {axis: [c for c in changes if valid(c)] for axis, changes in found.items()}
 
 

@@ -90,11 +90,6 @@ class LiveTensorMemory(TorchDispatchMode):
         self._peak_live: dict[int, tuple[int, int]] = {}
         self._peak_pending = False  # the peak rose since the last snapshot of the live set
 
-    @property
-    def current(self) -> int:
-        """Bytes live now."""
-        return self._current
-
     def _pool(self, nbytes: int) -> tuple[int, int]:
         """(pool index, bytes the pool's segments hold for it) of a block."""
         if nbytes <= CUDA_SMALL_SIZE:

@@ -82,7 +82,6 @@ class MemoryPlan:
     image_size: int
     batch: int
     accumulation: int
-    micro_batches_run: int
     target: Target
     capacity_bytes: int | None
     capacity_label: str | None
@@ -281,7 +280,6 @@ def profile_memory(
         image_size=base.input.image_size,
         batch=batch,
         accumulation=global_batch // batch,
-        micro_batches_run=min(global_batch // batch, 2),
         target=target,
         capacity_bytes=capacity,
         capacity_label=capacity_label,
