@@ -425,7 +425,7 @@ def _render_memory_plan(plan) -> None:  # noqa: ANN001 - tadcli.services.profile
     for row in plan.rows:
         p, t = row.profile, row.profile.training
         cells = [
-            row.mode + (" (preset)" if row.is_preset else ""),
+            row.mode + (" (preset)" if row.is_preset and row.mode != "preset" else ""),
             f"{p.total_parameters / 1e6:.1f}M",
             f"{p.trainable_parameters / 1e6:.2f}M",
             *(f"{v / scale:.2f}" for v in (t.peak, t.weights, t.gradients, t.optimizer, t.ema, t.activations)),
@@ -452,7 +452,8 @@ def _render_memory_plan(plan) -> None:  # noqa: ANN001 - tadcli.services.profile
     if focus.fits is False:
         if plan.suggestions:
             console.print(
-                f"'{plan.focus}' does not fit {plan.capacity_label}; the nearest configurations that do (each profiled):"
+                f"'{plan.focus}' does not fit {plan.capacity_label}; the nearest configurations that do (each profiled):",
+                soft_wrap=True,
             )
             for suggestion in plan.suggestions:
                 s = suggestion.profile
@@ -461,6 +462,7 @@ def _render_memory_plan(plan) -> None:  # noqa: ANN001 - tadcli.services.profile
                     f"{s.required_bytes() / scale:.2f} {unit}  [{' '.join(suggestion.change.flags)}]",
                     highlight=False,
                     markup=False,
+                    soft_wrap=True,
                 )
         else:
             console.print(f"'{plan.focus}' does not fit {plan.capacity_label}, and no configuration tried fits.")
