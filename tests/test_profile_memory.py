@@ -19,6 +19,7 @@ from tadcli.services.profile_memory import MODES
 
 runner = CliRunner()
 TOLERANCE = 0.10  # the issue's accuracy target against a measured CPU step
+ONE_MICRO_BATCH = "train.batch_size=1"  # a step of one micro-batch: half the work where accumulation is not tested
 
 
 @pytest.fixture(autouse=True)
@@ -58,8 +59,8 @@ def test_tiny_table_agrees_with_a_measured_cpu_step():
 
 def test_a_preset_that_does_not_fit_gets_suggestions_that_fit_when_re_profiled(tmp_path):
     budget = "0.05"  # GiB; tiny's own configuration needs about 61 MiB on the CPU
-    base = ["profile-memory", "--preset", "tiny", "--device", "cpu", "--memory", budget]
-    plan = tadcli.profile_memory("tiny", mode="preset", device="cpu", memory_gb=float(budget))
+    base = ["profile-memory", "--preset", "tiny", "--set", ONE_MICRO_BATCH, "--device", "cpu", "--memory", budget]
+    plan = tadcli.profile_memory("tiny", [ONE_MICRO_BATCH], mode="preset", device="cpu", memory_gb=float(budget))
     assert plan.rows[0].fits is False
     changes = {s.change.description.split(" (")[0] for s in plan.suggestions}
     assert "checkpointing on" in changes and "side adapters" in changes
@@ -80,8 +81,8 @@ def test_giant_1536_profiles_without_allocating_its_weights():
     script = textwrap.dedent(
         """
         import json, resource, time
-        start = time.perf_counter()
         import tadcli
+        start = time.perf_counter()
         plan = tadcli.profile_memory("giant-1536", mode="preset", gpu="A100-80GB")
         row = plan.rows[0]
         print(json.dumps({"seconds": time.perf_counter() - start,
@@ -101,8 +102,11 @@ def test_giant_1536_profiles_without_allocating_its_weights():
 
 
 def test_mixed_precision_and_the_cuda_allocator_are_accounted():
-    fp32 = tadcli.profile_memory("tiny", mode="full", device="cuda", precision="fp32").rows[0].profile.training
-    bf16 = tadcli.profile_memory("tiny", mode="full", device="cuda", precision="bf16").rows[0].profile.training
+    fp32, bf16 = (
+        tadcli.profile_memory("tiny", [ONE_MICRO_BATCH], mode="full", device="cuda", precision=precision)
+        .rows[0].profile.training
+        for precision in ("fp32", "bf16")
+    )
     assert bf16.weights == fp32.weights and bf16.optimizer == fp32.optimizer  # fp32 master weights under autocast
     assert bf16.activations < 0.75 * fp32.activations  # linear / attention outputs kept in bf16
     assert fp32.reserved >= fp32.peak and fp32.peak % 512 == 0  # 512-byte blocks, whole segments reserved
