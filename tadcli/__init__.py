@@ -31,10 +31,17 @@ _PUBLIC = {
     "load_backbone": "tadcli.model.backbone",
     "build_backbone": "tadcli.model.backbone",
     "build_model": "tadcli.model.build",
+    "load_released_adatad": "tadcli.model.build",
     "AdaTAD": "tadcli.model.adatad",
+    # trained detectors on raw videos
+    "load_detector": "tadcli.inference.detector",
+    "Detector": "tadcli.inference.detector",
+    "Event": "tadcli.io.events",
+    "VideoEvents": "tadcli.io.events",
     # data
     "read_annotations": "tadcli.data.annotations",
     "load_prepared_dataset": "tadcli.data.manifest",
+    "read_video_classifier": "tadcli.data.video_classifier",
     # evaluation
     "evaluate_detections": "tadcli.evaluation.detection_map",
     # services: what each subcommand does
@@ -42,6 +49,11 @@ _PUBLIC = {
     "prepare_synthetic": "tadcli.services.prepare",
     "check_dataset": "tadcli.services.prepare",
     "evaluate_predictions": "tadcli.services.eval",
+    "evaluate_run": "tadcli.services.eval",
+    "TrainRequest": "tadcli.services.train",
+    "train": "tadcli.services.train",
+    "detect": "tadcli.services.detect",
+    "extract": "tadcli.services.extract",
     "list_presets": "tadcli.services.presets",
     "show_preset": "tadcli.services.presets",
     "profile_memory": "tadcli.services.profile_memory",

@@ -17,6 +17,8 @@ Examples::
 from __future__ import annotations
 
 import enum
+import json
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Callable, Iterator, List, Optional
@@ -24,9 +26,11 @@ from typing import Annotated, Callable, Iterator, List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tadcli import __version__
-from tadcli.errors import NotBuiltYetError, TadError
+from tadcli.errors import TadError
+from tadcli.io.paths import is_stdout
 
 app = typer.Typer(
     name="tad",
@@ -35,11 +39,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-presets_app = typer.Typer(help="List the shipped presets or show one fully resolved.", no_args_is_help=True)
+presets_app = typer.Typer(help="List the shipped presets (the default) or show one fully resolved.")
 app.add_typer(presets_app, name="presets")
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: file names, labels and messages hold square brackets ("data/[draft] labels.csv",
+# "expected [start, end]") that rich would otherwise take for style tags and drop.
+console = Console(markup=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
 
 class _State:
@@ -76,6 +82,8 @@ class EvalDataset(str, enum.Enum):
     charades = "charades"
     multithumos = "multithumos"
     epic_kitchens = "epic-kitchens"
+    custom = "custom"
+    synthetic = "synthetic"
 
 
 # Options shared by several commands, declared once.
@@ -90,14 +98,20 @@ SetOpt = Annotated[
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn a :class:`TadError` into one line and exit code 2 (a traceback only with --debug)."""
+    """Turn a :class:`TadError` into one line and exit code 2, Ctrl-C into exit code 130 (a traceback
+    only with --debug)."""
     try:
         yield
     except TadError as exc:
         if _State.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
         raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        if _State.debug:
+            raise
+        err_console.print(Text("interrupted", style="bold red"))  # what a command writes is staged or atomic
+        raise typer.Exit(code=130) from None
 
 
 @contextmanager
@@ -106,12 +120,13 @@ def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # a log file gets the result, not bar redraws
     ) as progress:
         tasks: dict[str, int] = {}
 
@@ -140,6 +155,41 @@ def _root(
     _State.debug = debug
 
 
+# -------------------------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the dataset, the run and the detection outputs.")] = Path("demo"),
+    videos: Annotated[int, typer.Option("--videos", min=5, help="Synthetic videos to write (train/val/test).")] = 24,
+    epochs: Annotated[
+        Optional[int], typer.Option(min=1, help="Training epochs. Default: the tiny preset's. 2 for a smoke run.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Run the whole system with no download: synthetic videos -> train tiny -> test mAP -> detect a held-out video.
+
+    Writes OUT/data (dataset), OUT/run (run folder), OUT/events.json, OUT/events.srt and OUT/timeline.png.
+    A few minutes on a laptop CPU with the defaults; '--videos 8 --epochs 2' for a one-minute smoke run.
+    """
+    from tadcli.services.demo import demo as run_demo
+    from tadcli.training.loop import TrainingInterrupted
+
+    try:
+        with _user_errors():
+            with _progress_bar() as progress:
+                report = run_demo(out, num_videos=videos, epochs=epochs, device=device, progress=progress,
+                                  reporter_factory=TrainingDisplay)
+    except TrainingInterrupted as interrupted:
+        err_console.print(str(interrupted), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=130) from None
+    _render_eval_report(report.test, console)
+    console.print(f"detected {report.num_events} events in the held-out video {report.video}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"dataset: {report.dataset}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"run:     {report.run}  (tad eval --run {report.run}; tad detect VIDEO --run {report.run})",
+                  markup=False, highlight=False, soft_wrap=True)
+    for path in report.written:
+        console.print(f"wrote    {path}", markup=False, highlight=False, soft_wrap=True)
+
+
 # ----------------------------------------------------------------------------------------- prepare
 @app.command()
 def prepare(
@@ -165,35 +215,59 @@ def prepare(
         typer.Option("--format", help="Annotation format, when not detected (EPIC: choose verb or noun)."),
     ] = None,
     class_list: Annotated[
-        Optional[Path], typer.Option(help="Class names, one per line, for files that only hold indices.")
+        Optional[Path],
+        typer.Option(
+            help="Class names, one per line (line i names class index i), replacing the class list of "
+            "ActivityNet-style, custom and Multi-THUMOS files; Multi-THUMOS: all 65 names, in index order."
+        ),
+    ] = None,
+    blocked: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Videos to remove from the evaluated subset: a JSON list or one id per line "
+            "(ActivityNet: OpenTAD's blocked.json of videos no longer available)."
+        ),
     ] = None,
     classes: Annotated[int, typer.Option(help="Synthetic only: number of action classes.")] = 4,
     seed: Annotated[int, typer.Option(help="Synthetic only: random seed (same seed, same dataset).")] = 0,
     workers: Annotated[int, typer.Option(help="Parallel video probes.")] = 2,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace an output folder that holds another dataset or files that are not a dataset."
+        ),
+    ] = False,
 ) -> None:
-    """Turn official annotation files and a video folder into one checked dataset (or --check one)."""
+    """Turn official annotation files and a video folder into one checked dataset (or --check one).
+
+    The dataset is built beside --out and put in place only when complete: a failure, an unusable
+    re-run or Ctrl-C leaves an existing dataset as it was.
+    """
+    # arguments first: the service imports take a moment, a usage error should not
+    if check is None and dataset is None:
+        raise typer.BadParameter("give a DATASET to prepare, or --check DIR", param_hint="DATASET")
+    if check is None and out is None:
+        raise typer.BadParameter("--out DIR is required", param_hint="--out")
+    if dataset is not None and dataset is not DatasetName.synthetic and check is None and annotations is None:
+        raise typer.BadParameter(f"{dataset.value} needs --annotations PATH", param_hint="--annotations")
+    num_videos = 24
+    if dataset is DatasetName.synthetic and videos is not None:
+        try:
+            num_videos = int(videos)
+        except ValueError:
+            raise typer.BadParameter(f"synthetic takes a number of videos, got {videos!r}", param_hint="--videos")
     from tadcli.services import prepare as service
 
     with _user_errors():
         if check is not None:
             with _progress_bar() as progress:
                 report = service.check_dataset(check, workers=workers, progress=progress)
-        elif dataset is None:
-            raise typer.BadParameter("give a DATASET to prepare, or --check DIR", param_hint="DATASET")
-        elif out is None:
-            raise typer.BadParameter("--out DIR is required", param_hint="--out")
         elif dataset is DatasetName.synthetic:
-            try:
-                num_videos = int(videos) if videos is not None else 24
-            except ValueError:
-                raise typer.BadParameter(f"synthetic takes a number of videos, got {videos!r}", param_hint="--videos")
             with _progress_bar() as progress:
                 report = service.prepare_synthetic(
-                    out, num_videos=num_videos, num_classes=classes, seed=seed, progress=progress
+                    out, num_videos=num_videos, num_classes=classes, seed=seed, force=force, progress=progress
                 )
         else:
-            if annotations is None:
-                raise typer.BadParameter(f"{dataset.value} needs --annotations PATH", param_hint="--annotations")
             with _progress_bar() as progress:
                 report = service.prepare_dataset(
                     dataset.value,
@@ -202,7 +276,9 @@ def prepare(
                     out,
                     annotation_format=annotation_format.value if annotation_format is not None else None,
                     class_list=class_list,
+                    blocked=blocked,
                     workers=workers,
+                    force=force,
                     progress=progress,
                 )
     _render_prepare_report(report)
@@ -211,24 +287,163 @@ def prepare(
 
 
 def _render_prepare_report(report) -> None:  # noqa: ANN001 - tadcli.data.manifest.DatasetReport
-    # file names and decoder messages hold brackets: print them as plain text, not rich markup
-    console.print(report.summary(), markup=False, highlight=False)
+    console.print(report.summary(), soft_wrap=True)  # one line per issue, however long
 
 
 # ------------------------------------------------------------------------------------------- train
+class TrainingDisplay:
+    """Progress of ``tad train`` on stderr: a live rich display on a terminal, plain lines elsewhere (CI, nohup).
+
+    Built in the main training process (also when ``--nproc`` starts workers), so it must be importable
+    by name: the training service receives the class, not an instance.
+    """
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self.live = self.console.is_terminal
+        self.progress = None
+        self.task = None
+        self.steps_per_epoch = 1
+        self.epochs = 1
+        self.last_plain = 0.0
+
+    def start(self, info: dict) -> None:
+        self.steps_per_epoch, self.epochs = info["steps_per_epoch"], info["epochs"]
+        plan = info["plan"]
+        self.console.print(
+            f"training into {info['run_dir']} on {info['device']} ({info['precision']}): {self.epochs} epochs x "
+            f"{self.steps_per_epoch} steps; global batch {plan['batch_size']} = {plan['world_size']} process(es) x "
+            f"{plan['accumulation']} micro-batch(es) x {plan['micro_batch_size']} video(s)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=self.console,
+            )
+            self.progress.start()
+            total = self.epochs * self.steps_per_epoch
+            self.task = self.progress.add_task("steps", total=total, completed=info["global_step"], status="")
+
+    @staticmethod
+    def _status(record: dict) -> str:
+        lr = max(record["lr"].values()) if record["lr"] else 0.0
+        return (
+            f"epoch {record['epoch']} loss {record['loss_total']:.4f} (cls {record['loss_classification']:.4f} "
+            f"reg {record['loss_regression']:.4f}) lr {lr:.2e} {record['samples_per_second']:.1f} videos/s"
+        )
+
+    def step(self, record: dict) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=record["global_step"], status=self._status(record))
+        elif time.monotonic() - self.last_plain > PLAIN_PROGRESS_SECONDS:
+            self.last_plain = time.monotonic()
+            total = self.epochs * self.steps_per_epoch
+            self.console.print(f"step {record['global_step']}/{total} {self._status(record)}", markup=False, highlight=False, soft_wrap=True)
+
+    def epoch(self, record: dict) -> None:
+        if record["skipped_videos"]:
+            self.message(f"epoch {record['epoch']}: {record['skipped_videos']} sample(s) replaced: their video failed to decode")
+
+    def evaluation(self, record: dict) -> None:
+        per_threshold = " ".join(f"{t:g}:{100 * v:.1f}" for t, v in zip(record["tiou_thresholds"], record["mAP"]))
+        self.message(
+            f"epoch {record['epoch']} {record['subset']} mAP (%) {per_threshold} | average {100 * record['average_mAP']:.2f}"
+        )
+
+    def message(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+PLAIN_PROGRESS_SECONDS = 10.0
+
+
 @app.command()
 def train(
-    preset: PresetOpt = "tiny",
+    preset: Annotated[
+        Optional[str],
+        typer.Option("--preset", "-p", help="Preset name (see 'tad presets list') or YAML file. Default: tiny."),
+    ] = None,
     data: Annotated[Optional[Path], typer.Option(help="A dataset folder written by 'tad prepare'.")] = None,
     overrides: SetOpt = None,
-    out: Annotated[Path, typer.Option(help="Run folder for checkpoints and logs.")] = Path("runs/latest"),
+    out: Annotated[
+        Optional[Path], typer.Option(help="Run folder to create. Default: runs/<preset>-<dataset>-<time>.")
+    ] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option(help="Continue this run folder exactly where its last checkpoint stands.")
+    ] = None,
+    nproc: Annotated[int, typer.Option(help="Training processes on this machine (DDP; gloo on CPU, NCCL on GPUs).")] = 1,
+    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[
+        Optional[int], typer.Option(help="Decoding processes per training process. Default: the preset's.")
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="CPU threads per training process. Default: the cores shared among processes.")
+    ] = None,
 ) -> None:
-    """Train AdaTAD end to end on a prepared dataset (not built yet)."""
-    from tadcli.config.loader import load_preset
+    """Train AdaTAD end to end on a prepared dataset; writes a run folder that 'tad eval --run' and 'tad detect' read.
 
-    with _user_errors():
-        load_preset(preset, overrides or [])
-        raise NotBuiltYetError(f"'tad train' is not built yet in this version (preset '{preset}' is valid)")
+    Ctrl-C writes a resumable checkpoint and exits with code 130; 'tad train --resume RUN' continues it.
+    Multi-GPU: 'tad train --nproc N ...' or 'torchrun --nproc_per_node N -m tadcli train ...'.
+    """
+    from tadcli.services.train import TrainRequest
+    from tadcli.services.train import train as run_training
+    from tadcli.training.loop import TrainingInterrupted
+
+    request = TrainRequest(
+        preset=preset,
+        data=data,
+        out=out,
+        overrides=tuple(overrides or ()),
+        resume=resume,
+        device=device,
+        num_workers=workers,
+        threads=threads,
+        reporter_factory=TrainingDisplay,
+    )
+    try:
+        with _user_errors():
+            summary = run_training(request, nproc=nproc)
+    except TrainingInterrupted as interrupted:
+        err_console.print(str(interrupted), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=130) from None
+    if summary is None:  # a worker rank of torchrun: rank 0 reports
+        return
+    _render_train_summary(summary)
+
+
+def _render_train_summary(summary) -> None:  # noqa: ANN001 - tadcli.training.loop.TrainSummary
+    console.print(
+        f"trained {summary.epochs} epochs ({summary.global_step} steps) into {summary.run_dir}",
+        markup=False,
+        highlight=False,
+    )
+    for title, evaluation in (("last epoch", summary.last_evaluation), ("best epoch", summary.best_evaluation)):
+        if evaluation is None:
+            continue
+        per_threshold = ", ".join(f"{t:g}: {100 * v:.2f}" for t, v in zip(evaluation["tiou_thresholds"], evaluation["mAP"]))
+        console.print(
+            f"{title} ({evaluation['epoch']}) on '{evaluation['subset']}': average mAP {100 * evaluation['average_mAP']:.2f} % "
+            f"({per_threshold})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if summary.skipped_videos:
+        console.print(f"{summary.skipped_videos} training sample(s) were replaced because their video failed to decode")
 
 
 # -------------------------------------------------------------------------------------------- eval
@@ -278,31 +493,96 @@ def eval_(
     dataset: Annotated[
         Optional[EvalDataset], typer.Option(help="Dataset profile giving default thresholds and subset.")
     ] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores to this JSON file.")] = None,
-    run: Annotated[Optional[Path], typer.Option(help="Score a trained run folder (not built yet).")] = None,
+    json_out: Annotated[
+        Optional[Path],
+        typer.Option("--json", help="Also write the scores to this JSON file ('-': standard output, the table to stderr)."),
+    ] = None,
+    csv_out: Annotated[
+        Optional[Path], typer.Option("--csv", help="Also write the per-class AP table to this CSV file.")
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Reject predictions whose end precedes their start (by default they are scored as the "
+            "official evaluator scores them, with a warning).",
+        ),
+    ] = False,
+    run: Annotated[
+        Optional[Path], typer.Option(help="Evaluate a run folder written by 'tad train' (its saved EMA model).")
+    ] = None,
+    data: Annotated[
+        Optional[Path], typer.Option(help="With --run: the prepared dataset. Default: the one the run trained on.")
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="With --run: folder for the results and metrics files. Default: RUN/eval.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="With --run: windows per forward pass.")] = 2,
+    workers: Annotated[int, typer.Option(min=0, help="With --run: decoding processes.")] = 0,
+    device: Annotated[str, typer.Option(help="With --run: auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Score detections with the official ActivityNet detection mAP."""
+    """Score detections with the official ActivityNet detection mAP: a results file (--predictions) or a
+    trained run on a prepared dataset (--run)."""
     thresholds = _parse_tiou(tiou)
+    to_stdout = is_stdout(json_out)
     with _user_errors():
         if run is not None:
-            raise NotBuiltYetError("'tad eval --run' is not built yet; score a results file with --predictions")
-        if predictions is None or annotations is None:
-            raise typer.BadParameter("--predictions FILE and --annotations FILE are required")
-        from tadcli.services.eval import evaluate_predictions
+            if predictions is not None or annotations is not None or thresholds is not None:
+                raise typer.BadParameter("--run takes its thresholds and ground truth from the run and its dataset")
+            from tadcli.services.eval import evaluate_run
 
-        report = evaluate_predictions(
-            predictions,
-            annotations,
-            subset=subset,
-            tiou=thresholds,
-            dataset=dataset.value if dataset is not None else None,
-            json_out=json_out,
-            annotation_format=annotation_format.value if annotation_format is not None else None,
-        )
-    _render_eval_report(report)
+            if csv_out is not None or strict:
+                raise typer.BadParameter("--csv and --strict apply to a results file (--predictions)")
+            with _progress_bar() as progress:
+                report = evaluate_run(
+                    run,
+                    data,
+                    subset=subset,
+                    json_out=None if to_stdout else json_out,
+                    out_dir=out,
+                    device=device,
+                    batch_size=batch_size,
+                    num_workers=workers,
+                    progress=progress,
+                )
+        else:
+            report = _evaluate_predictions_file(
+                predictions, annotations, subset, thresholds, dataset, json_out, annotation_format, strict, csv_out
+            )
+    _render_eval_report(report, err_console if to_stdout else console)
+    if to_stdout:
+        typer.echo(json.dumps(report.to_json(), indent=2))
 
 
-def _render_eval_report(report) -> None:  # noqa: ANN001 - tadcli.services.eval.EvalReport
+def _evaluate_predictions_file(
+    predictions: Optional[Path],
+    annotations: Optional[Path],
+    subset: Optional[str],
+    thresholds: Optional[list[float]],
+    dataset: Optional[EvalDataset],
+    json_out: Optional[Path],
+    annotation_format: Optional[AnnotationFormat],
+    strict: bool,
+    csv_out: Optional[Path],
+):  # noqa: ANN202 - tadcli.services.eval.EvalReport
+    if predictions is None or annotations is None:
+        raise typer.BadParameter("--predictions FILE and --annotations FILE are required")
+    from tadcli.services.eval import evaluate_predictions
+
+    return evaluate_predictions(
+        predictions,
+        annotations,
+        subset=subset,
+        tiou=thresholds,
+        dataset=dataset.value if dataset is not None else None,
+        json_out=None if is_stdout(json_out) else json_out,
+        annotation_format=annotation_format.value if annotation_format is not None else None,
+        strict=strict,
+        csv_out=csv_out,
+    )
+
+
+def _render_eval_report(report, console: Console) -> None:  # noqa: ANN001 - tadcli.services.eval.EvalReport
     table = Table(title=f"Detection mAP on '{report.subset}'")
     table.add_column("tIoU", justify="right")
     table.add_column("mAP (%)", justify="right")
@@ -313,24 +593,155 @@ def _render_eval_report(report) -> None:  # noqa: ANN001 - tadcli.services.eval.
     console.print(table)
     console.print(f"{report.num_ground_truth} ground-truth instances, {report.num_predictions} predictions")
     lowest = ", ".join(f"{label} {100 * ap:.2f}" for label, ap in report.lowest_classes)
-    console.print(f"lowest AP (%, mean over tIoU): {lowest}", highlight=False)
+    console.print(f"lowest AP (%, mean over tIoU): {lowest}", soft_wrap=True)
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", soft_wrap=True)
+    for warning in report.warnings:
+        err_console.print(f"warning: {warning}", soft_wrap=True)
     if report.json_path is not None:
-        console.print(f"scores written to {report.json_path}", highlight=False)
+        console.print(f"scores written to {report.json_path}", soft_wrap=True)
+    if report.csv_path is not None:
+        console.print(f"per-class AP written to {report.csv_path}", soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------ detect
+class EventsFormat(str, enum.Enum):
+    json = "json"
+    csv = "csv"
+    srt = "srt"
+    activitynet = "activitynet"
+
+
+class FeaturesFormat(str, enum.Enum):
+    npy = "npy"
+    safetensors = "safetensors"
+
+
+DeviceOpt = Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Windows per forward pass.")]
+WorkersOpt = Annotated[int, typer.Option(min=0, help="Decoding processes (0: decode in this process).")]
+VideosArg = Annotated[List[str], typer.Argument(help="Video files, folders (searched recursively) or glob patterns.")]
+
+
 @app.command()
 def detect(
-    video: Annotated[Path, typer.Argument(help="Video file to run detection on.")],
-    out: Annotated[Path, typer.Option(help="Where to write the detected events (JSON).")] = Path("events.json"),
-    preset: PresetOpt = "tiny",
-    overrides: SetOpt = None,
+    videos: VideosArg,
+    out: Annotated[Path, typer.Option(help="Events file to write (srt with several videos: one file per video).")] = Path(
+        "events.json"
+    ),
+    run: Annotated[Optional[Path], typer.Option(help="A run folder written by 'tad train' (holds everything).")] = None,
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="A released AdaTAD/OpenTAD checkpoint (needs --preset and --classes).")
+    ] = None,
+    preset: Annotated[Optional[str], typer.Option(help="With --checkpoint: its preset name or YAML file.")] = None,
+    classes: Annotated[
+        Optional[Path], typer.Option(help="With --checkpoint: class names, one per line, in the model's order.")
+    ] = None,
+    dataset: Annotated[
+        Optional[EvalDataset], typer.Option(help="With --checkpoint: the protocol it was trained on. Default: thumos14.")
+    ] = None,
+    events_format: Annotated[EventsFormat, typer.Option("--format", help="Output format.")] = EventsFormat.json,
+    threshold: Annotated[float, typer.Option(help="Report events scoring at least this (0-1).")] = 0.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Report at most this many events per video.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw a timeline PNG: a row per class, shade = score.")] = None,
+    annotations: Annotated[
+        Optional[Path], typer.Option(help="Ground truth to draw under the detections in --plot (any format 'tad prepare' reads).")
+    ] = None,
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 1,
+    workers: WorkersOpt = 0,
 ) -> None:
-    """Detect actions in one video and write their start, end, class and score (not built yet)."""
+    """Detect actions in raw videos: start and end in seconds, class and score of each.
+
+    Examples: 'tad detect clip.mp4 --run runs/my-run --out events.json';
+    'tad detect videos/ --checkpoint adatad_thumos_s.pth --preset small-768 --classes classes.txt --format srt'.
+    Exit code 1 when some video could not be read (the others are written).
+    """
+    from tadcli.services.detect import detect as run_detect
+
     with _user_errors():
-        raise NotBuiltYetError("'tad detect' is not built yet in this version")
+        source = _model_source(run, checkpoint)
+        with _progress_bar() as progress:
+            report = run_detect(
+                videos,
+                out,
+                source,
+                preset=preset,
+                classes=classes,
+                profile=dataset.value if dataset is not None else None,
+                format=events_format.value,
+                threshold=threshold,
+                top_k=top_k,
+                plot=plot,
+                annotations=annotations,
+                device=device,
+                batch_size=batch_size,
+                num_workers=workers,
+                progress=progress,
+            )
+    for video in report.videos:
+        if video.events is None:
+            err_console.print(f"error: {video.video}: {video.error}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(f"{video.video}: {len(video.events.events)} events", markup=False, highlight=False, soft_wrap=True)
+    for path in report.written:
+        console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(code=1)
+
+
+def _model_source(run: Optional[Path], checkpoint: Optional[Path]) -> Path:
+    if (run is None) == (checkpoint is None):
+        raise typer.BadParameter("give either --run RUN or --checkpoint FILE (with --preset and --classes)")
+    return run if run is not None else checkpoint
+
+
+# ----------------------------------------------------------------------------------------- extract
+@app.command()
+def extract(
+    videos: VideosArg,
+    out: Annotated[Path, typer.Option(help="Folder for one features file and one JSON sidecar per video.")],
+    run: Annotated[Optional[Path], typer.Option(help="Extract with this run's backbone (its trained adapters).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Or extract with this preset's backbone.")] = None,
+    weights: Annotated[
+        Optional[Path], typer.Option(help="With --preset: pretrained backbone weights (VideoMAE, mmaction, Hugging Face).")
+    ] = None,
+    overrides: SetOpt = None,
+    dataset: Annotated[
+        Optional[EvalDataset], typer.Option(help="With --preset: the sampling protocol (snippet stride). Default: thumos14.")
+    ] = None,
+    features_format: Annotated[FeaturesFormat, typer.Option("--format", help="Array file format.")] = FeaturesFormat.npy,
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 1,
+    workers: WorkersOpt = 0,
+) -> None:
+    """Write backbone features [T, C] of whole videos, with a sidecar that maps feature index to seconds.
+
+    Exit code 1 when some video could not be read (the others are written).
+    """
+    from tadcli.services.extract import extract as run_extract
+
+    with _user_errors():
+        with _progress_bar() as progress:
+            report = run_extract(
+                videos,
+                out,
+                run=run,
+                preset=preset,
+                weights=weights,
+                overrides=overrides or [],
+                profile=dataset.value if dataset is not None else None,
+                format=features_format.value,
+                device=device,
+                batch_size=batch_size,
+                num_workers=workers,
+                progress=progress,
+            )
+    for video, error in report.failed:
+        err_console.print(f"error: {video}: {error}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"wrote {len(report.written)} feature file(s) to {out}", markup=False, highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(code=1)
 
 
 # ---------------------------------------------------------------------------------- profile-memory
@@ -439,7 +850,7 @@ def _render_memory_plan(plan) -> None:  # noqa: ANN001 - tadcli.services.profile
             cells.append(f"{'yes' if row.fits else 'no'} (needs {p.required_bytes() / scale:.2f})")
         table.add_row(*cells)
     # a wide table: let it be wider than the 80 columns rich assumes when the output is not a terminal
-    (console if console.is_terminal else Console(width=160)).print(table)
+    (console if console.is_terminal else Console(width=160, markup=False, highlight=False)).print(table)
     if target.device == "cuda":
         console.print(
             "'needs' = the caching allocator's reserved segments at the peak + 0.5 GiB for the CUDA context; "
@@ -471,18 +882,30 @@ def _render_memory_plan(plan) -> None:  # noqa: ANN001 - tadcli.services.profile
 
 
 # ----------------------------------------------------------------------------------------- presets
+@presets_app.callback(invoke_without_command=True)
+def _presets_root(context: typer.Context) -> None:
+    """List the shipped presets (as 'tad presets list'), or show one with 'tad presets show NAME'."""
+    if context.invoked_subcommand is None:
+        presets_list(dataset=None)
+
+
 @presets_app.command("list")
-def presets_list() -> None:
-    """List the shipped presets."""
+def presets_list(
+    dataset: Annotated[
+        Optional[DatasetName], typer.Option(help="Only the recipes of this dataset (e.g. activitynet).")
+    ] = None,
+) -> None:
+    """List the shipped presets, optionally only one dataset's recipes."""
     from tadcli.services.presets import list_presets
 
     with _user_errors():
-        rows = list_presets()
-    table = Table(title="Shipped presets")
-    for column in ("name", "backbone", "adaptation", "frames", "px", "description"):
-        table.add_column(column)
+        rows = list_presets(dataset.value if dataset is not None else None)
+    table = Table(title="Shipped presets" + (f" for {dataset.value}" if dataset is not None else ""))
+    table.add_column("name", no_wrap=True)
+    table.add_column("dataset", no_wrap=True)
+    table.add_column("description")
     for row in rows:
-        table.add_row(row.name, row.backbone, row.adaptation, str(row.frames), str(row.image_size), row.description)
+        table.add_row(row.name, row.dataset, row.description)
     console.print(table)
 
 

@@ -31,3 +31,51 @@ def annotations_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def test_data() -> Path:
     return TEST_DATA
+
+
+# Overrides that make the tiny preset train in seconds on the small synthetic dataset below.
+FAST_TINY = (
+    "input.frames=64",
+    "input.augmentation=none",
+    "train.warmup_epochs=1",
+    "train.num_workers=0",
+)
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> Path:
+    """A prepared synthetic dataset: 14 real mp4 videos (12-16 s, 8 fps, 64x64), 2 classes; 8 train, 3 val, 3 test."""
+    from tadcli.data.synthetic import VIDEO_DIRNAME, write_synthetic_videos
+    from tadcli.services.prepare import prepare_dataset
+
+    raw = tmp_path_factory.mktemp("small_synthetic_raw")
+    root = tmp_path_factory.mktemp("small_synthetic")
+    annotation_file = write_synthetic_videos(
+        raw,
+        num_videos=14,
+        num_classes=2,
+        seed=3,
+        height=64,
+        width=64,
+        fps=8,
+        video_seconds=(12.0, 16.0),
+        action_seconds=(2.0, 5.0),
+        max_actions_per_video=2,
+    )
+    report = prepare_dataset("synthetic", annotation_file, raw / VIDEO_DIRNAME, root, annotation_format="custom-json", force=True)
+    assert report.usable, report.summary()
+    return root
+
+
+TRAINED_EPOCHS = 50
+
+
+@pytest.fixture(scope="session")
+def trained_run(small_synthetic, tmp_path_factory) -> Path:
+    """A run of the tiny preset trained on :func:`small_synthetic` in the test process (about half a minute)."""
+    from tadcli.services.train import TrainRequest, train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "trained"
+    overrides = [*FAST_TINY, f"train.epochs={TRAINED_EPOCHS}", "train.eval_start_epoch=1000"]
+    train(TrainRequest("tiny", small_synthetic, run_dir, overrides, device="cpu", threads=1))
+    return run_dir

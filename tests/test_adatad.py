@@ -16,6 +16,8 @@ from tadcli.model.build import build_model, load_released_adatad, postprocess_se
 from tadcli.model.detector.actionformer import build_actionformer
 from tadcli.model.postprocess import PostprocessSettings
 
+from checkpoints import opentad_names
+
 TINY_VIT = ViTArch(embed_dim=64, depth=2, num_heads=4, mlp_hidden_dim=128, patch_size=16, img_size=32)
 FRAMES = torch.randint(0, 256, (2, 3, 32, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 DETECTOR_LENGTH = 32  # 32 frames -> 16 tubelet features -> resized x2 to 32 steps (as THUMOS 768 -> 384 -> 768)
@@ -142,32 +144,14 @@ def test_postprocess_settings_take_the_profile_where_the_preset_is_silent():
     thumos = postprocess_settings(preset, get_profile("thumos14"))
     assert thumos == PostprocessSettings(pre_nms_threshold=0.001, pre_nms_topk=2000, sigma=0.3, max_segments=2000)
     anet = postprocess_settings(load_preset("tiny"), get_profile("activitynet"))
-    assert (anet.multiclass, anet.voting_threshold, anet.max_segments, anet.min_score) == (False, 0.9, 100, 0.001)
+    assert (anet.voting_threshold, anet.max_segments, anet.min_score) == (0.9, 100, 0.001)
+    # soft-NMS per class for a multi-class detector, one class-agnostic pass (with voting) otherwise
+    assert anet.multiclass
+    agnostic = postprocess_settings(load_preset("anet-small-192x4-160"), get_profile("activitynet"))
+    assert not agnostic.multiclass
 
 
 # ---------------------------------------------------------------- released checkpoints
-
-
-def opentad_names(model: AdaTAD) -> dict[str, torch.Tensor]:
-    """tad state -> OpenTAD's DDP key names (spec §9.1), written out independently of the loaders."""
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith("backbone."):
-            key = key[len("backbone.") :]
-            key = key.replace("patch_embed.proj.", "patch_embed.projection.")
-            key = key.replace(".mlp.fc1.", ".mlp.layers.0.0.").replace(".mlp.fc2.", ".mlp.layers.1.")
-            key = "backbone.model.backbone." + key
-        elif key.startswith("detector.head."):
-            key = "rpn_head." + key[len("detector.head.") :]
-        elif key == "detector.loss.normalizer.value":
-            key = "rpn_head.loss_normalizer"
-        else:
-            key = key[len("detector.") :]
-        state["module." + key] = value.clone()
-    state["module.backbone.model.backbone.pos_embed"] = torch.zeros(1, 8 * 2 * 2, 64)
-    state["module.backbone.model.backbone.fc_norm.weight"] = torch.ones(64)
-    state["module.backbone.model.backbone.fc_norm.bias"] = torch.zeros(64)
-    return state
 
 
 def test_released_checkpoint_loads_back_to_identical_outputs(tmp_path):

@@ -196,6 +196,53 @@ def test_custom_csv_is_raw_and_strict(tmp_path):
         read_annotations(tmp_path / "text.csv")
 
 
+def test_custom_csv_without_label_names_the_missing_column(tmp_path):
+    (tmp_path / "nolabel.csv").write_text("video,start,end,subset\nclip,1,2,train\n")
+    with pytest.raises(AnnotationError, match=r"nolabel.csv: missing column\(s\) \['label'\]; the custom CSV columns"):
+        read_annotations(tmp_path / "nolabel.csv")
+    (tmp_path / "renamed.csv").write_text("video,start,end,lable\nclip,1,2,a\n")
+    with pytest.raises(AnnotationError, match=r"missing column\(s\) \['label'\]; unknown column\(s\) \['lable'\]"):
+        read_annotations(tmp_path / "renamed.csv")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("clip02,1,2\n", r"bad.csv:4: 3 fields where the header has 4 \(video,start,end,label\): 'clip02,1,2'"),
+        ("clip02,1,2,run,extra\n", r"bad.csv:4: 5 fields where the header has 4 .*'clip02,1,2,run,extra'"),
+    ],
+)
+def test_csv_rows_with_too_few_or_too_many_fields_name_file_line_and_row(tmp_path, row, message):
+    # a quoted label spanning two lines shifts the line numbers: the error names the bad row's own line
+    (tmp_path / "bad.csv").write_text('video,start,end,label\nclip01,1.5,4.0,"jump\nhigh"\n' + row)
+    with pytest.raises(AnnotationError, match=message):
+        read_annotations(tmp_path / "bad.csv")
+
+
+def test_charades_and_epic_rows_with_wrong_field_counts_are_errors(tmp_path):
+    write_charades(tmp_path, with_class_names=True)
+    train = tmp_path / "Charades_v1_train.csv"
+    train.write_text(train.read_text() + "ZZ00Z,P4,Hall,5,7,Yes,walks,,walks,12.0\n")  # no actions field
+    with pytest.raises(AnnotationError, match=r"Charades_v1_train.csv:4: 10 fields where the header has 11"):
+        read_annotations(tmp_path)
+    epic = tmp_path / "epic"
+    epic.mkdir()
+    (epic / "EPIC_100_verb_classes.csv").write_text("id,key,instances,category\n0,take,\"['take']\",retrieve\n")
+    (epic / "EPIC_100_validation.csv").write_text(
+        "narration_id,video_id,start_timestamp,stop_timestamp,verb_class\n"
+        "P01_11_0,P01_11,00:00:00.00,00:00:01.89,0\n"
+        "P01_11_1,P01_11,00:00:01.56,0\n"
+    )
+    with pytest.raises(AnnotationError, match=r"EPIC_100_validation.csv:3: 4 fields where the header has 5"):
+        read_annotations(epic, "epic-kitchens-verb")
+    (epic / "EPIC_100_validation.csv").write_text(
+        "narration_id,video_id,start_timestamp,stop_timestamp,verb_class\nP01_11_0,P01_11,00:00:00.00,00:01.89,0\n"
+    )
+    message = r"validation.csv:2: stop_timestamp: expected hh:mm:ss.ff, got '00:01.89'"
+    with pytest.raises(AnnotationError, match=message):
+        read_annotations(epic, "epic-kitchens-verb")
+
+
 def test_custom_json_schema(tmp_path):
     content = {
         "classes": ["wave", "jump"],

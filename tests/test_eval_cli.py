@@ -80,10 +80,51 @@ def test_results_on_other_videos_and_malformed_results(files: tuple[Path, Path],
     assert result.exit_code == 2
     assert "none of its 1 videos" in " ".join(result.output.split())
     broken = tmp_path / "broken.json"
-    broken.write_text(json.dumps({"results": {"v1": [{"segment": [3, 1], "label": "run", "score": 0.9}]}}))
+    entries = [{"segment": [0, 10], "label": "run", "score": 0.9}, {"segment": "x"}]
+    broken.write_text(json.dumps({"results": {"v1": entries}}))
     result = runner.invoke(app, ["eval", "--predictions", str(broken), "--annotations", str(gt)])
     assert result.exit_code == 2
-    assert "video 'v1': results[0]: segment: end 1 < start 3" in " ".join(result.output.split())
+    assert "video 'v1': results[1]: missing label, score" in " ".join(result.output.split())
+
+
+def test_inverted_predictions_are_scored_with_one_warning_or_rejected_with_strict(files, tmp_path: Path) -> None:
+    gt, _ = files
+    inverted = tmp_path / "inverted.json"
+    entries = [
+        {"segment": [0, 10], "label": "run", "score": 0.9},
+        {"segment": [30, 20], "label": "jump", "score": 0.8},  # an exact reversal of the 'jump' instance
+        {"segment": [9, 4], "label": "run", "score": 0.7},
+    ]
+    inverted.write_text(json.dumps({"results": {"v1": entries}}))
+    out = tmp_path / "eval.json"
+    args = ["eval", "--predictions", str(inverted), "--annotations", str(gt), "--tiou", "0.5", "--json", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: 2 predictions end before they start")
+    # As officially: [30, 20] vs [20, 30] is 0/0 (NaN), a match; [9, 4] is a false positive of 'run'.
+    assert json.loads(out.read_text())["per_class"] == {"run": [1.0], "jump": [1.0]}
+
+    strict = runner.invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 2
+    assert "video 'v1': results[1]: segment: end 20 < start 30 (--strict)" in " ".join(strict.output.split())
+
+
+def test_csv_writes_the_per_class_ap_table(files, tmp_path: Path) -> None:
+    import pandas
+
+    gt, results = files
+    table_file = tmp_path / "per_class.csv"
+    args = ["eval", "--predictions", str(results), "--annotations", str(gt), "--tiou", "0.5,0.7", "--csv", str(table_file)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "per-class AP written to" in result.output
+    table = pandas.read_csv(table_file)
+    assert list(table.columns) == ["class", "instances", "AP@0.5", "AP@0.7", "mean AP"]
+    assert table.to_dict("records") == [
+        {"class": "run", "instances": 1, "AP@0.5": 1.0, "AP@0.7": 1.0, "mean AP": 1.0},
+        {"class": "jump", "instances": 1, "AP@0.5": 1.0, "AP@0.7": 0.0, "mean AP": 0.5},
+    ]
 
 
 def test_installed_command_end_to_end(files: tuple[Path, Path], tmp_path: Path) -> None:

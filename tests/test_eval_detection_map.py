@@ -192,11 +192,21 @@ def test_zero_length_segments() -> None:
     assert metrics.recall.tolist() == [0.5]
 
 
-def test_inverted_segments_are_rejected() -> None:
-    with pytest.raises(ValueError, match="row 1"):
-        make_dets(("a", 0, 1, "run", 0.5), ("a", 3, 2, "run", 0.5))
+def test_inverted_ground_truth_is_rejected_and_inverted_detections_scored_officially() -> None:
     with pytest.raises(ValueError, match="end"):
         make_gt(("a", 5, 4, "run"))
+    gt = make_gt(("a", 0, 10, "run"), ("a", 20, 24, "run"))
+    # The official tIoU of an inverted detection: 0 / (len_gt + len_det); 0/0 (NaN) when the lengths cancel.
+    det_starts, det_ends = np.array([3.0, 10.0, 24.0]), np.array([2.0, 0.0, 20.0])
+    tiou = segment_tiou(det_starts, det_ends, np.array([0.0] * 3), np.array([10.0] * 3))
+    assert tiou[[0, 2]].tolist() == [0.0, 0.0] and np.isnan(tiou[1])
+    # [3, 2] overlaps nothing; [24, 20] reverses the second instance: NaN, which the official code matches.
+    metrics = evaluate_detections(gt, make_dets(("a", 3, 2, "run", 0.9), ("a", 24, 20, "run", 0.8)), [0.5, 0.95])
+    assert metrics.recall.tolist() == [0.5, 0.5]
+    assert metrics.average_precision[:, 0].tolist() == [0.25, 0.25]  # FP then TP: precision 1/2 at recall 1/2
+    # Only the lengths count: [50, 40] lies nowhere near [0, 10] and still matches it, as officially.
+    metrics = evaluate_detections(gt, make_dets(("a", 50, 40, "run", 0.9)), [0.5])
+    assert metrics.recall.tolist() == [0.5]
 
 
 def test_thresholds_kept_in_given_order_and_checked() -> None:

@@ -185,3 +185,24 @@ def test_bit_identical_to_official_with_duplicate_detections_and_ground_truth() 
 
     assert metrics.average_precision.tobytes() == ap.tobytes()
     assert metrics.average_map == average_map
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_bit_identical_to_official_with_inverted_detections(seed: int) -> None:
+    # Results files from other tools can hold segments whose end precedes their start: the official code
+    # scores them (tIoU 0, or 0/0 = NaN, a match, for an exact reversal of a ground-truth segment).
+    rng = np.random.default_rng(seed)
+    gt_rows, det_rows = random_case(rng, num_videos=4, num_classes=3, num_gt=30, num_dets=300)
+    det_rows = [(v, e, s, label, p) if rng.random() < 0.3 else (v, s, e, label, p) for v, s, e, label, p in det_rows]
+    det_rows += [(v, e, s, label, rng.random()) for v, s, e, label in gt_rows[:8]]  # reversed copies
+    thresholds = {3: np.linspace(0.5, 0.95, 10), 4: [0.0, 0.3, 0.5, 0.7]}[seed]
+    with np.errstate(invalid="ignore"):  # the official 0/0
+        ap, mean_ap, average_map, classes = official_evaluate(gt_rows, det_rows, thresholds)
+
+    metrics = evaluate_detections(*to_inputs(gt_rows, det_rows), thresholds)
+
+    assert sum(e < s for _, s, e, _, _ in det_rows) > 90
+    assert list(metrics.classes) == classes
+    assert metrics.average_precision.tobytes() == ap.tobytes()
+    assert metrics.mean_average_precision.tobytes() == mean_ap.tobytes()
+    assert metrics.average_map == average_map

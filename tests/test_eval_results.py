@@ -43,7 +43,6 @@ def test_reads_entries_in_file_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"segment": [5, 4], "label": "run", "score": 0.5}, r"video 'v1': results\[1\]: segment: end 4 < start 5"),
         ({"segment": [5], "label": "run", "score": 0.5}, r"results\[1\]: segment: expected \[start, end\]"),
         ({"segment": [5, "6"], "label": "run", "score": 0.5}, r"results\[1\]: segment"),
         ({"segment": [5, 6], "label": 3, "score": 0.5}, r"results\[1\]: label: expected a class name"),
@@ -57,6 +56,15 @@ def test_malformed_entry_names_file_video_and_index(tmp_path: Path, entry, messa
     with pytest.raises(AnnotationError, match=message) as error:
         read_detection_results(path)
     assert str(error.value).startswith(str(path))
+
+
+def test_inverted_segments_are_read_as_written_or_rejected_when_strict(tmp_path: Path) -> None:
+    entries = [{"segment": [0, 1], "label": "run", "score": 0.1}, {"segment": [5, 4], "label": "run", "score": 0.5}]
+    path = write(tmp_path, {"results": {"v1": entries}})
+    detections = read_detection_results(path)
+    assert detections.starts.tolist() == [0.0, 5.0] and detections.ends.tolist() == [1.0, 4.0]
+    with pytest.raises(AnnotationError, match=r"video 'v1': results\[1\]: segment: end 4 < start 5 \(--strict\)"):
+        read_detection_results(path, strict=True)
 
 
 def test_nan_score_is_rejected(tmp_path: Path) -> None:

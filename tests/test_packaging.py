@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import sys
+import tomllib
 from pathlib import Path
 
 from tadcli.config.loader import shipped_preset_names
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python < 3.11
-    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,3 +42,13 @@ def test_public_api_names_resolve_and_import_tadcli_stays_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_python_versions_claimed_are_the_ones_tested():
+    # requires-python's lower bound is the one version the classifiers claim (the version CI runs);
+    # this interpreter must satisfy it.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    prefix = "Programming Language :: Python :: 3."
+    claimed = [c.rsplit(" :: ", 1)[1] for c in project["classifiers"] if c.startswith(prefix)]
+    assert project["requires-python"] == f">={claimed[0]}" and len(claimed) == 1
+    assert sys.version_info[:2] >= tuple(int(part) for part in claimed[0].split("."))

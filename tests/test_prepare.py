@@ -3,6 +3,7 @@ kept; --check; the probe cache; the CLI through the real app."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -144,20 +145,21 @@ def test_prepare_reports_each_problem_and_keeps_the_rest(videos_dir, annotation_
     assert ground_truth.videos["a"].instances == a.instances and ground_truth.videos["a"].num_frames == 40
 
 
-def test_subset_without_instances_is_an_error_and_leaves_no_manifest(videos_dir, tmp_path):
+def test_subset_without_instances_is_an_error_and_writes_no_manifest(videos_dir, tmp_path):
     csv_file = tmp_path / "labels.csv"
-    csv_file.write_text("video,start,end,label,subset\na,0.5,1.5,jump,train\nd,1.0,2.0,jump,val\n")
-    out = tmp_path / "prepared"
-    assert prepare_dataset("custom", csv_file, videos_dir, out).usable
-    assert (out / "manifest.json").is_file()  # an earlier, good run
     csv_file.write_text("video,start,end,label,subset\na,0.5,1.5,jump,train\nd,2.0,1.0,jump,val\n")  # inverted
+    out = tmp_path / "prepared"
     report = prepare_dataset("custom", csv_file, videos_dir, out)
     assert not report.usable
     errors = [issue for issue in report.issues if issue.severity == "error"]
     assert [(issue.kind, issue.subset) for issue in errors] == [("subset_empty", "val")]
-    assert not (out / "manifest.json").exists() and "NOT usable" in (out / "report.txt").read_text()
+    assert not (out / "manifest.json").exists()
+    assert "NOT usable (subset_empty x1)" in (out / "report.txt").read_text()  # the report says why
     with pytest.raises(DatasetError, match="run 'tad prepare' first"):
         load_prepared_dataset(out)
+    csv_file.write_text("video,start,end,label,subset\na,0.5,1.5,jump,train\nd,1.0,2.0,jump,val\n")  # fixed
+    assert prepare_dataset("custom", csv_file, videos_dir, out).usable
+    assert (out / "manifest.json").is_file()
 
 
 def test_probe_cache_only_probes_new_or_changed_files(videos_dir, annotation_file, tmp_path):
@@ -256,7 +258,7 @@ def test_cli_prepare_and_check(videos_dir, annotation_file, tmp_path):
     assert result.exit_code == 2 and "video_missing" in result.output and "b:" in result.output
 
     result = runner.invoke(app, ["prepare", "--check", str(tmp_path / "nowhere")])
-    assert result.exit_code == 2 and "manifest.json missing" in result.output
+    assert result.exit_code == 2 and "nowhere: dataset folder not found" in result.output
 
 
 def test_cli_prepare_synthetic(tmp_path):
@@ -295,3 +297,63 @@ def test_cli_prepare_epic_verb_task_without_videos(annotations_dir, tmp_path):
     assert "epic-kitchens-verb" in json.dumps(report)
     assert "subset_empty" in result.output and "val: 138 videos, 9668 instances" in result.output
     assert not (tmp_path / "epic" / "manifest.json").exists()
+
+
+def test_prepare_activitynet_filters_short_training_instances_and_blocked_videos(annotations_dir, tmp_path):
+    anet = annotations_dir / "activitynet"
+    content = json.loads((anet / "anet_anno_action.json").read_text())
+    with (anet / "video_info_new.csv").open(newline="") as handle:
+        subset_of = {row["video"]: row["subset"] for row in csv.DictReader(handle)}
+    # OpenTAD's filter_gt: (end - start) / duration <= 0.01 (inverted or empty segments dropped anyway)
+    short = [
+        (video, item["segment"]) for video, entry in content.items() if subset_of[video] == "training"
+        for item in entry["annotations"]
+        if item["segment"][1] > item["segment"][0]
+        and (item["segment"][1] - item["segment"][0]) / entry["duration_second"] <= 0.01
+    ]
+    validation = [video for video in content if subset_of[video] == "validation"]
+    blocked_ids = [validation[0].removeprefix("v_"), validation[1], "v_not_in_activitynet"]  # with and without v_
+    blocked = tmp_path / "blocked.json"
+    blocked.write_text(json.dumps(blocked_ids))
+
+    report = prepare_dataset("activitynet", anet, None, tmp_path / "out", blocked=blocked)
+
+    assert report.usable
+    counts = report.issue_counts()
+    assert len(short) > 0 and counts["segment_too_short"] == len(short)
+    assert {issue.subset for issue in report.issues if issue.kind == "segment_too_short"} == {"training"}
+    assert counts["video_blocked"] == 2 and counts["blocked_video_absent"] == 1
+    assert report.counts["validation"].videos == len(validation) - 2
+    text = report.summary()
+    assert f"DROPPED segment_too_short x{len(short)}" in text and "DROPPED video_blocked x2" in text
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["database"]
+    assert validation[0] not in manifest and validation[1] not in manifest and validation[2] in manifest
+    # the evaluated subset keeps its short instances, as the official evaluator scores them
+    val_short = sum(
+        1 for video in validation[2:] for item in content[video]["annotations"]
+        if 0 < item["segment"][1] - item["segment"][0] <= 0.01 * content[video]["duration_second"]
+    )
+    kept = sum(
+        1 for video in validation[2:] for a in manifest[video]["annotations"]
+        if a["segment"][1] - a["segment"][0] <= 0.01 * manifest[video]["duration"]
+    )
+    assert val_short > 0 and kept == val_short
+
+
+def test_cli_prepare_activitynet_blocked_list_as_text(tmp_path):
+    database = {
+        f"vid{i}": {"subset": subset, "duration": 100.0, "annotations": [{"segment": [10, 20 + i], "label": "Ballet"}]}
+        for i, subset in enumerate(["training", "validation", "validation", "validation"])
+    }
+    annotations = tmp_path / "anet.json"
+    annotations.write_text(json.dumps({"database": database}))
+    blocked = tmp_path / "missing_files.txt"
+    blocked.write_text("v_vid2\n\nvid3\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["prepare", "activitynet", "--annotations", str(annotations), "--out", str(out), "--blocked", str(blocked)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "DROPPED video_blocked x2" in result.output
+    assert "validation: 1 videos, 1 instances" in result.output
+    assert set(json.loads((out / "manifest.json").read_text())["database"]) == {"vid0", "vid1"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,16 @@ SHIPPED = [
     "small-768-full",
     "small-768-frozen",
     "tiny",
+    *(f"anet-{size}-192x4-160" for size in ("small", "base", "large", "huge", "giant")),
+    "anet-giant-192x4-224",
+    "anet-large-192x4-224-cls",
+    "anet-small-192x4-160-frozen",
+    "anet-small-192x4-160-full",
+    *(f"charades-{size}-512x1-160" for size in ("small", "base", "large", "huge", "giant")),
+    *(f"multithumos-{size}-768x1-160" for size in ("small", "base", "large", "huge", "giant")),
+    "multithumos-giant-768x2-224",
+    "epic-large-768x8-noun",
+    "epic-large-768x8-verb",
 ]
 
 
@@ -110,7 +121,7 @@ def test_set_overrides_are_typed_and_validated():
     assert preset.train.epochs == 5
     assert preset.input.frames == 512
     assert preset.adapter_blocks() == [38, 39]
-    with pytest.raises(PresetError, match=r"--set: input: frames must be a multiple of 16"):
+    with pytest.raises(PresetError, match=r"--set input.frames=500: input: frames must be a multiple of 16"):
         load_preset("giant-768", ["input.frames=500"])
     with pytest.raises(PresetError, match=r"epochs 120 is past the end of the cosine schedule \(100\)"):
         load_preset("giant-768", ["train.epochs=120"])
@@ -181,7 +192,7 @@ def test_bad_value_names_file_field_and_reason(tmp_path):
 
 def test_bad_override_names_the_override():
     line = _error_line(runner.invoke(app, ["train", "--preset", "tiny", "--set", "train.head_lr=fast"]))
-    assert line.startswith("error: --set: train.head_lr: Input should be a valid number")
+    assert line.startswith("error: --set train.head_lr=fast: train.head_lr: Input should be a valid number")
     line = _error_line(runner.invoke(app, ["presets", "show", "tiny", "--set", "trainepochs"]))
     assert "expected KEY.PATH=VALUE" in line
 
@@ -199,10 +210,11 @@ def test_debug_shows_the_traceback():
     assert isinstance(result.exception, PresetError)
 
 
-def test_subcommands_not_built_yet_say_so_with_exit_code_2():
-    for args in (["train", "--preset", "tiny"], ["detect", "video.mp4"], ["eval", "--run", "runs/x"]):
-        line = _error_line(runner.invoke(app, args))
-        assert "not built yet" in line, args
+def test_train_and_eval_run_name_what_is_missing_in_one_line(tmp_path):
+    assert "--data DIR is required" in _error_line(runner.invoke(app, ["train", "--preset", "tiny"]))
+    missing = tmp_path / "no-run"
+    line = _error_line(runner.invoke(app, ["eval", "--run", str(missing)]))
+    assert line.startswith(f"error: {missing}: run folder")
 
 
 def test_help_and_version():
@@ -243,3 +255,37 @@ def test_schema_depths_agree_with_the_model_variants():
     from tadcli.model.vit import ARCHS
 
     assert DEPTH_OF_SIZE == {name: arch.depth for name, arch in ARCHS.items()}
+
+
+def _listed_names(result) -> set[str]:
+    assert result.exit_code == 0, result.output
+    return set(re.findall(r"^│ (\S+) +│", result.output, flags=re.M))  # the table's first column
+
+
+def test_presets_without_a_subcommand_lists_and_list_filters_by_dataset():
+    assert _listed_names(runner.invoke(app, ["presets"])) == set(SHIPPED)
+    anet = _listed_names(runner.invoke(app, ["presets", "list", "--dataset", "activitynet"]))
+    assert anet == {name for name in SHIPPED if name.startswith("anet-")}
+    epic = _listed_names(runner.invoke(app, ["presets", "list", "--dataset", "epic-kitchens"]))
+    assert epic == {"epic-large-768x8-noun", "epic-large-768x8-verb"}
+    thumos = _listed_names(runner.invoke(app, ["presets", "list", "--dataset", "thumos14"]))
+    assert thumos == {name for name in SHIPPED if name.split("-")[0] in ("small", "base", "large", "huge", "giant")}
+    assert runner.invoke(app, ["presets", "list", "--dataset", "kinetics"]).exit_code == 2
+
+
+def test_dataset_and_video_classifier_fields_are_validated(tmp_path):
+    with pytest.raises(PresetError, match=r"--set dataset=anet: dataset: unknown dataset 'anet' \(known: thumos14"):
+        load_preset("small-768", ["dataset=anet"])
+    with pytest.raises(PresetError, match="class_agnostic needs a video_classifier section"):
+        load_preset("small-768", ["detector.class_agnostic=true"])
+    with pytest.raises(PresetError, match="video_classifier labels class-agnostic detections only"):
+        load_preset("anet-small-192x4-160", ["detector.class_agnostic=false"])
+    with pytest.raises(PresetError, match=r"video_classifier.fusoin: unknown field \(did you mean 'fusion'\?\)"):
+        load_preset("anet-small-192x4-160", ["video_classifier.fusoin=product"])
+    with pytest.raises(PresetError, match="video_classifier.fusion: Input should be 'product' or 'geometric-mean'"):
+        load_preset("anet-giant-192x4-224", ["video_classifier.fusion=mean"])
+    internvideo = load_preset(
+        "anet-giant-192x4-224", ["video_classifier.fusion=geometric-mean", "video_classifier.path=iv2.json"]
+    )
+    assert (internvideo.video_classifier.fusion, internvideo.video_classifier.path) == ("geometric-mean", "iv2.json")
+    assert internvideo.video_classifier.topk == 2

@@ -11,13 +11,14 @@ import difflib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from tadcli.config.schema import Preset
 from tadcli.errors import PresetError
+from tadcli.io.paths import check_input_file
 
 PRESET_SUFFIX = ".yaml"
 
@@ -26,7 +27,7 @@ PRESET_SUFFIX = ".yaml"
 class PresetSource:
     """Where one layer of a preset came from: a file, or the command-line overrides."""
 
-    label: str  # what the user sees in an error: "presets/giant-768.yaml" or "--set"
+    label: str  # what the user sees in an error: "presets/giant-768.yaml" or "--set train.epochs=5"
     data: dict[str, Any]
 
 
@@ -58,6 +59,8 @@ def _resolve_file(name_or_path: str, relative_to: Optional[Path] = None) -> Path
     for candidate in candidates:
         if candidate.is_file():
             return candidate
+    if as_path.suffix in (".yaml", ".yml"):
+        check_input_file(candidates[-1], "preset file")  # says what is wrong with the path (missing, a folder)
     names = shipped_preset_names()
     close = difflib.get_close_matches(name_or_path, names, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -113,9 +116,14 @@ def _chain(name_or_path: str) -> list[PresetSource]:
     return chain
 
 
-def parse_overrides(overrides: Iterable[str]) -> PresetSource:
-    """Turn ``["train.epochs=5", "input.frames=512"]`` into a nested mapping (values parsed as YAML)."""
-    data: dict[str, Any] = {}
+OVERRIDE_LABEL = "--set"
+
+
+def parse_overrides(overrides: Iterable[str]) -> list[PresetSource]:
+    """Turn ``["train.epochs=5", "input.frames=512"]`` into one nested mapping per override (values parsed
+    as YAML), each labelled with the override itself, so that an error names the ``--set`` that caused it."""
+    combined: dict[str, Any] = {}  # all overrides together: a key set both as a value and as a section is an error
+    sources = []
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -125,15 +133,21 @@ def parse_overrides(overrides: Iterable[str]) -> PresetSource:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
-        node = data
+        node = combined
         parts = key.split(".")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise PresetError(f"--set {item!r}: '{part}' is set twice, once as a value")
             node = child
+        if isinstance(node.get(parts[-1]), dict):
+            raise PresetError(f"--set {item!r}: '{parts[-1]}' is set twice, once as a section")
         node[parts[-1]] = value
-    return PresetSource("--set", data)
+        data: Any = value
+        for part in reversed(parts):
+            data = {part: data}
+        sources.append(PresetSource(f"{OVERRIDE_LABEL} {item}", data))
+    return sources
 
 
 def merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
@@ -148,29 +162,56 @@ def merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
 
 
 def _defines(data: dict[str, Any], loc: Sequence[Any]) -> bool:
+    """Whether ``data`` sets the value at ``loc``, or a value above it (a list or a scalar holding it)."""
     node: Any = data
     for part in loc:
-        if not isinstance(node, dict) or part not in node:
+        if not isinstance(node, dict):
+            return True
+        if part not in node:
             return False
         node = node[part]
     return True
+
+
+def _field_loc(loc: Sequence[Any]) -> list[Any]:
+    """``loc`` without the names pydantic adds for union members (``literal['all','last-half']``,
+    ``list[int]``): names while inside the schema's sections (fields, or an unknown key), then list indices."""
+    model: Any = Preset
+    kept: list[Any] = []
+    for part in loc:
+        is_section = isinstance(model, type) and issubclass(model, BaseModel)
+        if isinstance(part, str) and is_section:
+            kept.append(part)
+            model = _section_of(model, part)
+        elif isinstance(part, int):
+            kept.append(part)
+            model = None
+        else:
+            model = None
+    return kept
+
+
+def _section_of(model: Any, name: Any) -> Any:
+    """The section class of field ``name`` of ``model`` (also inside ``Optional[...]``), else ``None``."""
+    field = model.model_fields.get(name) if isinstance(model, type) and issubclass(model, BaseModel) else None
+    candidates = [] if field is None else [field.annotation, *get_args(field.annotation)]
+    return next((t for t in candidates if isinstance(t, type) and issubclass(t, BaseModel)), None)
 
 
 def _valid_fields(loc: Sequence[Any]) -> list[str]:
     """Field names allowed at the parent of ``loc``."""
     model: Any = Preset
     for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(model, type) else None
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        model = _section_of(model, part)
+        if model is None:
             return []
-        model = field.annotation
     return list(model.model_fields)
 
 
 def _describe(error: dict[str, Any], sources: Sequence[PresetSource]) -> str:
-    loc = [p for p in error["loc"] if isinstance(p, str)]
-    path = ".".join(str(p) for p in error["loc"])
-    files = [s.label for s in sources if s.label != "--set"]
+    loc = _field_loc(error["loc"])
+    path = ".".join(str(p) for p in loc)
+    files = [s.label for s in sources if not s.label.startswith(OVERRIDE_LABEL)]
     origin = next((s.label for s in reversed(sources) if _defines(s.data, loc)), files[-1])
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _valid_fields(loc), n=1, cutoff=0.5)
@@ -196,11 +237,7 @@ def validate_preset(sources: Sequence[PresetSource]) -> Preset:
 
 def load_preset(name_or_path: str, overrides: Iterable[str] = ()) -> Preset:
     """Load a shipped preset by name (``giant-1536``) or a YAML file, apply ``--set`` overrides, validate."""
-    sources = _chain(name_or_path)
-    override = parse_overrides(overrides)
-    if override.data:
-        sources.append(override)
-    return validate_preset(sources)
+    return validate_preset(_chain(name_or_path) + parse_overrides(overrides))
 
 
 def preset_to_yaml(preset: Preset) -> str:

@@ -43,12 +43,16 @@ class DatasetProfile(BaseModel):
     window_overlap: float = Field(default=0.5, description="overlap of evaluation windows")
     trunc_thresh: float = Field(default=0.75, description="min. kept fraction of an action in a training crop")
     crop_ratio: Optional[tuple[float, float]] = Field(default=(0.9, 1.0))
+    min_training_fraction: float = Field(
+        default=0.0,
+        description="training instances no longer than this fraction of their video are dropped "
+        "(ActivityNet 0.01: OpenTAD's filter_gt)",
+    )
     soft_nms_sigma: float = Field(description="Gaussian soft-NMS sigma: score *= exp(-IoU^2 / sigma)")
     max_segments: int = Field(description="maximum detections kept per video")
     pre_nms_topk: int = Field(default=2000)
     min_score: float = Field(default=0.0)
-    multiclass_nms: bool = Field(default=True)
-    voting_threshold: float = Field(default=0.0, description="boundary voting IoU (class-agnostic NMS only)")
+    voting_threshold: float = Field(default=0.0, description="boundary voting IoU (class-agnostic detectors only)")
 
 
 PROFILES: dict[str, DatasetProfile] = {
@@ -68,17 +72,17 @@ PROFILES: dict[str, DatasetProfile] = {
         ),
         DatasetProfile(
             name="activitynet",
-            description="ActivityNet-1.3: 200 classes, whole videos resized to 192 steps, class-agnostic NMS",
+            description="ActivityNet-1.3: 200 classes, whole videos resized to 192 steps",
             tiou_thresholds=ACTIVITYNET_TIOU,
             train_subset="training",
             eval_subset="validation",
             sampling="resize",
             snippet_stride=None,
             crop_ratio=None,
+            min_training_fraction=0.01,
             soft_nms_sigma=0.7,
             max_segments=100,
             min_score=0.001,
-            multiclass_nms=False,
             voting_threshold=0.9,
         ),
         DatasetProfile(
@@ -155,3 +159,23 @@ def get_profile(name: str) -> DatasetProfile:
     except KeyError:
         known = ", ".join(PROFILES)
         raise PresetError(f"unknown dataset profile '{name}' (known: {known})") from None
+
+
+_CUSTOM_SUBSETS = {"training": "train", "validation": "val", "testing": "test"}
+# (profile, annotation format) -> {subset name in the files: subset name of the profile}. THUMOS14 trains
+# on its validation videos and scores its test videos (OpenTAD / ActionFormer); Multi-THUMOS likewise.
+# ``tad prepare`` renames the subsets with this table, ``tad eval`` finds the evaluation subset with it.
+SUBSET_RENAMES: dict[tuple[str, str], dict[str, str]] = {
+    ("thumos14", "thumos14-txt"): {"validation": "training", "test": "validation"},
+    ("thumos14", "activitynet-json"): {"Validation": "training", "Test": "validation"},
+    ("multithumos", "multithumos-json"): {"testing": "validation"},
+    ("custom", "custom-csv"): _CUSTOM_SUBSETS,
+    ("custom", "custom-json"): _CUSTOM_SUBSETS,
+    ("custom", "activitynet-json"): _CUSTOM_SUBSETS,
+    ("synthetic", "custom-json"): _CUSTOM_SUBSETS,
+}
+
+
+def subset_renames(profile: str, annotation_format: str) -> dict[str, str]:
+    """How the subsets of files in ``annotation_format`` are named in ``profile`` (empty: as they are)."""
+    return SUBSET_RENAMES.get((profile, annotation_format), {})

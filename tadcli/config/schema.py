@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tadcli.config.profiles import PROFILES
 
 BackboneSize = Literal["S", "B", "L", "H", "g"]
 AdaptationMode = Literal["tia", "plain", "side", "full", "frozen"]
@@ -20,7 +22,8 @@ DEPTH_OF_SIZE = {"S": 12, "B": 12, "L": 24, "H": 32, "g": 40}
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # every float finite: `--set train.head_lr=inf` (YAML .inf, nan) is an error, not a run that diverges
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class BackboneConfig(Section):
@@ -86,6 +89,11 @@ class InputConfig(Section):
         default=None, gt=0, description="raw frames between sampled frames; None = snippet stride / scale factor"
     )
     image_size: int = Field(default=160, gt=0, description="square crop size in pixels")
+    augmentation: Literal["full", "crop-flip", "none"] = Field(
+        default="full",
+        description="training augmentation: full = random resized crop, flip, RandAugment and colour jitter "
+        "(spec 6.4); crop-flip = the crop and flip alone; none = the evaluation resize and centre crop",
+    )
 
     @model_validator(mode="after")
     def _frames_fit_chunks(self) -> "InputConfig":
@@ -120,6 +128,10 @@ class DetectorConfig(Section):
     )
     center_sample_radius: float = Field(default=1.5, gt=0, description="center sampling radius in strides")
     cls_prior_prob: float = Field(default=0.01, gt=0, lt=1, description="initial foreground probability")
+    class_agnostic: bool = Field(
+        default=False,
+        description="one foreground class (ActivityNet); the preset's video_classifier names the detections",
+    )
 
     @property
     def num_levels(self) -> int:
@@ -164,6 +176,12 @@ class TrainConfig(Section):
     backbone_lr: float = Field(default=1e-5, ge=0, description="learning rate of the ViT in full mode")
     weight_decay: float = Field(default=0.05, ge=0)
     batch_size: int = Field(default=2, gt=0, description="videos per optimizer step (global batch)")
+    micro_batch_size: Optional[int] = Field(
+        default=None,
+        gt=0,
+        description="videos per forward on one device; the rest of the global batch is gradient accumulation; "
+        "None = batch_size / number of processes",
+    )
     epochs: int = Field(default=60, gt=0, description="epochs trained (the run stops here)")
     cosine_epochs: Optional[int] = Field(
         default=100, gt=0, description="length of the cosine schedule; longer than epochs truncates it; None = epochs"
@@ -195,13 +213,36 @@ class TrainConfig(Section):
 
 
 class PostprocessConfig(Section):
-    """Detections from raw outputs (spec §5). ``None`` = the dataset profile's value."""
+    """Detections from raw outputs (spec §5). ``None`` = the dataset profile's value.
+
+    Soft-NMS runs per class, except for a class-agnostic detector (one class-agnostic pass, with the
+    profile's boundary voting), as in every OpenTAD config.
+    """
 
     soft_nms_sigma: Optional[float] = Field(default=None, gt=0)
     max_segments: Optional[int] = Field(default=None, gt=0)
     pre_nms_topk: Optional[int] = Field(default=None, gt=0)
     pre_nms_threshold: float = Field(default=0.001, ge=0, lt=1)
     min_score: Optional[float] = Field(default=None, ge=0)
+
+
+class VideoClassifierConfig(Section):
+    """The external video-level classifier that labels a class-agnostic detector's segments (spec §5.5).
+
+    The file is ``{"results": {video_id: [one score per class]}, "class" | "classes": [names]}`` with
+    video ids without the ``v_`` file prefix (:func:`tadcli.data.video_classifier.read_video_classifier`).
+    """
+
+    path: Optional[str] = Field(
+        default=None,
+        description="the classifier's results JSON (e.g. cuhk_val_simp_7.json); None = name it when evaluating, "
+        "--set video_classifier.path=FILE",
+    )
+    fusion: Literal["product", "geometric-mean"] = Field(
+        default="product",
+        description="segment score x class score (CUHK classifier), or the square root of it (InternVideo)",
+    )
+    topk: int = Field(default=2, gt=0, description="best classes of each video; every segment is repeated for each")
 
 
 class EvaluationConfig(Section):
@@ -222,6 +263,10 @@ class Preset(Section):
 
     name: str = Field(default="custom", description="filled from the file name")
     description: str = ""
+    dataset: Optional[str] = Field(
+        default=None,
+        description="dataset profile whose recipe this is (tad presets list --dataset); None = any dataset",
+    )
     backbone: BackboneConfig = BackboneConfig()
     adaptation: AdaptationConfig = AdaptationConfig()
     input: InputConfig = InputConfig()
@@ -230,6 +275,20 @@ class Preset(Section):
     train: TrainConfig = TrainConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    video_classifier: Optional[VideoClassifierConfig] = Field(
+        default=None, description="labels a class-agnostic detector's segments; required by and only for those"
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_is_a_profile(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in PROFILES:
+            raise ValueError(f"unknown dataset '{value}' (known: {', '.join(PROFILES)})")
+        return value
+
+    def num_detector_classes(self, num_dataset_classes: int) -> int:
+        """Classes the detector predicts on a dataset of ``num_dataset_classes`` classes (1 if class-agnostic)."""
+        return 1 if self.detector.class_agnostic else num_dataset_classes
 
     def adapter_blocks(self) -> list[int]:
         """Indices of the ViT blocks that carry an adapter (spec §1.5)."""
@@ -250,6 +309,12 @@ class Preset(Section):
                 raise ValueError(f"adaptation.blocks {bad} outside the backbone's {depth} blocks (0..{depth - 1})")
             if len(set(self.adaptation.blocks)) != len(self.adaptation.blocks):
                 raise ValueError("adaptation.blocks lists a block twice")
+        if self.detector.class_agnostic and self.video_classifier is None:
+            raise ValueError(
+                "detector.class_agnostic needs a video_classifier section (fusion, topk) to name the detections"
+            )
+        if self.video_classifier is not None and not self.detector.class_agnostic:
+            raise ValueError("video_classifier labels class-agnostic detections only: set detector.class_agnostic")
         if self.adaptation.mode in ("tia", "plain", "side") and not self.adapter_blocks():
             raise ValueError(f"adaptation.mode '{self.adaptation.mode}' needs at least one adapter block")
         length = self.input.detector_length

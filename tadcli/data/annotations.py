@@ -89,6 +89,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+import pandas as pd
+
 from tadcli.errors import AnnotationError
 
 __all__ = [
@@ -100,6 +103,8 @@ __all__ = [
     "read_annotations",
     "detect_annotation_format",
     "strip_video_extension",
+    "load_json",
+    "read_video_list",
 ]
 
 ANNOTATION_FORMATS = (
@@ -235,13 +240,31 @@ def detect_annotation_format(path: str | Path) -> str:
         return _detect_directory_format(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return _detect_json_format(path, _load_json(path))
+        return _detect_json_format(path, load_json(path))
     if suffix == ".csv":
         return _detect_csv_format(path, _read_csv_header(path))
     raise AnnotationError(
         f"{path}: cannot tell the annotation format from a {suffix or 'extension-less'} file; "
         "expected a .json or .csv file, or a directory of THUMOS14 per-class .txt files"
     )
+
+
+def read_video_list(path: str | Path) -> list[str]:
+    """Video ids from a JSON list (OpenTAD's ActivityNet ``blocked.json``) or a text file, one per line
+    (``missing_files.txt``); blank lines are ignored.
+
+    Raises:
+        AnnotationError: the file is missing, or its JSON is not a list of non-empty strings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"{path}: video list file not found")
+    if path.suffix.lower() == ".json":
+        content = load_json(path)
+        if not isinstance(content, list) or not all(isinstance(v, str) and v.strip() for v in content):
+            raise AnnotationError(f"{path}: expected a JSON list of video ids")
+        return [video.strip() for video in content]
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def strip_video_extension(name: str) -> str:
@@ -311,7 +334,7 @@ def _detect_csv_format(path: Path, header: list[str]) -> str:
         raise AnnotationError(
             f"{path}: EPIC-Kitchens annotations: choose the task, format epic-kitchens-verb or epic-kitchens-noun"
         )
-    if {"video", "start", "end", "label"} <= columns:
+    if "video" in columns:  # the custom reader names the missing and unknown columns
         return "custom-csv"
     raise AnnotationError(
         f"{path}: unknown annotation CSV columns {header}; expected the custom columns video,start,end,label[,subset], "
@@ -324,7 +347,7 @@ def _detect_csv_format(path: Path, header: list[str]) -> str:
 
 
 def _read_activitynet_json(path: Path, classes_override: list[str] | None) -> AnnotationSet:
-    content = _load_json(path)
+    content = load_json(path)
     database = content.get("database") if isinstance(content, dict) else None
     if not isinstance(database, dict):
         raise AnnotationError(f"{path}: expected an ActivityNet-style JSON object with a 'database' mapping")
@@ -418,28 +441,35 @@ def _read_activitynet_bsn(path: Path) -> AnnotationSet:
                 f"{required}: missing; the BSN ActivityNet layout needs anet_anno_action.json, "
                 "video_info_new.csv and action_name.csv together"
             )
-    info = {row["video"]: row for row in _read_csv_rows(info_file, ("video", "numFrame", "fps", "subset"))}
-    content = _require_mapping(_load_json(anno_file), str(anno_file))
+    info_table = _read_csv_table(info_file, ("video", "numFrame", "fps", "subset"))
+    measures = zip(
+        info_table["subset"],
+        _numbers(info_table, "fps", info_file),
+        _numbers(info_table, "numFrame", info_file),
+        strict=True,
+    )
+    info = dict(zip(info_table["video"], measures, strict=True))  # video -> (subset, fps, frames)
+    content = _require_mapping(load_json(anno_file), str(anno_file))
     videos = {}
     for video_id, entry in content.items():
         where = f"{anno_file}: video {video_id}"
         entry = _require_mapping(entry, where)
         if video_id not in info:
             raise AnnotationError(f"{where}: not listed in {info_file.name}, so its subset is unknown")
-        row = info[video_id]
+        subset, fps, num_frames = info[video_id]
         instances = [
             _instance(item.get("segment"), item.get("label"), f"{where}: annotations[{index}]")
             for index, item in enumerate(_require_list(entry.get("annotations", []), f"{where}: annotations"))
         ]
         videos[video_id] = VideoAnnotation(
             video_id=video_id,
-            subset=row["subset"],
+            subset=subset,
             duration=_optional_float(entry.get("duration_second"), f"{where}: duration_second"),
-            fps=_float(row["fps"], f"{info_file}: video {video_id}: fps"),
-            num_frames=_optional_int(row["numFrame"], f"{info_file}: video {video_id}: numFrame"),
+            fps=float(fps),
+            num_frames=_int(num_frames, f"{info_file}: video {video_id}: numFrame"),
             instances=instances,
         )
-    classes = [row["action"] for row in _read_csv_rows(names_file, ("action",))]
+    classes = _read_csv_table(names_file, ("action",))["action"].tolist()
     return AnnotationSet(videos=videos, classes=classes, format="activitynet-bsn")
 
 
@@ -469,8 +499,10 @@ def _read_charades(path: Path) -> AnnotationSet:
             raise AnnotationError(
                 f"{file}: cannot tell the subset from the name; expected Charades_v1_train.csv or Charades_v1_test.csv"
             )
-        for row_number, row in enumerate(_read_csv_rows(file, ("id", "actions", "length")), start=2):
-            where = f"{file}:{row_number}: video {row['id']}"
+        table = _read_csv_table(file, ("id", "actions", "length"))
+        lengths = _numbers(table, "length", file)
+        for (line, row), length in zip(table.iterrows(), lengths, strict=True):
+            where = f"{file}:{line}: video {row['id']}"
             instances = []
             for item in filter(None, (part.strip() for part in row["actions"].split(";"))):
                 fields = item.split()
@@ -485,9 +517,7 @@ def _read_charades(path: Path) -> AnnotationSet:
                 )
             if row["id"] in videos:
                 raise AnnotationError(f"{where}: video listed twice")
-            videos[row["id"]] = VideoAnnotation(
-                row["id"], subset, _float(row["length"], f"{where}: length"), None, None, instances
-            )
+            videos[row["id"]] = VideoAnnotation(row["id"], subset, float(length), None, None, instances)
     classes = list(names.values()) if names is not None else _sorted_labels(videos.values())
     return AnnotationSet(videos=videos, classes=classes, format="charades-csv")
 
@@ -509,7 +539,7 @@ def _read_charades_classes(file: Path) -> dict[str, str]:
 
 
 def _read_multithumos(path: Path, classes_override: list[str] | None) -> AnnotationSet:
-    content = _require_mapping(_load_json(path), str(path))
+    content = _require_mapping(load_json(path), str(path))
     if classes_override is not None and len(classes_override) != MULTITHUMOS_NUM_CLASSES:
         raise AnnotationError(
             f"class list: Multi-THUMOS has {MULTITHUMOS_NUM_CLASSES} classes, the list has {len(classes_override)}"
@@ -565,14 +595,16 @@ def _read_epic_kitchens(path: Path, task: str) -> AnnotationSet:
     class_file = directory / f"EPIC_100_{task}_classes.csv"
     if not class_file.is_file():
         raise AnnotationError(f"{class_file}: missing; EPIC-Kitchens {task} labels are named by this class list")
-    class_rows = _read_csv_rows(class_file, ("id", "key"))
-    names = {row["id"]: row["key"] for row in class_rows}
+    class_table = _read_csv_table(class_file, ("id", "key"))
+    class_ids = _numbers(class_table, "id", class_file)
+    names = dict(zip(class_table["id"], class_table["key"], strict=True))
     info_file = directory / "EPIC_100_video_info.csv"
-    info = (
-        {row["video_id"]: row for row in _read_csv_rows(info_file, ("video_id", "duration", "fps"))}
-        if info_file.is_file()
-        else {}
-    )
+    info: dict[str, tuple[float, float]] = {}
+    if info_file.is_file():
+        info_table = _read_csv_table(info_file, ("video_id", "duration", "fps"))
+        durations = _numbers(info_table, "duration", info_file).tolist()
+        frame_rates = _numbers(info_table, "fps", info_file).tolist()
+        info = dict(zip(info_table["video_id"], zip(durations, frame_rates, strict=True), strict=True))
     class_column = f"{task}_class"
     videos: dict[str, VideoAnnotation] = {}
     for file in files:
@@ -581,42 +613,39 @@ def _read_epic_kitchens(path: Path, task: str) -> AnnotationSet:
             raise AnnotationError(
                 f"{file}: cannot tell the subset from the name; expected EPIC_100_train.csv or EPIC_100_validation.csv"
             )
-        required = ("video_id", "start_timestamp", "stop_timestamp", class_column)
-        for row_number, row in enumerate(_read_csv_rows(file, required), start=2):
-            video_id = row["video_id"]
-            where = f"{file}:{row_number}: video {video_id}"
-            if row[class_column] not in names:
-                raise AnnotationError(
-                    f"{where}: {class_column} {row[class_column]!r} is not an id of {class_file.name}"
-                )
+        table = _read_csv_table(file, ("video_id", "start_timestamp", "stop_timestamp", class_column))
+        unknown = np.flatnonzero(~table[class_column].isin(list(names)).to_numpy())
+        if unknown.size:
+            line, value = table.index[unknown[0]], table[class_column].iloc[unknown[0]]
+            raise AnnotationError(f"{file}:{line}: {class_column} {value!r} is not an id of {class_file.name}")
+        starts = _epic_seconds(table, "start_timestamp", file)
+        ends = _epic_seconds(table, "stop_timestamp", file)
+        labels = table[class_column].map(names)
+        rows = zip(table["video_id"].items(), starts, ends, labels, strict=True)
+        for (line, video_id), start, end, label in rows:
             if video_id not in videos:
-                video_info = info.get(video_id)
-                videos[video_id] = VideoAnnotation(
-                    video_id=video_id,
-                    subset=subset,
-                    duration=_float(video_info["duration"], f"{info_file}: {video_id}: duration")
-                    if video_info
-                    else None,
-                    fps=_float(video_info["fps"], f"{info_file}: {video_id}: fps") if video_info else None,
-                    num_frames=None,
-                    instances=[],
-                )
+                duration, fps = info.get(video_id, (None, None))
+                videos[video_id] = VideoAnnotation(video_id, subset, duration, fps, None, [])
             elif videos[video_id].subset != subset:
-                raise AnnotationError(f"{where}: video is in both subsets {videos[video_id].subset!r} and {subset!r}")
-            start = _epic_timestamp(row["start_timestamp"], f"{where}: start_timestamp")
-            end = _epic_timestamp(row["stop_timestamp"], f"{where}: stop_timestamp")
-            videos[video_id].instances.append(Instance(start, end, names[row[class_column]]))
-    classes = [row["key"] for row in sorted(class_rows, key=lambda row: _int(row["id"], f"{class_file}: id"))]
+                raise AnnotationError(
+                    f"{file}:{line}: video {video_id}: in both subsets {videos[video_id].subset!r} and {subset!r}"
+                )
+            videos[video_id].instances.append(Instance(float(start), float(end), label))
+    classes = class_table["key"].to_numpy()[np.argsort(class_ids, kind="stable")].tolist()
     return AnnotationSet(videos=videos, classes=classes, format=f"epic-kitchens-{task}")
 
 
-def _epic_timestamp(text: str, where: str) -> float:
-    """``"00:01:02.50"`` -> 62.5 seconds."""
-    parts = text.strip().split(":")
-    if len(parts) != 3:
-        raise AnnotationError(f"{where}: expected hh:mm:ss.ff, got {text!r}")
-    hours, minutes, seconds = (_float(part, where) for part in parts)
-    return hours * 3600.0 + minutes * 60.0 + seconds
+def _epic_seconds(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """``hh:mm:ss.ff`` timestamps -> float64 seconds [N]; a malformed one is an error naming its line."""
+    parts = table[column].str.split(":", expand=True).reindex(columns=range(4))  # [N, 4]; column 3: too many parts
+    hms = parts.iloc[:, :3].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)  # [N, 3]
+    valid = np.isfinite(hms).all(axis=1) & parts[3].isna().to_numpy()
+    if not valid.all():
+        bad = int(np.flatnonzero(~valid)[0])
+        raise AnnotationError(
+            f"{path}:{table.index[bad]}: {column}: expected hh:mm:ss.ff, got {table[column].iloc[bad]!r}"
+        )
+    return hms[:, 0] * 3600.0 + hms[:, 1] * 60.0 + hms[:, 2]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -624,23 +653,29 @@ def _epic_timestamp(text: str, where: str) -> float:
 
 
 def _read_custom_csv(path: Path, classes_override: list[str] | None) -> AnnotationSet:
-    header = _read_csv_header(path)
-    unknown = [column for column in header if column not in _CUSTOM_CSV_COLUMNS]
-    if unknown:
-        raise AnnotationError(
-            f"{path}: unknown column(s) {unknown}; the custom CSV columns are video,start,end,label[,subset]"
+    table = _read_csv_table(path)
+    missing = [column for column in _CUSTOM_CSV_COLUMNS[:4] if column not in table.columns]
+    unknown = [column for column in table.columns if column not in _CUSTOM_CSV_COLUMNS]
+    if missing or unknown:
+        problems = ([f"missing column(s) {missing}"] if missing else []) + (
+            [f"unknown column(s) {unknown}"] if unknown else []
         )
+        raise AnnotationError(
+            f"{path}: {'; '.join(problems)}; the custom CSV columns are video,start,end,label[,subset]"
+        )
+    if "subset" not in table.columns:
+        table = table.assign(subset="")
     videos: dict[str, VideoAnnotation] = {}
-    for row_number, row in enumerate(_read_csv_rows(path, ("video", "start", "end", "label")), start=2):
-        video_id = strip_video_extension(row["video"].strip())
-        where = f"{path}:{row_number}: video {video_id!r}"
+    for line, row in table.iterrows():
+        video_id = strip_video_extension(row["video"])
+        where = f"{path}:{line}: video {video_id!r}"
         if not video_id:
-            raise AnnotationError(f"{path}:{row_number}: empty 'video'")
-        subset = (row.get("subset") or "").strip() or DEFAULT_CUSTOM_SUBSET
+            raise AnnotationError(f"{path}:{line}: empty 'video'")
+        subset = row["subset"] or DEFAULT_CUSTOM_SUBSET
         video = videos.setdefault(video_id, VideoAnnotation(video_id, subset, None, None, None, []))
         if video.subset != subset:
             raise AnnotationError(f"{where}: subset {subset!r} differs from {video.subset!r} given on an earlier row")
-        values = (row["start"].strip(), row["end"].strip(), row["label"].strip())
+        values = (row["start"], row["end"], row["label"])
         if not any(values):
             continue
         if not all(values):
@@ -653,7 +688,7 @@ def _read_custom_csv(path: Path, classes_override: list[str] | None) -> Annotati
 
 
 def _read_custom_json(path: Path, classes_override: list[str] | None) -> AnnotationSet:
-    content = _require_mapping(_load_json(path), str(path))
+    content = _require_mapping(load_json(path), str(path))
     unknown = [key for key in content if key not in ("classes", "videos")]
     if unknown:
         raise AnnotationError(
@@ -702,7 +737,8 @@ def _read_custom_json(path: Path, classes_override: list[str] | None) -> Annotat
 # small helpers
 
 
-def _load_json(path: Path) -> Any:
+def load_json(path: Path) -> Any:
+    """The content of a JSON file; a missing, unreadable or invalid file is an :class:`AnnotationError`."""
     try:
         with path.open("rb") as handle:
             return json.load(handle)
@@ -722,15 +758,46 @@ def _read_csv_header(path: Path) -> list[str]:
     return [column.strip() for column in header]
 
 
-def _read_csv_rows(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
-    """All rows of a CSV file with a header, as dicts; the ``required`` columns must exist."""
+def _read_csv_table(path: Path, required: Iterable[str] = ()) -> pd.DataFrame:
+    """A CSV file with a header as a table of stripped strings, indexed by the line each row starts on.
+
+    Raises:
+        AnnotationError: the file is empty, a ``required`` column is missing, or a row has more or fewer
+            fields than the header (naming the file, the line and the row).
+    """
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        reader.fieldnames = [column.strip() for column in reader.fieldnames or []]
-        missing = [column for column in required if column not in reader.fieldnames]
-        if missing:
-            raise AnnotationError(f"{path}: missing column(s) {missing}; the header has {reader.fieldnames}")
-        return list(reader)
+        reader = csv.reader(handle)
+        header = [column.strip() for column in next(reader, None) or []]
+        if not header:
+            raise AnnotationError(f"{path}: empty CSV file (a header row is required)")
+        lines, rows = [], []
+        first_line = reader.line_num + 1
+        for row in reader:
+            if row and len(row) != len(header):
+                raise AnnotationError(
+                    f"{path}:{first_line}: {len(row)} fields where the header has {len(header)} "
+                    f"({','.join(header)}): {','.join(row)!r}"
+                )
+            if row:  # csv gives [] for a blank line
+                lines.append(first_line)
+                rows.append([field.strip() for field in row])
+            first_line = reader.line_num + 1
+    missing = [column for column in required if column not in header]
+    if missing:
+        raise AnnotationError(f"{path}: missing column(s) {missing}; the header has {header}")
+    return pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
+
+
+def _numbers(table: pd.DataFrame, column: str, path: Path, what: str = "") -> np.ndarray:
+    """``table[column]`` as finite float64 [N]; the first other value is an error naming its line."""
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        line = table.index[bad[0]]
+        raise AnnotationError(
+            f"{path}:{line}: {what}{column}: expected a finite number, got {table[column].iloc[bad[0]]!r}"
+        )
+    return values
 
 
 def _read_class_list_file(path: Path) -> list[str]:

@@ -376,16 +376,26 @@ class EvalWindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict | None:
         """Window ``index``, or ``None`` when its video cannot be decoded (logged once per worker)."""
-        video_index, window = self.windows[index]
+        video_index, _ = self.windows[index]
         if video_index in self._failed:
             return None
-        record = self.videos[video_index]
         try:
-            frames = self.loader.load(record, window, np.random.default_rng(0))
+            return self.load(index)
         except VideoError as error:
+            record = self.videos[video_index]
             logger.warning("skipping video %s (%s): %s", record.video_id, record.path, error)
             self._failed.add(video_index)
             return None
+
+    def load(self, index: int) -> dict:
+        """Window ``index``.
+
+        Raises:
+            VideoError: its video cannot be opened or decoded.
+        """
+        video_index, window = self.windows[index]
+        record = self.videos[video_index]
+        frames = self.loader.load(record, window, np.random.default_rng(0))
         segments, labels = _ground_truth_in_window(record, window, self.window_size)
         return _sample(frames, window, segments, labels, _meta(record, window, self.window_size))
 

@@ -27,8 +27,6 @@ record it as an :class:`Issue`; see :data:`ISSUE_KINDS` for the decision taken f
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,6 +36,7 @@ from tadcli.config.profiles import DatasetProfile, get_profile
 from tadcli.data.annotations import AMBIGUOUS_LABEL, AnnotationSet, Instance, VideoAnnotation
 from tadcli.data.probe import VideoProbe
 from tadcli.errors import DatasetError
+from tadcli.io.atomic import write_text_atomic
 from tadcli.io.jsonio import write_json_atomic
 
 MANIFEST_VERSION = 1
@@ -62,6 +61,12 @@ ISSUE_KINDS: dict[str, tuple[Severity, str]] = {
     "ambiguous_instance": ("dropped", "instance dropped: THUMOS14 'Ambiguous' is not a class"),
     "unknown_label": ("dropped", "instance dropped: label absent from the class list"),
     "segment_empty": ("dropped", "instance dropped: zero-length or inverted segment"),
+    "segment_too_short": (
+        "dropped",
+        "training instance dropped: no longer than the profile's fraction of its video (ActivityNet 1 %, "
+        "OpenTAD's filter_gt); evaluated subsets keep such instances, as the official evaluator does",
+    ),
+    "video_blocked": ("dropped", "video dropped from the evaluated subset: it is on the blocked-video list"),
     "segment_outside_video": ("dropped", "instance dropped: starts at or after the video end, or ends before 0"),
     "duplicate_instance": ("dropped", "instance dropped: same label and segment (within 1 ms) as another"),
     "segment_past_end": ("changed", "segment end clipped to the video duration"),
@@ -79,6 +84,11 @@ ISSUE_KINDS: dict[str, tuple[Severity, str]] = {
     "class_without_instances": ("note", "kept in the class list: no instance in the training subset"),
     "videos_not_checked": ("note", "no video folder given: durations from the annotations, files not probed"),
     "default_choice": ("note", "a default was used where the dataset offers a choice"),
+    "blocked_video_absent": ("note", "on the blocked-video list but not in the evaluated subset"),
+    "previous_dataset_kept": (
+        "note",
+        "nothing of this run was written: the usable dataset already in the folder was left as it was",
+    ),
 }
 SEVERITY_ORDER: tuple[Severity, ...] = ("error", "dropped", "changed", "note")
 
@@ -129,11 +139,16 @@ class DatasetReport:
     issues: list[Issue]
     videos_probed: int = 0
     videos_from_cache: int = 0
+    annotations: str | None = None  # absolute path of the annotations prepared (None: a check)
 
     @property
     def usable(self) -> bool:
+        return not self.failing_issues()
+
+    def failing_issues(self) -> list[Issue]:
+        """The issues that make the dataset unusable (errors; for a check also anything dropped or changed)."""
         failing = ("error",) if self.mode == "prepare" else ("error", "dropped", "changed")
-        return not any(issue.severity in failing for issue in self.issues)
+        return [issue for issue in self.issues if issue.severity in failing]
 
     def issue_counts(self) -> dict[str, int]:
         """kind -> number of issues, most severe kinds first."""
@@ -147,6 +162,7 @@ class DatasetReport:
             "dataset_dir": self.dataset_dir,
             "profile": self.profile,
             "source": self.source,
+            "annotations": self.annotations,
             "videos_probed": self.videos_probed,
             "videos_from_cache": self.videos_from_cache,
             "counts": {subset: asdict(counts) for subset, counts in self.counts.items()},
@@ -158,7 +174,7 @@ class DatasetReport:
     def summary(self, examples_per_kind: int = 5) -> str:
         """A human-readable report: verdict, counts per subset, then each issue kind with examples."""
         verb = "prepared" if self.mode == "prepare" else "checked"
-        verdict = "usable" if self.usable else "NOT usable"
+        verdict = "usable" if self.usable else f"NOT usable ({self._why_not_usable()})"
         lines = [f"{self.dataset_dir}: {verb}, profile '{self.profile}', {verdict}", f"source: {self.source}"]
         lines.append(f"videos probed: {self.videos_probed} (from cache: {self.videos_from_cache})")
         for subset, counts in self.counts.items():
@@ -171,6 +187,14 @@ class DatasetReport:
             if count > len(examples):
                 lines.append(f"    ... {count - len(examples)} more in {REPORT_JSON_FILE}")
         return "\n".join(lines)
+
+
+    def _why_not_usable(self) -> str:
+        counts = Counter(issue.kind for issue in self.failing_issues())
+        reasons = ", ".join(f"{kind} x{counts[kind]}" for kind in ISSUE_KINDS if counts[kind])  # errors first
+        if self.mode == "check":
+            return f"{reasons}: the folder no longer matches what was prepared; run 'tad prepare' again"
+        return reasons
 
 
 def _issue_where(issue: Issue) -> str:
@@ -212,7 +236,8 @@ def clean_videos(
             video = _check_video_file(video, probe, profile, issues)
             if video is None:
                 continue
-        instances = _clean_instances(video, class_set, issues)
+        min_fraction = profile.min_training_fraction if video.subset == profile.train_subset else 0.0
+        instances = _clean_instances(video, class_set, min_fraction, issues)
         if not instances:
             issues.append(Issue("video_without_instances", "no instance left", video_id, video.subset))
         kept[video_id] = replace(video, instances=instances)
@@ -257,7 +282,10 @@ def _check_video_file(
     return replace(video, duration=probe.duration, fps=probe.fps, num_frames=probe.num_frames)
 
 
-def _clean_instances(video: VideoAnnotation, class_set: set[str], issues: list[Issue]) -> list[Instance]:
+def _clean_instances(
+    video: VideoAnnotation, class_set: set[str], min_fraction: float, issues: list[Issue]
+) -> list[Instance]:
+    """The instances kept; ``min_fraction`` > 0 also drops those no longer than that fraction of the video."""
     kept: list[Instance] = []
     for instance in video.instances:
         where = dict(video_id=video.video_id, subset=video.subset)
@@ -268,6 +296,9 @@ def _clean_instances(video: VideoAnnotation, class_set: set[str], issues: list[I
             continue
         if instance.end <= instance.start:
             issues.append(Issue("segment_empty", text, **where))
+            continue
+        if video.duration and (instance.end - instance.start) / video.duration <= min_fraction:
+            issues.append(Issue("segment_too_short", f"{text}, video {video.duration:g} s", **where))
             continue
         start, end = instance.start, instance.end
         if end <= 0:
@@ -484,25 +515,6 @@ def _relative_if_inside(path: Path, root: Path) -> str:
         return str(path)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a text file through a temporary file and :func:`os.replace` (cf. ``tadcli.io.jsonio``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
-
-
 __all__ = [
     "ISSUE_KINDS",
     "Issue",
@@ -516,5 +528,4 @@ __all__ = [
     "load_prepared_dataset",
     "write_prepared_dataset",
     "write_report",
-    "write_text_atomic",
 ]

@@ -7,12 +7,15 @@ does not decode would otherwise fail in the middle of training. A file that only
 holds fewer frames than its container declares (a truncated download) is readable, with a warning.
 
 The cache (``probe_cache.json`` in the prepared dataset folder) maps
-``"<absolute path>|<size in bytes>|<mtime in ns>"`` to the probe, so a replaced or modified file is
-probed again. It is written atomically.
+``"<path>|<size in bytes>|<mtime in ns>"`` to the probe, so a replaced or modified file is probed
+again. The path is relative to the cache's folder for files inside it (the synthetic videos), so a
+dataset folder that is moved, or built aside and swapped in, keeps its cache; absolute otherwise.
+It is written atomically.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -23,7 +26,7 @@ from tadcli.data.video import open_video
 from tadcli.errors import VideoError
 from tadcli.io.jsonio import write_json_atomic
 
-PROBE_CACHE_VERSION = 2
+PROBE_CACHE_VERSION = 3
 CACHE_SAVE_EVERY = 100  # probes between two saves of the cache during a long run
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -101,7 +104,7 @@ def _truncation_warning(path: Path, num_frames: int) -> str | None:
     except av.FFmpegError:
         return None  # PyAV has just read this file; failing now says nothing about truncation
     if declared > num_frames:
-        return f"the container declares {declared} frames, only {num_frames} are present (truncated file?)"
+        return f"truncated at frame {num_frames} of the {declared} its container declares (an interrupted download?)"
     return None
 
 
@@ -124,13 +127,14 @@ def probe_videos(
         A :class:`ProbeRun` with one probe per path.
     """
     files = [Path(p).absolute() for p in paths]
+    cache_root = Path(cache_path).absolute().parent if cache_path is not None else None
     cached = _read_cache(Path(cache_path)) if cache_path is not None else {}
     probes: dict[str, VideoProbe] = {}
     to_probe = []
     for file in files:
-        hit = cached.get(_cache_key(file))
+        hit = cached.get(_cache_key(file, cache_root))
         if hit is not None:
-            probes[str(file)] = hit
+            probes[str(file)] = dataclasses.replace(hit, path=str(file))
         else:
             to_probe.append(file)
     total, done = len(files), len(probes)
@@ -144,18 +148,30 @@ def probe_videos(
             if progress is not None:
                 progress("probing videos", done, total)
             if cache_path is not None and done % CACHE_SAVE_EVERY == 0:  # an interrupted run keeps its work
-                _write_cache(Path(cache_path), [*cached.values(), *probes.values()])
+                _write_cache(Path(cache_path), {**cached, **_keyed(probes.values(), cache_root)})
     if cache_path is not None:
-        _write_cache(Path(cache_path), probes.values())
+        _write_cache(Path(cache_path), _keyed(probes.values(), cache_root))
     return ProbeRun(probes=probes, probed=len(to_probe), from_cache=len(files) - len(to_probe))
 
 
-def _cache_key(file: Path) -> str | None:
+def _cache_key(file: Path, cache_root: Path | None) -> str | None:
     try:
         stat = file.stat()
     except OSError:
         return None
-    return f"{file}|{stat.st_size}|{stat.st_mtime_ns}"
+    return _key(str(file), stat.st_size, stat.st_mtime_ns, cache_root)
+
+
+def _key(path: str, size: int, mtime_ns: int, cache_root: Path | None) -> str:
+    """``"<path>|<size>|<mtime>"``, the path relative to ``cache_root`` when the file lies inside it."""
+    file = Path(path)
+    if cache_root is not None and file.is_relative_to(cache_root):
+        path = file.relative_to(cache_root).as_posix()
+    return f"{path}|{size}|{mtime_ns}"
+
+
+def _keyed(probes: Iterable[VideoProbe], cache_root: Path | None) -> dict[str, VideoProbe]:
+    return {_key(p.path, p.size, p.mtime_ns, cache_root): p for p in probes}
 
 
 def _read_cache(cache_path: Path) -> dict[str, VideoProbe]:
@@ -169,6 +185,6 @@ def _read_cache(cache_path: Path) -> dict[str, VideoProbe]:
         return {}
 
 
-def _write_cache(cache_path: Path, probes: Iterable[VideoProbe]) -> None:
-    entries = {f"{p.path}|{p.size}|{p.mtime_ns}": asdict(p) for p in probes}
+def _write_cache(cache_path: Path, probes: dict[str, VideoProbe]) -> None:
+    entries = {key: asdict(probe) for key, probe in probes.items()}
     write_json_atomic(cache_path, {"version": PROBE_CACHE_VERSION, "probes": entries}, indent=1)

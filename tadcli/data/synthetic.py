@@ -294,6 +294,7 @@ def write_synthetic_videos(
     max_actions_per_video: int = 4,
     noise_std: float = 12.0,
     split: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write a synthetic dataset: mp4 files and a ``custom-json`` annotation file.
 
@@ -310,6 +311,7 @@ def write_synthetic_videos(
         max_actions_per_video: each video gets 1 to this many non-overlapping actions.
         noise_std: standard deviation of the per-pixel Gaussian noise (0-255 scale).
         split: fractions of videos in ``train``, ``val`` and ``test`` (video order is random).
+        progress: called as ``progress(videos_written, num_videos)`` before the first video and after each.
 
     Returns:
         The path of the annotation file.
@@ -333,6 +335,8 @@ def write_synthetic_videos(
     subsets = _assign_subsets(np.random.default_rng([seed, 0]), num_videos, split)
     classes = [spec.name for spec in ACTION_CLASSES[:num_classes]]
     videos = []
+    if progress is not None:
+        progress(0, num_videos)
     for index in range(num_videos):
         rng = np.random.default_rng([seed, 1, index])
         num_frames = round(rng.uniform(*video_seconds) * fps)
@@ -350,6 +354,8 @@ def write_synthetic_videos(
                 ],
             }
         )
+        if progress is not None:
+            progress(index + 1, num_videos)
     annotation_file = out_dir / ANNOTATION_FILENAME
     temporary = annotation_file.with_suffix(".json.tmp")
     temporary.write_text(json.dumps({"classes": classes, "videos": videos}, indent=1) + "\n")

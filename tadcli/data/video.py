@@ -20,16 +20,19 @@ one across processes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
 from tadcli.errors import VideoError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ class _DecordDecoder:
     def __init__(self, path: Path, short_side: int | None, num_threads: int) -> None:
         import decord  # optional dependency: not available on every platform
 
+        decord.logging.set_level(decord.logging.QUIET)  # its FFmpeg would print to stderr
         reader = decord.VideoReader(str(path), num_threads=num_threads)
         source_height, source_width, _ = reader[0].shape
         self.height, self.width = scaled_size(source_height, source_width, short_side)
@@ -135,6 +139,35 @@ class _PyAVDecoder:
         return np.stack([decoded[i] for i in indices.tolist()])
 
 
+def container_problem(path: Path) -> str | None:
+    """What makes ``path`` unreadable before any frame is decoded, in a few words, or ``None``.
+
+    Files that no decoder can open are recognised here with PyAV, whose FFmpeg is silent, so that they
+    never reach decord (whose C++ code prints its errors to stderr): an empty file, a file that is not
+    a video container, an MP4 whose index (``moov`` atom, written last) is missing because the file was
+    cut short, a container without a video stream or without a single frame (cut right after its index).
+    """
+    import av
+
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return "the container holds no video stream"
+            stream = container.streams.video[0]
+            if not any(packet.pts is not None for packet in itertools.islice(container.demux(stream), 2)):
+                return f"truncated at frame 0 of the {stream.frames} its container declares (an interrupted download?)"
+    except av.FFmpegError as error:
+        with path.open("rb") as handle:
+            head = handle.read(12)
+        if head[4:8] == b"ftyp":  # an MP4 / MOV that starts right
+            return f"MP4 without its index (moov atom), {size} bytes: truncated (an interrupted download?) or corrupt"
+        return f"not a video container (FFmpeg: {error.strerror or error})"
+    return None
+
+
 class VideoReader:
     """An open video with random access to its frames.
 
@@ -169,6 +202,9 @@ class VideoReader:
         self._fallback_allowed = backend == "auto"
         if not self.path.is_file():
             raise VideoError(f"{self.path}: video file not found")
+        problem = container_problem(self.path)
+        if problem is not None:
+            raise VideoError(f"{self.path}: {problem}")
         errors = []
         self._decoder: _DecordDecoder | _PyAVDecoder | None = None
         decoder_types = {"auto": (_DecordDecoder, _PyAVDecoder), "decord": (_DecordDecoder,), "pyav": (_PyAVDecoder,)}
@@ -223,6 +259,8 @@ class VideoReader:
             VideoError: an index is out of range, or the frames cannot be decoded (after the PyAV retry
                 when the reader was opened with ``backend="auto"``).
         """
+        import torch  # here, so that importing this module (for probing) does not load torch
+
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size == 0:
             return torch.empty((0, self.height, self.width, 3), dtype=torch.uint8)
@@ -235,7 +273,7 @@ class VideoReader:
         except Exception as error:
             if not (self._fallback_allowed and self._decoder.name == "decord"):
                 raise VideoError(f"{self.path}: cannot decode frames ({self._decoder.name}: {error})") from error
-            logger.warning("%s: decord failed (%s), reading with PyAV", self.path, error)
+            logger.info("%s: decord failed (%s), reading with PyAV", self.path, error)
             frames = self._read_with_pyav(indices, error)
         return torch.from_numpy(frames)
 

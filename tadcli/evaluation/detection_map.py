@@ -35,8 +35,13 @@ Choices where the official result is not reproducible or not defined (documented
   counts as a match wherever the two instants are); here their tIoU is 1 when they are at the same
   instant and 0 otherwise. So a zero-length detection that repeats a zero-length ground-truth
   instance matches it, as officially (the official sample ActivityNet submission has three), and one
-  elsewhere does not. Inverted segments (``end < start``) are rejected with ``ValueError`` (callers
-  report them with file and entry first).
+  elsewhere does not. Inverted ground truth (``end < start``) is rejected with ``ValueError`` (callers
+  report it with file and entry first).
+- Inverted detections (``end < start``) are scored exactly as the official code scores them: its
+  intersection is 0 and its union ``len_gt + len_det`` (``len_det < 0``), so the tIoU is 0 (no match
+  above threshold 0) unless the two lengths cancel; then it is 0/0, NaN, which the official comparisons
+  count as a match at every threshold, tried before any other instance. :func:`segment_tiou` returns
+  NaN there and the matching treats it so.
 
 Recall (the official evaluator returns none): ``recall[k]`` is the number of ground-truth instances
 matched at threshold k by the greedy matching above, with every detection taken into account,
@@ -81,7 +86,7 @@ class Detections:
     Args:
         video_ids: [M] video id of each detection.
         starts: [M] float64 start times, same unit as the ground truth.
-        ends: [M] float64 end times, ``ends >= starts``.
+        ends: [M] float64 end times (``ends < starts`` is scored as officially, see the module doc).
         labels: [M] predicted class name.
         scores: [M] float64 confidence; higher is visited first.
     """
@@ -93,7 +98,7 @@ class Detections:
     scores: np.ndarray
 
     def __post_init__(self) -> None:
-        _check_columns("detections", self.video_ids, self.starts, self.ends, self.labels)
+        _check_columns("detections", self.video_ids, self.starts, self.ends, self.labels, allow_inverted=True)
         if np.shape(self.scores) != (len(self.video_ids),):
             raise ValueError(f"detections: scores have shape {np.shape(self.scores)}, expected ({len(self.video_ids)},)")
         if not np.all(np.isfinite(self.scores)):
@@ -115,6 +120,7 @@ class DetectionMetrics:
         average_map: mean of ``mean_average_precision`` over the thresholds.
         recall: [K] matched ground-truth instances / all ground-truth instances, at each threshold.
         num_ground_truth: number of ground-truth instances (duplicates included).
+        class_instances: [C] ground-truth instances of each class.
         num_detections: number of detections given.
         num_ignored_detections: detections whose label has no ground truth (not scored).
         num_detections_without_ground_truth: scored detections on videos that have no ground truth
@@ -128,6 +134,7 @@ class DetectionMetrics:
     average_map: float
     recall: np.ndarray
     num_ground_truth: int
+    class_instances: np.ndarray
     num_detections: int
     num_ignored_detections: int
     num_detections_without_ground_truth: int
@@ -168,7 +175,7 @@ def evaluate_detections(
     )
     is_true_positive = np.zeros((len(thresholds), num_dets), dtype=bool)  # [K, D]
     for k, threshold in enumerate(thresholds):
-        candidate = pair_tiou >= threshold
+        candidate = _matches(pair_tiou, threshold)
         is_true_positive[k] = _greedy_match(
             pair_group[candidate], pair_det[candidate], pair_gt[candidate], num_dets, num_gt
         )
@@ -190,6 +197,7 @@ def evaluate_detections(
         average_map=float(mean_ap.mean()),
         recall=is_true_positive.sum(axis=1) / num_gt,
         num_ground_truth=num_gt,
+        class_instances=num_positives,
         num_detections=len(detections),
         num_ignored_detections=len(detections) - num_dets,
         num_detections_without_ground_truth=int(np.count_nonzero(det_video < 0)),
@@ -201,8 +209,9 @@ def segment_tiou(det_starts: np.ndarray, det_ends: np.ndarray, gt_starts: np.nda
 
     ``inter = max(min(e_det, e_gt) - max(s_det, s_gt), 0)``,
     ``union = (e_gt - s_gt) + (e_det - s_det) - inter``, ``tIoU = inter / union`` in float64.
-    A zero union (two zero-length segments; the official code gives NaN) gives 1 when both are at the
-    same instant and 0 otherwise.
+    A zero union of two zero-length segments (the official code gives NaN) gives 1 when both are at the
+    same instant and 0 otherwise. An inverted detection (``e_det < s_det``) has ``inter = 0``: its tIoU is
+    0 for a non-zero union and NaN, as officially, for a zero one (a match at every threshold).
 
     Args:
         det_starts, det_ends, gt_starts, gt_ends: [P] float64 arrays, one pair per position.
@@ -215,6 +224,7 @@ def segment_tiou(det_starts: np.ndarray, det_ends: np.ndarray, gt_starts: np.nda
     same_instant = (union == 0) & (det_starts == gt_starts)
     tiou = same_instant.astype(np.float64)
     np.divide(intersection, union, out=tiou, where=union > 0)
+    tiou[(union == 0) & (det_ends < det_starts)] = np.nan
     return tiou
 
 
@@ -289,11 +299,18 @@ def _candidate_pairs(
         np.asarray(ground_truth.starts, dtype=np.float64)[pair_gt],
         np.asarray(ground_truth.ends, dtype=np.float64)[pair_gt],
     )
-    reachable = pair_tiou >= min_threshold  # the others match at no threshold
+    reachable = _matches(pair_tiou, min_threshold)  # the others match at no threshold
     pair_det, pair_gt, pair_tiou = pair_det[reachable], pair_gt[reachable], pair_tiou[reachable]
     pair_group = det_class[pair_det] * num_videos + det_video[pair_det]  # [P]
-    order = np.lexsort((-pair_tiou, pair_group * len(det_rows) + pair_det))
+    visit_key = np.where(np.isnan(pair_tiou), -np.inf, -pair_tiou)  # NaN first, as the official argsort
+    order = np.lexsort((visit_key, pair_group * len(det_rows) + pair_det))
     return pair_group[order], pair_det[order], pair_gt[order], pair_tiou[order]
+
+
+def _matches(tiou: np.ndarray, threshold: float) -> np.ndarray:
+    """Where a pair can match at ``threshold``: ``tIoU >= threshold``, or NaN, which the official test
+    ``tiou < threshold`` (false for NaN) lets through."""
+    return (tiou >= threshold) | np.isnan(tiou)
 
 
 def _greedy_match(
@@ -373,8 +390,16 @@ def _codes(values: Sequence[str], index: dict[str, int], grow: bool) -> np.ndarr
     return np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
 
 
-def _check_columns(what: str, video_ids: Sequence[str], starts: np.ndarray, ends: np.ndarray, labels: Sequence[str]) -> None:
-    """Raise ``ValueError`` unless the columns have one length, finite times and ``ends >= starts``."""
+def _check_columns(
+    what: str,
+    video_ids: Sequence[str],
+    starts: np.ndarray,
+    ends: np.ndarray,
+    labels: Sequence[str],
+    allow_inverted: bool = False,
+) -> None:
+    """Raise ``ValueError`` unless the columns have one length, finite times and (unless ``allow_inverted``)
+    ``ends >= starts``."""
     n = len(video_ids)
     if np.shape(starts) != (n,) or np.shape(ends) != (n,) or len(labels) != n:
         raise ValueError(
@@ -384,6 +409,6 @@ def _check_columns(what: str, video_ids: Sequence[str], starts: np.ndarray, ends
     if not (np.all(np.isfinite(starts)) and np.all(np.isfinite(ends))):
         raise ValueError(f"{what}: segment times must be finite")
     inverted = np.flatnonzero(np.asarray(ends) < np.asarray(starts))
-    if inverted.size:
+    if inverted.size and not allow_inverted:
         i = int(inverted[0])
         raise ValueError(f"{what}: row {i} ({video_ids[i]}) has end {ends[i]} < start {starts[i]}")

@@ -7,9 +7,10 @@ The format written by the official ActivityNet challenge, OpenTAD, ActionFormer'
      "results": {"<video id>": [{"segment": [start_s, end_s], "label": "<class name>", "score": 0.93}, ...]},
      "external_data": {...}}                     # optional, ignored
 
-Rules: ``segment`` is two finite numbers with ``end >= start`` (an inverted segment is an error, a
-zero-length one is accepted); ``label`` a non-empty string, used as written; ``score`` a finite
-number. Extra keys in an entry are ignored. Every error names the file, the video and the entry
+Rules: ``segment`` is two finite numbers; an inverted one (``end < start``) is read as written and
+scored as the official evaluator scores it (:mod:`tadcli.evaluation.detection_map`), or is an error
+with ``strict=True``; a zero-length one is accepted. ``label`` is a non-empty string, used as written;
+``score`` a finite number. Extra keys in an entry are ignored. Every error names the file, the video and the entry
 index: ``results.json: video 'abc': results[3]: segment: end 1.0 < start 2.0``.
 """
 
@@ -27,11 +28,12 @@ from tadcli.errors import AnnotationError
 from tadcli.evaluation.detection_map import Detections
 
 
-def read_detection_results(path: str | Path) -> Detections:
+def read_detection_results(path: str | Path, strict: bool = False) -> Detections:
     """Read an ActivityNet-format results file into :class:`Detections`, in file order.
 
     Args:
         path: the results JSON file.
+        strict: an inverted segment (``end < start``) is an error instead of a detection.
 
     Returns:
         One row per entry, videos in file order and entries in list order (this order breaks
@@ -39,7 +41,8 @@ def read_detection_results(path: str | Path) -> Detections:
 
     Raises:
         AnnotationError: the file is missing, not JSON, not in the results format, or an entry is
-            malformed (the message names file, video and entry index).
+            malformed (the message names file, video and entry index); with ``strict``, an inverted
+            segment too.
     """
     path = Path(path)
     content = _load_json(path)
@@ -49,11 +52,11 @@ def read_detection_results(path: str | Path) -> Detections:
     results = content["results"]
     if not isinstance(results, dict):
         raise AnnotationError(f"{path}: 'results' must map video ids to lists of detections, got {type(results).__name__}")
-    detections = _well_formed_columns(results)
-    return detections if detections is not None else _checked_columns(results, path)
+    detections = _well_formed_columns(results, strict)
+    return detections if detections is not None else _checked_columns(results, path, strict)
 
 
-def _well_formed_columns(results: dict) -> Detections | None:
+def _well_formed_columns(results: dict, strict: bool) -> Detections | None:
     """The detections of a well-formed file, checked in bulk; ``None`` at the first doubt.
 
     The fast path for large files: columns are gathered with list comprehensions and checked with
@@ -83,7 +86,9 @@ def _well_formed_columns(results: dict) -> Detections | None:
         return None
     bounds = np.array(times, dtype=np.float64).reshape(-1, 2)  # [2M] -> [M, 2]
     score_array = np.array(scores, dtype=np.float64)
-    if not (np.isfinite(bounds).all() and np.isfinite(score_array).all() and (bounds[:, 1] >= bounds[:, 0]).all()):
+    if not (np.isfinite(bounds).all() and np.isfinite(score_array).all()):
+        return None
+    if strict and not (bounds[:, 1] >= bounds[:, 0]).all():
         return None
     return Detections(
         video_ids=video_ids,
@@ -94,7 +99,7 @@ def _well_formed_columns(results: dict) -> Detections | None:
     )
 
 
-def _checked_columns(results: dict, path: Path) -> Detections:
+def _checked_columns(results: dict, path: Path, strict: bool) -> Detections:
     """The detections, entry by entry, raising :class:`AnnotationError` at the first bad one."""
     video_ids: list[str] = []
     starts: list[float] = []
@@ -105,7 +110,7 @@ def _checked_columns(results: dict, path: Path) -> Detections:
         if not isinstance(entries, list):
             raise AnnotationError(f"{path}: video {video_id!r}: expected a list of detections, got {type(entries).__name__}")
         for index, entry in enumerate(entries):
-            start, end, label, score = _parse_entry(entry, f"{path}: video {video_id!r}: results[{index}]")
+            start, end, label, score = _parse_entry(entry, f"{path}: video {video_id!r}: results[{index}]", strict)
             starts.append(start)
             ends.append(end)
             labels.append(label)
@@ -120,7 +125,7 @@ def _checked_columns(results: dict, path: Path) -> Detections:
     )
 
 
-def _parse_entry(entry: Any, where: str) -> tuple[float, float, str, float]:
+def _parse_entry(entry: Any, where: str, strict: bool) -> tuple[float, float, str, float]:
     """(start, end, label, score) of one results entry, or an :class:`AnnotationError` naming ``where``."""
     if not isinstance(entry, dict):
         raise AnnotationError(f"{where}: expected an object with segment, label and score, got {entry!r}")
@@ -131,8 +136,8 @@ def _parse_entry(entry: Any, where: str) -> tuple[float, float, str, float]:
     if not isinstance(segment, list) or len(segment) != 2 or not all(_is_finite_number(t) for t in segment):
         raise AnnotationError(f"{where}: segment: expected [start, end] as two finite numbers, got {segment!r}")
     start, end = float(segment[0]), float(segment[1])
-    if end < start:
-        raise AnnotationError(f"{where}: segment: end {segment[1]!r} < start {segment[0]!r}")
+    if strict and end < start:
+        raise AnnotationError(f"{where}: segment: end {segment[1]!r} < start {segment[0]!r} (--strict)")
     if not isinstance(label, str) or not label:
         raise AnnotationError(f"{where}: label: expected a class name (non-empty string), got {label!r}")
     if not _is_finite_number(score):

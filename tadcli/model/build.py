@@ -120,7 +120,11 @@ def build_model(preset: Preset, num_classes: int, device: torch.device | str | N
 
 
 def postprocess_settings(preset: Preset, profile: DatasetProfile) -> PostprocessSettings:
-    """Post-processing values: the preset's where set, the dataset profile's otherwise (spec §5.3)."""
+    """Post-processing values: the preset's where set, the dataset profile's otherwise (spec §5.3).
+
+    Soft-NMS is per class unless the detector is class-agnostic (ActivityNet's class-agnostic presets:
+    one pass over all segments, then the profile's boundary voting), as in every OpenTAD config.
+    """
     post = preset.postprocess
     return PostprocessSettings(
         pre_nms_threshold=post.pre_nms_threshold,
@@ -128,7 +132,7 @@ def postprocess_settings(preset: Preset, profile: DatasetProfile) -> Postprocess
         sigma=post.soft_nms_sigma if post.soft_nms_sigma is not None else profile.soft_nms_sigma,
         min_score=post.min_score if post.min_score is not None else profile.min_score,
         max_segments=post.max_segments if post.max_segments is not None else profile.max_segments,
-        multiclass=profile.multiclass_nms,
+        multiclass=not preset.detector.class_agnostic,
         voting_threshold=profile.voting_threshold,
     )
 

@@ -9,7 +9,8 @@ PyTorch (no compiled extension):
    :func:`detections_to_seconds`.
    Sliding-window datasets: :func:`detections_to_seconds` per window, then
    :func:`merge_windows` per video (one soft-NMS over all its windows).
-3. ActivityNet only: :func:`fuse_video_classifier` labels class-agnostic detections with a video classifier.
+3. ActivityNet only: :func:`label_with_video_classifier` labels class-agnostic detections with a video
+   classifier as the preset's ``video_classifier`` section says (:func:`fuse_video_classifier`).
 4. :func:`round_for_output` gives the rounded rows of the emitted JSON.
 """
 
@@ -21,7 +22,9 @@ from typing import NamedTuple
 
 import torch
 
+from tadcli.config.schema import VideoClassifierConfig
 from tadcli.data.sampling import grid_to_seconds
+from tadcli.errors import PresetError
 from tadcli.model.detector.actionformer import DetectorOutput
 from tadcli.model.detector.decode import decode_segments
 
@@ -314,6 +317,30 @@ def fuse_video_classifier(
             )
         )
     return Detections.cat(parts)
+
+
+def label_with_video_classifier(
+    detections: Detections, class_scores: torch.Tensor, classifier: VideoClassifierConfig
+) -> Detections:
+    """Label one video's class-agnostic detections with its classifier scores, fused as the preset says.
+
+    ``fusion: product`` (CUHK) and ``geometric-mean`` (InternVideo) with ``topk`` classes, through
+    :func:`fuse_video_classifier` (spec §5.5).
+
+    Args:
+        detections: class-agnostic detections of one video (labels ignored).
+        class_scores: float [K] video-level scores in the dataset's class order
+            (:func:`tadcli.data.video_classifier.video_class_scores`).
+        classifier: the preset's ``video_classifier`` section.
+
+    Raises:
+        PresetError: ``topk`` is larger than the number of classes.
+    """
+    if classifier.topk > class_scores.numel():
+        raise PresetError(f"video_classifier.topk {classifier.topk} exceeds the {class_scores.numel()} classes")
+    return fuse_video_classifier(
+        detections, class_scores, topk=classifier.topk, geometric_mean=classifier.fusion == "geometric-mean"
+    )
 
 
 def round_detections(detections: Detections) -> Detections:

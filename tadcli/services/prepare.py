@@ -19,7 +19,20 @@ Subset names follow the OpenTAD / ActionFormer convention of each profile:
 * custom and synthetic: ``train`` / ``val`` (``test`` kept); ``training``, ``validation`` and ``testing``
   are accepted for them.
 
-Every rename is listed in the report.
+Every rename is listed in the report (the table is :data:`tadcli.config.profiles.SUBSET_RENAMES`).
+
+The output folder is never left half-written: the new dataset is built in a folder beside it and
+swapped in, in one step, only when the run is complete (:mod:`tadcli.io.staging`). A failure or a
+Ctrl-C leaves the folder exactly as it was; so does an unusable re-run over a usable dataset (the
+report says so; an unusable first run is written, without ``manifest.json``, for its report). A
+folder that holds another dataset (another profile or annotation file) or files that tad did not
+write is refused unless ``force`` is set; the annotations and videos may not lie inside it.
+
+ActivityNet: training instances no longer than 1 % of their video are dropped (OpenTAD's ``filter_gt``;
+the profile's ``min_training_fraction``); the validation ground truth keeps them, because the official
+evaluator scores against all of it. ``blocked`` (OpenTAD's ``blocked.json``, or a text file of ids)
+removes the listed videos from the evaluated subset (ActivityNet: videos no longer available). Both are
+counted in the report.
 
 Video files are looked up recursively in the video folder by id: ``<id>.<ext>`` for ext in mp4, mkv, avi,
 mov, webm; ActivityNet ids are also tried with and without the ``v_`` prefix. A video that several
@@ -28,15 +41,17 @@ files match is dropped and reported.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
-from tadcli.config.profiles import get_profile
-from tadcli.data.annotations import VIDEO_EXTENSIONS, AnnotationSet, read_annotations
+from tadcli.config.profiles import get_profile, subset_renames
+from tadcli.data.annotations import VIDEO_EXTENSIONS, AnnotationSet, read_annotations, read_video_list
 from tadcli.data.manifest import (
-    CLASSES_FILE,
     MANIFEST_FILE,
     PROBE_CACHE_FILE,
+    REPORT_JSON_FILE,
     DatasetReport,
     Issue,
     check_subsets,
@@ -48,6 +63,8 @@ from tadcli.data.manifest import (
 )
 from tadcli.data.probe import VideoProbe, probe_videos
 from tadcli.errors import DatasetError
+from tadcli.io.paths import check_input_dir, check_input_file, check_input_path, check_output_dir
+from tadcli.io.staging import StagedFolder, staged_folder
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -62,19 +79,6 @@ DATASET_FORMATS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_EPIC_FORMAT = "epic-kitchens-noun"
 
-_CUSTOM_SUBSETS = {"training": "train", "validation": "val", "testing": "test"}
-# (dataset, annotation format) -> {subset name in the file: subset name of the profile}
-SUBSET_RENAMES: dict[tuple[str, str], dict[str, str]] = {
-    ("thumos14", "thumos14-txt"): {"validation": "training", "test": "validation"},
-    ("thumos14", "activitynet-json"): {"Validation": "training", "Test": "validation"},
-    ("multithumos", "multithumos-json"): {"testing": "validation"},
-    ("custom", "custom-csv"): _CUSTOM_SUBSETS,
-    ("custom", "custom-json"): _CUSTOM_SUBSETS,
-    ("custom", "activitynet-json"): _CUSTOM_SUBSETS,
-    ("synthetic", "custom-json"): _CUSTOM_SUBSETS,
-}
-
-
 def prepare_dataset(
     dataset: str,
     annotations: str | Path,
@@ -83,7 +87,9 @@ def prepare_dataset(
     *,
     annotation_format: str | None = None,
     class_list: str | Path | None = None,
+    blocked: str | Path | None = None,
     workers: int = 2,
+    force: bool = False,
     progress: ProgressCallback | None = None,
 ) -> DatasetReport:
     """Prepare a dataset folder from the official annotations and a video folder.
@@ -94,24 +100,61 @@ def prepare_dataset(
         annotations: the annotation file or folder (see :mod:`tadcli.data.annotations`).
         videos_dir: the folder of the video files (searched recursively); ``None`` prepares the
             annotations alone (usable as evaluation ground truth; nothing is probed).
-        out_dir: the prepared dataset folder (created; files of an earlier run are replaced).
+        out_dir: the prepared dataset folder, built aside and put in place in one step (see the
+            module doc); neither the annotations nor the videos may lie inside it.
         annotation_format: force a format; detected when ``None`` (EPIC-Kitchens: ``epic-kitchens-noun``
             unless ``epic-kitchens-verb`` is given).
         class_list: a class list file for formats whose files do not name the classes.
+        blocked: a list of videos to remove from the evaluated subset (JSON list or one id per line;
+            ActivityNet ids match with or without ``v_``).
         workers: videos probed at once.
+        force: replace an ``out_dir`` that holds another dataset or files that are not a dataset.
         progress: ``(description, done, total)`` callback.
 
     Returns:
-        The report, also written to ``out_dir/report.json`` and ``report.txt``. ``manifest.json`` and
-        ``classes.txt`` are written only when ``report.usable``; an unusable run removes those of an
-        earlier run so that nothing trains on a stale manifest.
+        The report, also written to ``out_dir/report.json`` and ``report.txt`` unless an earlier
+        dataset was kept. ``manifest.json`` and ``classes.txt`` are written only when ``report.usable``.
 
     Raises:
-        PresetError: unknown dataset. AnnotationError: unreadable annotations. DatasetError: the
-        annotations are not of a format of this dataset, or the video folder does not exist.
+        PathError: a path is missing, of the wrong kind, or cannot be written. PresetError: unknown
+        dataset. AnnotationError: unreadable annotations. DatasetError: the annotations are not of a
+        format of this dataset, an input lies inside ``out_dir``, or ``out_dir`` holds something else
+        and ``force`` is not set.
     """
     profile = get_profile(dataset)
-    annotations, out_dir = Path(annotations), Path(out_dir).absolute()
+    annotations = check_input_path(annotations, "annotations")
+    videos_dir = None if videos_dir is None else check_input_dir(videos_dir, "video folder")
+    class_list = None if class_list is None else check_input_file(class_list, "class list")
+    blocked = None if blocked is None else check_input_file(blocked, "blocked-video list")
+    out_dir = check_output_dir(out_dir, "output folder").absolute()
+    inputs = {"annotations": annotations, "video folder": videos_dir, "class list": class_list, "blocked": blocked}
+    _refuse_inputs_inside(out_dir, {role: path for role, path in inputs.items() if path is not None})
+    _refuse_other_content(out_dir, profile.name, annotations, force)
+    with staged_folder(out_dir) as staged:
+        return _prepare_staged(
+            staged, profile.name, annotations, videos_dir, annotation_format, class_list, workers, progress,
+            shown_annotations=annotations,
+            blocked=blocked,
+        )
+
+
+def _prepare_staged(
+    staged: StagedFolder,
+    dataset: str,
+    annotations: Path,
+    videos_dir: Path | None,
+    annotation_format: str | None,
+    class_list: Path | None,
+    workers: int,
+    progress: ProgressCallback | None,
+    shown_annotations: Path,
+    blocked: Path | None = None,
+) -> DatasetReport:
+    """Prepare into ``staged.path`` and commit it, unless the run is unusable and would replace a dataset.
+    ``shown_annotations``: the annotation path the report names (and records, see :func:`_recorded_path`);
+    ``blocked``: videos removed from the evaluated subset."""
+    profile = get_profile(dataset)
+    out_dir = staged.target
     issues: list[Issue] = []
     if dataset == "epic-kitchens" and annotation_format is None and annotations.suffix.lower() != ".json":
         annotation_format = DEFAULT_EPIC_FORMAT
@@ -129,15 +172,19 @@ def prepare_dataset(
             f"{annotations}: {annotation_set.format} annotations are not a {dataset} format "
             f"(expected {', '.join(DATASET_FORMATS[dataset])})"
         )
-    issues += _rename_subsets(annotation_set, SUBSET_RENAMES.get((dataset, annotation_set.format), {}))
+    issues += _rename_subsets(annotation_set, subset_renames(dataset, annotation_set.format))
+    if blocked is not None:
+        issues += _drop_blocked_videos(annotation_set, read_video_list(blocked), profile.eval_subset, dataset)
 
     video_paths, probes, probed, from_cache = None, None, 0, 0
     if videos_dir is not None:
-        video_paths, ambiguous = _find_video_files(Path(videos_dir), annotation_set, dataset == "activitynet")
+        video_paths, ambiguous = _find_video_files(videos_dir, annotation_set, dataset == "activitynet")
         for issue in ambiguous:  # dropped here, so that they are not also reported missing
             del annotation_set.videos[issue.video_id]
         issues += ambiguous
-        run = probe_videos(list(video_paths.values()), out_dir / PROBE_CACHE_FILE, workers, progress)
+        if (out_dir / PROBE_CACHE_FILE).is_file():  # the earlier run's probes of unchanged files are reused
+            shutil.copy2(out_dir / PROBE_CACHE_FILE, staged.path / PROBE_CACHE_FILE)
+        run = probe_videos(list(video_paths.values()), staged.path / PROBE_CACHE_FILE, workers, progress)
         probes = _probes_by_video(annotation_set, video_paths, run.probes)
         probed, from_cache = run.probed, run.from_cache
 
@@ -147,19 +194,71 @@ def prepare_dataset(
         mode="prepare",
         dataset_dir=str(out_dir),
         profile=profile.name,
-        source=f"{annotations} ({annotation_set.format})",
+        source=f"{shown_annotations} ({annotation_set.format})",
         counts=count_subsets(videos),
         issues=issues,
         videos_probed=probed,
         videos_from_cache=from_cache,
+        annotations=_recorded_path(shown_annotations, out_dir),
     )
-    write_report(out_dir, report)
+    if not report.usable and (out_dir / MANIFEST_FILE).is_file():
+        report.issues.append(Issue("previous_dataset_kept", f"{out_dir} still holds the dataset prepared before"))
+        return report  # the staged folder is removed: the earlier dataset stays byte for byte
+    write_report(staged.path, report)
     if report.usable:
-        write_prepared_dataset(out_dir, profile.name, annotation_set.classes, videos, video_paths)
-    else:
-        for stale in (MANIFEST_FILE, CLASSES_FILE):
-            (out_dir / stale).unlink(missing_ok=True)
+        write_prepared_dataset(staged.path, profile.name, annotation_set.classes, videos, video_paths)
+    staged.commit()
     return report
+
+
+def _refuse_inputs_inside(out_dir: Path, inputs: dict[str, Path]) -> None:
+    """The output folder is replaced as a whole: nothing it must read may lie inside it."""
+    for role, path in inputs.items():
+        if path.resolve().is_relative_to(out_dir.resolve()):
+            raise DatasetError(
+                f"{path}: {role} inside the output folder {out_dir}, which prepare replaces as a whole; "
+                "choose another output folder"
+            )
+
+
+def _refuse_other_content(out_dir: Path, profile: str, annotations: Path, force: bool) -> None:
+    """Refuse (unless ``force``) an output folder that holds anything but an earlier run of this dataset:
+    the dataset of another profile or annotation file, or files that tad did not write."""
+    if force or not out_dir.is_dir():
+        return
+    entries = sorted(entry.name for entry in out_dir.iterdir())
+    if not entries:
+        return
+    earlier = _earlier_run(out_dir)
+    if earlier is None:
+        raise DatasetError(
+            f"{out_dir}: the output folder is not empty and holds no tad dataset ({', '.join(entries[:3])}"
+            f"{', ...' if len(entries) > 3 else ''}); choose an empty folder, or use --force to replace its content"
+        )
+    recorded = _recorded_path(annotations, out_dir)
+    if earlier[0] != profile or earlier[1] not in (None, recorded):
+        raise DatasetError(
+            f"{out_dir}: the output folder holds the '{earlier[0]}' dataset prepared from {earlier[1]}, not from "
+            f"{annotations.absolute()}; choose another folder, or use --force to replace it"
+        )
+
+
+def _recorded_path(annotations: Path, out_dir: Path) -> str:
+    """How a dataset records the annotations it was prepared from: relative when inside its folder (the
+    synthetic ``annotations.json``, so that a moved or copied folder still knows them), else absolute."""
+    annotations = annotations.absolute()
+    return annotations.relative_to(out_dir).as_posix() if annotations.is_relative_to(out_dir) else str(annotations)
+
+
+def _earlier_run(out_dir: Path) -> tuple[str, str | None] | None:
+    """(profile, annotations) of the prepare that wrote ``out_dir``, from its report (annotations ``None``:
+    a report of a tad that did not record them); ``None``: not a folder tad prepared."""
+    try:
+        content = json.loads((out_dir / REPORT_JSON_FILE).read_text())
+        annotations = content.get("annotations")
+        return str(content["profile"]), None if annotations is None else str(annotations)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def check_dataset(
@@ -172,9 +271,9 @@ def check_dataset(
     unreadable video, a segment outside its video, an empty training or evaluation subset.
 
     Raises:
-        DatasetError: the folder has no readable manifest.
+        PathError: the folder is missing or is a file. DatasetError: the folder has no readable manifest.
     """
-    dataset = load_prepared_dataset(dataset_dir)
+    dataset = load_prepared_dataset(check_input_dir(dataset_dir, "dataset folder"))
     profile = dataset.dataset_profile
     annotation_set = dataset.annotation_set()
     probes, probed, from_cache = None, 0, 0
@@ -204,25 +303,28 @@ def prepare_synthetic(
     num_classes: int = 4,
     seed: int = 0,
     workers: int = 2,
+    force: bool = False,
     progress: ProgressCallback | None = None,
 ) -> DatasetReport:
     """Write the synthetic dataset (:func:`tadcli.data.synthetic.write_synthetic_videos`) into ``out_dir``
-    and prepare it with the ``synthetic`` profile; the videos stay in ``out_dir/videos``."""
-    from tadcli.data.synthetic import VIDEO_DIRNAME, write_synthetic_videos
+    and prepare it with the ``synthetic`` profile; the videos stay in ``out_dir/videos``. Like
+    :func:`prepare_dataset`, everything is built aside and put in place only when it is complete."""
+    from tadcli.data.synthetic import ANNOTATION_FILENAME, VIDEO_DIRNAME, write_synthetic_videos
 
-    out_dir = Path(out_dir)
-    _report_progress(progress, "writing synthetic videos", 0, 1)
-    annotation_file = write_synthetic_videos(out_dir, num_videos=num_videos, num_classes=num_classes, seed=seed)
-    _report_progress(progress, "writing synthetic videos", 1, 1)
-    return prepare_dataset(
-        "synthetic",
-        annotation_file,
-        out_dir / VIDEO_DIRNAME,
-        out_dir,
-        annotation_format="custom-json",
-        workers=workers,
-        progress=progress,
-    )
+    out_dir = check_output_dir(out_dir, "output folder").absolute()
+    _refuse_other_content(out_dir, "synthetic", out_dir / ANNOTATION_FILENAME, force)
+    with staged_folder(out_dir) as staged:
+        annotation_file = write_synthetic_videos(
+            staged.path,
+            num_videos=num_videos,
+            num_classes=num_classes,
+            seed=seed,
+            progress=None if progress is None else lambda done, total: progress("writing synthetic videos", done, total),
+        )
+        return _prepare_staged(
+            staged, "synthetic", annotation_file, staged.path / VIDEO_DIRNAME, "custom-json", None, workers, progress,
+            shown_annotations=out_dir / ANNOTATION_FILENAME,
+        )
 
 
 def _rename_subsets(annotation_set: AnnotationSet, renames: dict[str, str]) -> list[Issue]:
@@ -239,13 +341,32 @@ def _rename_subsets(annotation_set: AnnotationSet, renames: dict[str, str]) -> l
     return issues
 
 
+def _drop_blocked_videos(
+    annotation_set: AnnotationSet, blocked: list[str], eval_subset: str, dataset: str
+) -> list[Issue]:
+    """Remove the listed videos from the evaluated subset, in place; one issue per video, one note for
+    the listed ids that are not in it."""
+    def key(video_id: str) -> str:
+        return video_id.removeprefix("v_") if dataset == "activitynet" else video_id
+
+    wanted = {key(video_id) for video_id in blocked}
+    issues, found = [], set()
+    for video_id, video in list(annotation_set.videos.items()):
+        if video.subset == eval_subset and key(video_id) in wanted:
+            found.add(key(video_id))
+            issues.append(Issue("video_blocked", f"{len(video.instances)} instances", video_id, eval_subset))
+            del annotation_set.videos[video_id]
+    absent = sorted(wanted - found)
+    if absent:
+        issues.append(Issue("blocked_video_absent", f"{len(absent)} listed ids, e.g. {absent[:3]}", subset=eval_subset))
+    return issues
+
+
 def _find_video_files(
     videos_dir: Path, annotation_set: AnnotationSet, try_v_prefix: bool
 ) -> tuple[dict[str, Path], list[Issue]]:
     """video id -> its file, for the videos with exactly one matching file; an issue for each video
     that several files match. ``try_v_prefix``: ActivityNet ids match files with or without ``v_``."""
-    if not videos_dir.is_dir():
-        raise DatasetError(f"{videos_dir}: video folder not found")
     by_stem: dict[str, list[Path]] = {}
     for file in sorted(videos_dir.rglob("*")):
         if file.suffix.lower() in VIDEO_EXTENSIONS and file.is_file():

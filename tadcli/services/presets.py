@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 from tadcli.config.loader import load_preset, preset_to_yaml, shipped_preset_names
+from tadcli.config.profiles import get_profile
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,7 @@ class PresetSummary:
     """One row of ``tad presets list``."""
 
     name: str
+    dataset: str  # the profile whose recipe it is; "any" for presets meant for every dataset
     backbone: str
     adaptation: str
     frames: int
@@ -20,16 +22,28 @@ class PresetSummary:
     description: str
 
 
-def list_presets() -> list[PresetSummary]:
-    """Every shipped preset, resolved (inheritance applied), sorted by name."""
+def list_presets(dataset: Optional[str] = None) -> list[PresetSummary]:
+    """Every shipped preset, resolved (inheritance applied), sorted by name.
+
+    Args:
+        dataset: keep only the recipes of this dataset profile (``activitynet``, ``charades``, ...).
+
+    Raises:
+        PresetError: ``dataset`` is not a dataset profile.
+    """
+    if dataset is not None:
+        get_profile(dataset)
     rows = []
     for name in shipped_preset_names():
         preset = load_preset(name)
+        if dataset is not None and preset.dataset != dataset:
+            continue
         b = preset.backbone
         backbone = b.size if b.size is not None else f"{b.embed_dim}d x {b.depth}"
         rows.append(
             PresetSummary(
                 name=name,
+                dataset=preset.dataset or "any",
                 backbone=backbone,
                 adaptation=preset.adaptation.mode,
                 frames=preset.input.frames,

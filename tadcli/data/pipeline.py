@@ -1,0 +1,106 @@
+"""Window datasets as a preset and a dataset profile define them (spec ``shared/spec/ADATAD.md`` §6.3-§6.4).
+
+The one place where the preset's input section and the profile's sampling rules become
+:class:`~tadcli.data.dataset.TrainWindowDataset` / :class:`~tadcli.data.dataset.EvalWindowDataset`
+arguments, so training, evaluation and detection cut the same windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tadcli.config.profiles import DatasetProfile
+from tadcli.config.schema import Preset
+from tadcli.data.dataset import EvalWindowDataset, TrainWindowDataset, VideoRecord
+from tadcli.data.sampling import frame_stride_for
+from tadcli.data.transforms import EvalTransform, SpatialTransform, TrainTransform
+from tadcli.errors import PresetError
+
+# Short side before the random crop: the spec's 182 for 160 px crops and 256 for 224 px.
+TRAIN_SHORT_SIDE = {160: 182, 224: 256}
+TRAIN_SHORT_SIDE_RATIO = 182 / 160
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """How windows are cut: ``T`` steps of ``scale_factor`` frames taken every ``frame_stride`` frames."""
+
+    window_size: int
+    scale_factor: int
+    frame_stride: int
+    sampling: str
+    overlap: float
+
+    @property
+    def snippet_stride(self) -> int:
+        return self.frame_stride * self.scale_factor
+
+
+def window_geometry(preset: Preset, profile: DatasetProfile) -> WindowGeometry:
+    """The windows of ``preset`` on a dataset of ``profile``.
+
+    Raises:
+        PresetError: the preset's scale factor does not divide the profile's snippet stride.
+    """
+    scale = preset.input.scale_factor
+    if preset.input.frame_stride is not None:
+        frame_stride = preset.input.frame_stride
+    elif profile.snippet_stride is None:
+        frame_stride = 1  # resize sampling picks its own frames
+    else:
+        try:
+            frame_stride = frame_stride_for(profile.snippet_stride, scale)
+        except ValueError as error:
+            raise PresetError(f"preset '{preset.name}' on the {profile.name} protocol: {error}") from None
+    return WindowGeometry(preset.input.detector_length, scale, frame_stride, profile.sampling, profile.window_overlap)
+
+
+def train_transform(preset: Preset) -> SpatialTransform:
+    """The preset's training augmentation (``input.augmentation``); frozen backbones train on eval frames."""
+    size = preset.input.image_size
+    if preset.input.augmentation == "none" or preset.adaptation.mode == "frozen":
+        return EvalTransform(size)
+    full = preset.input.augmentation == "full"
+    short_side = TRAIN_SHORT_SIDE.get(size, round(size * TRAIN_SHORT_SIDE_RATIO))
+    return TrainTransform(size, short_side=short_side, randaugment=full, color_jitter=full)
+
+
+def train_dataset(records: Sequence[VideoRecord], preset: Preset, profile: DatasetProfile, seed: int) -> TrainWindowDataset:
+    """One random window per video and epoch (random truncation, or the resized video)."""
+    geometry = window_geometry(preset, profile)
+    transform = train_transform(preset)
+    return TrainWindowDataset(
+        records,
+        window_size=geometry.window_size,
+        scale_factor=geometry.scale_factor,
+        frame_stride=geometry.frame_stride,
+        sampling=profile.sampling,
+        trunc_thresh=profile.trunc_thresh,
+        crop_ratio=profile.crop_ratio,
+        transform=transform,
+        short_side=getattr(transform, "short_side", None),
+        seed=seed,
+    )
+
+
+def eval_dataset(
+    records: Sequence[VideoRecord], preset: Preset, profile: DatasetProfile, overlap: float | None = None
+) -> EvalWindowDataset:
+    """Every evaluation window of every video, in order (sliding windows or one resized window).
+
+    ``overlap``: fraction shared by consecutive sliding windows (default: the profile's; feature
+    extraction uses 0).
+    """
+    geometry = window_geometry(preset, profile)
+    transform = EvalTransform(preset.input.image_size)
+    return EvalWindowDataset(
+        records,
+        window_size=geometry.window_size,
+        scale_factor=geometry.scale_factor,
+        frame_stride=geometry.frame_stride,
+        sampling=profile.sampling,
+        overlap=profile.window_overlap if overlap is None else overlap,
+        transform=transform,
+        short_side=transform.short_side,
+    )

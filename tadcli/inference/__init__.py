@@ -1,0 +1,1 @@
+"""Whole-video inference: frames -> windows -> model -> detections in seconds, and loading a trained detector."""

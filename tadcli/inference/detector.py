@@ -1,0 +1,220 @@
+"""A trained detector for raw videos: :func:`load_detector` and :class:`Detector` (what ``tad detect`` runs).
+
+Example::
+
+    detector = tadcli.load_detector("runs/tiny-synthetic-20261202-101500")
+    video = detector.detect("clip.mp4")          # VideoEvents: duration, fps, events in seconds
+    for event in video.events:
+        print(event.label, event.start, event.end, event.score)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tadcli import __version__
+from tadcli.config.loader import load_preset
+from tadcli.config.profiles import DatasetProfile, get_profile
+from tadcli.config.schema import Preset
+from tadcli.data.dataset import VideoRecord
+from tadcli.errors import TadError, VideoError
+from tadcli.inference.engine import ProgressCallback, VideoStep, classifier_video_step, detect_videos
+from tadcli.inference.loading import load_checkpoint_model, load_run_model
+from tadcli.io.events import Event, VideoEvents, select_events
+from tadcli.model.adatad import AdaTAD
+from tadcli.model.build import postprocess_settings
+from tadcli.model.postprocess import Detections
+
+DEFAULT_CHECKPOINT_PROFILE = "thumos14"
+
+
+@dataclass(frozen=True)
+class VideoDetection:
+    """What detection made of one input: its events, or why it has none."""
+
+    video: str
+    events: VideoEvents | None
+    error: str | None = None
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """Class names, one per line (``classes.txt`` of a prepared dataset); blank lines are ignored.
+
+    Raises:
+        TadError: the file is missing, empty or repeats a name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TadError(f"{path}: class list not found (one class name per line)")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise TadError(f"{path}: the class list is empty")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise TadError(f"{path}: the class list repeats {', '.join(repeated)}")
+    return names
+
+
+class Detector:
+    """A model with everything needed to turn video files into events.
+
+    Args:
+        model: the trained AdaTAD (moved to ``device``).
+        preset: its preset (windows, image size, post-processing).
+        profile: the dataset protocol (sliding or resize windows, soft-NMS settings).
+        classes: class names (index = class).
+        identity: what identifies the model in outputs (run, checkpoint, preset, classes).
+        device: where the model runs.
+        batch_size: windows per forward.
+        num_workers: decoding processes.
+        video_step: applied to each video's merged detections; default: a class-agnostic preset's classifier
+            fusion (the video's id in the classifier file is its path as given).
+    """
+
+    def __init__(
+        self,
+        model: AdaTAD,
+        preset: Preset,
+        profile: DatasetProfile,
+        classes: Sequence[str],
+        identity: dict,
+        device: torch.device | str = "cpu",
+        batch_size: int = 1,
+        num_workers: int = 0,
+        video_step: VideoStep | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.preset = preset
+        self.profile = profile
+        self.classes = list(classes)
+        self.identity = identity
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.video_step = video_step if video_step is not None else classifier_video_step(preset, self.classes)
+        self.settings = postprocess_settings(preset, profile)
+
+    def detect_many(
+        self,
+        videos: Sequence[str | Path],
+        threshold: float = 0.0,
+        top_k: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Iterator[VideoDetection]:
+        """One :class:`VideoDetection` per video, in order; a video that cannot be opened or decoded gets its
+        error and the others are still processed. Events: score ``>= threshold``, the ``top_k`` best, by start."""
+        records: list[VideoRecord] = []
+        opened: dict[int, int] = {}  # position in records -> position in videos
+        failures: dict[int, str] = {}
+        for position, video in enumerate(videos):
+            try:
+                records.append(VideoRecord.from_video(video, video_id=str(video)))
+                opened[len(records) - 1] = position
+            except VideoError as error:
+                failures[position] = str(error)
+        outputs = detect_videos(
+            self.model,
+            records,
+            self.preset,
+            self.profile,
+            self.settings,
+            self.device,
+            self.batch_size,
+            self.num_workers,
+            self.video_step,
+            progress,
+        )
+        next_position = 0
+        for record_index, output in enumerate(outputs):
+            while next_position < opened[record_index]:  # videos that failed to open come in their place
+                yield VideoDetection(str(videos[next_position]), None, failures[next_position])
+                next_position += 1
+            video = str(videos[next_position])
+            if output.result is None:
+                yield VideoDetection(video, None, output.error or "decoding failed")
+            else:
+                yield VideoDetection(video, self._events(video, output.record, output.result, threshold, top_k))
+            next_position += 1
+        for position in range(next_position, len(videos)):
+            yield VideoDetection(str(videos[position]), None, failures[position])
+
+    def detect(self, video: str | Path, threshold: float = 0.0, top_k: int | None = None) -> VideoEvents:
+        """The events of one video.
+
+        Raises:
+            VideoError: the video cannot be opened or decoded.
+        """
+        (result,) = self.detect_many([video], threshold, top_k)
+        if result.events is None:
+            raise VideoError(f"{video}: {result.error}")
+        return result.events
+
+    def _events(
+        self, video: str, record: VideoRecord, detections: Detections, threshold: float, top_k: int | None
+    ) -> VideoEvents:
+        events = [
+            Event(self.classes[row.label], row.start, row.end, row.score) for row in detections.to_rows()
+        ]
+        return VideoEvents(video, record.duration, record.fps, select_events(events, threshold, top_k))
+
+
+def load_detector(
+    run_or_checkpoint: str | Path,
+    preset: str | Preset | None = None,
+    classes: str | Path | Sequence[str] | None = None,
+    profile: str | None = None,
+    device: str = "auto",
+    batch_size: int = 1,
+    num_workers: int = 0,
+) -> Detector:
+    """A :class:`Detector` from a ``tad`` run directory, or from a released AdaTAD/OpenTAD checkpoint file.
+
+    Args:
+        run_or_checkpoint: a run folder (it holds everything), or a checkpoint file (then ``preset`` and
+            ``classes`` are required).
+        preset: the checkpoint's preset (name, YAML path or :class:`Preset`); ignored for runs.
+        classes: the checkpoint's class names (a file with one name per line, or a list); ignored for runs.
+        profile: the dataset protocol of the checkpoint (windows, soft-NMS); default ``thumos14``; a run uses its own.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_size: windows per forward.
+        num_workers: decoding processes.
+
+    Raises:
+        TadError: a missing or unreadable run or checkpoint, a preset or class list that does not fit.
+    """
+    from tadcli.training.distributed import resolve_device
+
+    torch_device = resolve_device(device)
+    source = Path(run_or_checkpoint)
+    if source.is_dir():
+        config, model = load_run_model(source, torch_device)
+        identity = {
+            "run": str(source),
+            "preset": config.preset.name,
+            "profile": config.profile,
+            "classes": config.classes,
+            "trained_with": config.tad_version,
+            "tad_version": __version__,
+        }
+        return Detector(model, config.preset, get_profile(config.profile), config.classes, identity, torch_device,
+                        batch_size, num_workers)
+    if not source.is_file():
+        raise TadError(f"{source}: no such run folder or checkpoint file")
+    if preset is None or classes is None:
+        raise TadError(f"{source}: a checkpoint file needs --preset and --classes (a run folder holds both)")
+    resolved = preset if isinstance(preset, Preset) else load_preset(preset, [])
+    names = list(classes) if isinstance(classes, (list, tuple)) else read_class_names(classes)
+    model = load_checkpoint_model(source, resolved, len(names), torch_device)
+    profile_name = profile or DEFAULT_CHECKPOINT_PROFILE
+    identity = {
+        "checkpoint": str(source),
+        "preset": resolved.name,
+        "profile": profile_name,
+        "classes": names,
+        "tad_version": __version__,
+    }
+    return Detector(model, resolved, get_profile(profile_name), names, identity, torch_device, batch_size, num_workers)

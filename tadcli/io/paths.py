@@ -1,0 +1,126 @@
+"""Checks of the paths a user gives, run before any work starts: one readable line per problem.
+
+Every command checks each input and output path with these functions first, so that a wrong path
+is a :class:`~tadcli.errors.PathError` naming the path and what is wrong with it, never an
+``OSError`` traceback half-way through a run::
+
+    annotations = check_input_path(annotations, "annotations")      # a file or a folder
+    videos = check_input_dir(videos, "video folder")
+    out = check_output_dir(out, "output folder")                    # may not exist yet
+    json_out = check_output_file(json_out, "scores file", allow_stdout=True)  # "-": standard output
+
+``role`` says in a few words what the path is for; it appears in the message
+(``data/x.json: video folder must be a folder, this is a file``). The checks do not create anything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tadcli.errors import PathError
+
+STDOUT = "-"  # the output path that means standard output, where a command allows it
+
+
+def is_stdout(path: str | Path | None) -> bool:
+    """Whether an output path is :data:`STDOUT`."""
+    return path is not None and str(path) == STDOUT
+
+
+def check_input_file(path: str | Path, role: str) -> Path:
+    """An existing, readable file.
+
+    Raises:
+        PathError: the path is missing, is a folder, or cannot be read.
+    """
+    path = _check_exists(Path(path), role)
+    if path.is_dir():
+        raise PathError(f"{path}: {role} must be a file, this is a folder")
+    return _check_readable(path, role)
+
+
+def check_input_dir(path: str | Path, role: str) -> Path:
+    """An existing, readable folder.
+
+    Raises:
+        PathError: the path is missing, is a file, or cannot be read.
+    """
+    path = _check_exists(Path(path), role)
+    if not path.is_dir():
+        raise PathError(f"{path}: {role} must be a folder, this is a file")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise PathError(f"{path}: {role} cannot be read (permission denied)")
+    return path
+
+
+def check_input_path(path: str | Path, role: str) -> Path:
+    """An existing, readable file or folder (inputs that take either, like annotation folders)."""
+    path = _check_exists(Path(path), role)
+    return check_input_dir(path, role) if path.is_dir() else _check_readable(path, role)
+
+
+def check_output_file(path: str | Path, role: str, *, allow_stdout: bool = False) -> Path:
+    """A file that can be written: absent (its folder can be created) or an existing, writable file.
+
+    Args:
+        path: the output file.
+        role: what the file is, for the message.
+        allow_stdout: accept :data:`STDOUT` (returned as ``Path("-")``; test it with :func:`is_stdout`).
+
+    Raises:
+        PathError: the path is a folder, an existing file that cannot be written, or lies under a
+            file or a folder that cannot be written.
+    """
+    if allow_stdout and is_stdout(path):
+        return Path(STDOUT)
+    path = Path(path)
+    if path.is_dir():
+        raise PathError(f"{path}: {role} must be a file, this is a folder")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise PathError(f"{path}: {role} cannot be written (permission denied)")
+        return path
+    _check_creatable(path, role)
+    return path
+
+
+def check_output_dir(path: str | Path, role: str) -> Path:
+    """A folder that can be written to: an existing, writable folder, or one that can be created.
+
+    Raises:
+        PathError: the path is a file, a folder that cannot be written, or lies under a file or a
+            folder that cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PathError(f"{path}: {role} cannot be written (permission denied)")
+        return path
+    if path.exists():
+        raise PathError(f"{path}: {role} must be a folder, this is a file")
+    _check_creatable(path, role)
+    return path
+
+
+def _check_exists(path: Path, role: str) -> Path:
+    if not path.exists():
+        raise PathError(f"{path}: {role} not found")
+    return path
+
+
+def _check_readable(path: Path, role: str) -> Path:
+    if not os.access(path, os.R_OK):
+        raise PathError(f"{path}: {role} cannot be read (permission denied)")
+    return path
+
+
+def _check_creatable(path: Path, role: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder that can be written."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise PathError(f"{path}: cannot create the {role}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PathError(f"{path}: cannot create the {role}: no permission to write in {ancestor}")

@@ -1,0 +1,138 @@
+"""The run directory that ``tad train`` writes and ``tad eval --run`` / ``tad detect`` read.
+
+This layout is a contract (README, "Run directory"); every file in it is replaced atomically::
+
+    RUN/
+      config.json        the fully resolved preset, the dataset profile, the class names, the tad version
+      model.safetensors  the evaluated (EMA) weights of the whole model: with config.json, all that
+                         evaluation and detection need
+      state/training.pt  everything to resume exactly: raw trainable weights and buffers, optimizer, EMA,
+                         normaliser slots, every RNG state, epoch, step and position in the epoch
+      metrics.jsonl      one JSON object per line: {"kind": "train", ...} per logged step,
+                         {"kind": "eval", ...} per evaluation, {"kind": "epoch", ...} per epoch summary
+      eval/              results and scores of each evaluation (epoch_NNN_results.json, epoch_NNN_metrics.json)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+from safetensors.torch import load_file, save_file
+
+from tadcli.config.schema import Preset
+from tadcli.errors import TadError
+from tadcli.io.atomic import atomic_path, write_text_atomic
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+STATE_DIR = "state"
+STATE_FILE = "training.pt"
+METRICS_FILE = "metrics.jsonl"
+EVAL_DIR = "eval"
+RUN_FORMAT_VERSION = 1
+
+
+class RunError(TadError):
+    """A run directory is missing, incomplete or malformed."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What ``config.json`` holds.
+
+    Attributes:
+        preset: the fully resolved preset the run trains.
+        profile: the dataset profile name (protocol: subsets, windows, post-processing).
+        classes: class names; class index = position.
+        dataset: the prepared dataset folder the run trained on (informative).
+        tad_version: the version that wrote the run.
+    """
+
+    preset: Preset
+    profile: str
+    classes: list[str]
+    dataset: str
+    tad_version: str
+
+    def to_json(self) -> dict:
+        return {
+            "format_version": RUN_FORMAT_VERSION,
+            "tad_version": self.tad_version,
+            "preset": self.preset.model_dump(mode="json"),
+            "profile": self.profile,
+            "classes": list(self.classes),
+            "dataset": self.dataset,
+        }
+
+
+def run_paths(run_dir: str | Path) -> dict[str, Path]:
+    run_dir = Path(run_dir)
+    return {
+        "config": run_dir / CONFIG_FILE,
+        "weights": run_dir / WEIGHTS_FILE,
+        "state": run_dir / STATE_DIR / STATE_FILE,
+        "metrics": run_dir / METRICS_FILE,
+        "eval": run_dir / EVAL_DIR,
+    }
+
+
+def write_run_config(run_dir: str | Path, config: RunConfig) -> Path:
+    return write_text_atomic(run_paths(run_dir)["config"], json.dumps(config.to_json(), indent=2) + "\n")
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """Read and validate ``RUN/config.json``.
+
+    Raises:
+        RunError: no run there, or its config does not validate.
+    """
+    path = run_paths(run_dir)["config"]
+    if not Path(run_dir).is_dir():
+        raise RunError(f"{run_dir}: no such run folder")
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a tad run ({CONFIG_FILE} missing); 'tad train' writes one")
+    try:
+        content = json.loads(path.read_text())
+        preset = Preset.model_validate(content["preset"])
+        return RunConfig(
+            preset=preset,
+            profile=str(content["profile"]),
+            classes=[str(name) for name in content["classes"]],
+            dataset=str(content.get("dataset", "")),
+            tad_version=str(content.get("tad_version", "unknown")),
+        )
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path}: invalid JSON at line {error.lineno}: {error.msg}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise RunError(f"{path}: preset field '{where}': {first['msg']}") from None
+    except (KeyError, TypeError) as error:
+        raise RunError(f"{path}: malformed run config ({type(error).__name__}: {error})") from None
+
+
+def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> Path:
+    """A state dict as safetensors, atomically (tensors copied to contiguous CPU memory)."""
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary))
+    return Path(path)
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read ``model.safetensors`` of a run.
+
+    Raises:
+        RunError: the file is missing or not a safetensors file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path.parent}: no trained weights ({path.name} missing); the run has not saved a checkpoint yet")
+    try:
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises its own error types for malformed files
+        raise RunError(f"{path}: not a readable safetensors file ({error})") from None

@@ -1,0 +1,143 @@
+"""``tad detect``: raw video files in, actions out (events JSON, CSV, SRT subtitles or an ActivityNet results
+file, and an optional timeline picture).
+
+Inputs are files, folders (searched recursively for video files) and glob patterns. The detector is a
+``tad`` run folder, or a released AdaTAD/OpenTAD checkpoint with its preset and class list
+(:func:`tadcli.inference.detector.load_detector`). Each video is decoded window by window, so memory does not
+grow with its length. A video that cannot be opened or decoded is reported with the reason; the others
+are still written, and :attr:`DetectReport.failed` tells the CLI to exit non-zero.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tadcli.data.annotations import VIDEO_EXTENSIONS
+from tadcli.errors import TadError
+from tadcli.io.paths import check_input_file, check_output_file
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class DetectReport:
+    """What ``tad detect`` did.
+
+    Attributes:
+        videos: one entry per input video, in order (``events`` None for a failed one, with its ``error``).
+        written: the files written (events files, then the timeline).
+        model: the identity of the model, as the JSON output states it.
+    """
+
+    videos: list = field(default_factory=list)  # tadcli.inference.detector.VideoDetection
+    written: list[Path] = field(default_factory=list)
+    model: dict = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list:
+        return [video for video in self.videos if video.events is None]
+
+
+def expand_video_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for video files (sorted), glob patterns expanded (sorted).
+
+    Raises:
+        TadError: an input matches nothing, or nothing is left.
+    """
+    videos: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            if not found:
+                raise TadError(f"{path}: the folder holds no video file ({', '.join(VIDEO_EXTENSIONS)})")
+            videos.extend(found)
+        elif path.exists():
+            videos.append(path)
+        elif glob.has_magic(str(item)):
+            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
+            if not matches:
+                raise TadError(f"{item}: the pattern matches no file")
+            videos.extend(matches)
+        else:
+            raise TadError(f"{path}: video not found")
+    if not videos:
+        raise TadError("no video given")
+    return videos
+
+
+def read_ground_truth_events(annotations: str | Path) -> dict:
+    """Ground truth of any annotation format ``tad prepare`` reads, as events per video id (for the timeline)."""
+    from tadcli.data.annotations import read_annotations
+    from tadcli.io.events import Event
+
+    annotation_set = read_annotations(check_input_file(annotations, "annotation file"))
+    return {
+        video_id: [Event(i.label, i.start, i.end, 1.0) for i in video.instances]
+        for video_id, video in annotation_set.videos.items()
+    }
+
+
+def detect(
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    source: str | Path,
+    preset: str | None = None,
+    classes: str | Path | None = None,
+    profile: str | None = None,
+    format: str = "json",
+    threshold: float = 0.0,
+    top_k: int | None = None,
+    plot: str | Path | None = None,
+    annotations: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 1,
+    num_workers: int = 0,
+    progress: ProgressCallback | None = None,
+) -> DetectReport:
+    """Detect actions in every input video and write them.
+
+    Args:
+        inputs: video files, folders and glob patterns.
+        out: the events file (``srt`` with several videos: one file per video beside it).
+        source: a run folder or a checkpoint file.
+        preset, classes, profile: for a checkpoint file (see :func:`~tadcli.inference.detector.load_detector`).
+        format: ``json``, ``csv``, ``srt`` or ``activitynet``.
+        threshold: minimum score of a reported event.
+        top_k: at most this many events per video.
+        plot: also draw the timeline PNG there.
+        annotations: ground truth to draw under the detections in the timeline.
+        device, batch_size, num_workers: where and how the model runs.
+        progress: ``(description, done, total)`` callback: windows, then videos.
+    """
+    from tadcli.inference.detector import load_detector
+    from tadcli.io.events import EVENT_FORMATS, write_events
+    from tadcli.io.timeline import plot_timeline
+
+    if format not in EVENT_FORMATS:
+        raise TadError(f"unknown format '{format}' (choose {', '.join(EVENT_FORMATS)})")
+    if not 0 <= threshold <= 1:
+        raise TadError(f"--threshold must lie in [0, 1], got {threshold}")
+    if top_k is not None and top_k < 1:
+        raise TadError(f"--top-k must be at least 1, got {top_k}")
+    videos = expand_video_inputs(inputs)
+    out = check_output_file(out, "events file")
+    if plot is not None:
+        plot = check_output_file(plot, "timeline picture")
+    ground_truth = read_ground_truth_events(annotations) if annotations is not None else None
+    detector = load_detector(source, preset, classes, profile, device, batch_size, num_workers)
+
+    report = DetectReport(model=detector.identity)
+    for result in detector.detect_many(videos, threshold, top_k, progress):
+        report.videos.append(result)
+        if progress is not None:
+            progress("videos", len(report.videos), len(videos))
+    found = [video.events for video in report.videos if video.events is not None]
+    if found:
+        report.written.extend(write_events(out, detector.identity, found, format))
+        if plot is not None:
+            report.written.append(plot_timeline(plot, found, ground_truth))
+    return report
