@@ -39,7 +39,7 @@ def cpu_accuracy() -> None:
           "inference | error |")
     print("|---|---|---|---|---|---|---|---|")
     for name, overrides in CPU_CASES:
-        plan = profile_memory(name, overrides, device="cpu", measure_peak=True)
+        plan = profile_memory(name, overrides, batch=1, device="cpu", measure_peak=True)
         for row in plan.rows:
             p, m = row.profile, row.measured
             print(

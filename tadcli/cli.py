@@ -752,12 +752,12 @@ def profile_memory(
     frames: Annotated[Optional[int], typer.Option(help="Frames per window (input.frames).")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Frame size in pixels (input.image_size).")] = None,
     batch: Annotated[
-        int,
+        Optional[int],
         typer.Option(
-            help="Videos per micro-batch on the device; the preset's train.batch_size is reached by gradient "
-            "accumulation."
+            help="Videos per micro-batch on the device (train.micro_batch_size). Default: the preset's, else its "
+            "whole train.batch_size, as 'tad train' runs on one device; accumulation reaches train.batch_size."
         ),
-    ] = 1,
+    ] = None,
     mode: Annotated[
         Optional[str],
         typer.Option(

@@ -40,7 +40,7 @@ def _error_line(result) -> str:
 
 
 def test_tiny_table_agrees_with_a_measured_cpu_step():
-    plan = tadcli.profile_memory("tiny", device="cpu", measure_peak=True)
+    plan = tadcli.profile_memory("tiny", batch=1, device="cpu", measure_peak=True)  # 2 micro-batches: accumulation
     assert [row.mode for row in plan.rows] == list(MODES)
     assert [row.mode for row in plan.rows if row.is_preset] == ["tia-no-checkpointing"]  # tiny: tia, no checkpointing
     for row in plan.rows:
@@ -129,7 +129,7 @@ def test_the_tracker_counts_cuda_blocks_and_segments():
     ("args", "message"),
     [
         (["--gpu", "A200"], "unknown GPU 'A200'; did you mean H200"),
-        (["--batch", "3"], "--batch 3 must be a positive divisor"),
+        (["--batch", "3"], "--batch 3 must divide the preset's global batch"),
         (["--device", "cpu", "--precision", "bf16"], "--precision bf16 is CUDA only"),
         (["--gpu", "V100-32GB", "--precision", "bf16"], "has no bf16 support"),
         (["--gpu", "L4", "--memory", "20"], "not both"),

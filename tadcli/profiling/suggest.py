@@ -27,13 +27,11 @@ class Change:
         description: what changes, for people ("768 frames (was 1536)").
         flags: the same as ``tad profile-memory`` / ``tad train`` options.
         overrides: preset overrides (``key=value``), applied after the configuration's own.
-        batch: videos per micro-batch, None = unchanged (accumulation then keeps the global batch).
     """
 
     description: str
     flags: tuple[str, ...]
     overrides: tuple[str, ...] = ()
-    batch: int | None = None
 
     def then(self, other: Change) -> Change:
         """This change followed by ``other``."""
@@ -41,7 +39,6 @@ class Change:
             f"{self.description} + {other.description}",
             self.flags + other.flags,
             self.overrides + other.overrides,
-            other.batch if other.batch is not None else self.batch,
         )
 
 
@@ -95,8 +92,8 @@ def axes(
         found["batch"] = [
             Change(
                 f"{b} video(s) per micro-batch x {global_batch // b} accumulation (was {batch})",
-                ("--batch", str(b)),
-                batch=b,
+                ("--set", f"train.micro_batch_size={b}"),
+                (f"train.micro_batch_size={b}",),
             )
             for b in range(batch - 1, 0, -1)
             if global_batch % b == 0

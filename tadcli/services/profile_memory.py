@@ -131,7 +131,7 @@ class MemoryPlan:
             "suggestions_for": self.focus,
             "suggestions": [
                 {"change": s.change.description, "flags": list(s.change.flags), "overrides": list(s.change.overrides),
-                 "batch": s.change.batch, **profile(s.profile)}
+                 **profile(s.profile)}
                 for s in self.suggestions
             ],
         }
@@ -167,7 +167,7 @@ def profile_memory(
     overrides: Sequence[str] = (),
     frames: int | None = None,
     image_size: int | None = None,
-    batch: int = 1,
+    batch: int | None = None,
     mode: str | None = None,
     precision: str | None = None,
     gpu: str | None = None,
@@ -184,8 +184,9 @@ def profile_memory(
     Args:
         preset: preset name or YAML path; ``overrides`` are ``--set key=value`` strings.
         frames, image_size: input size overrides (``input.frames``, ``input.image_size``).
-        batch: videos per micro-batch on the device; the preset's ``train.batch_size`` (the global batch)
-            is reached by gradient accumulation on this one device.
+        batch: videos per micro-batch on the device (``train.micro_batch_size``); None = the preset's, else
+            its whole global batch ``train.batch_size`` at once, as ``tad train`` runs on one device. Gradient
+            accumulation on this one device reaches the global batch.
         mode: one of :data:`MODES` or ``preset``; None = every mode of :data:`MODES`.
         precision: ``fp32``, ``bf16`` or ``fp16``; None = the preset's mixed precision on CUDA (bf16 where
             the GPU has it, else fp16), fp32 on the CPU.
@@ -220,19 +221,23 @@ def profile_memory(
     gpu_spec = find_gpu(gpu) if gpu is not None else None
     capacity, capacity_label = _capacity(gpu_spec, memory_gb)
     base_overrides = list(overrides)
+    if batch is not None:
+        base_overrides.append(f"train.micro_batch_size={batch}")
     if frames is not None:
         base_overrides.append(f"input.frames={frames}")
     if image_size is not None:
         base_overrides.append(f"input.image_size={image_size}")
     base = load_preset(preset, base_overrides)
     global_batch = base.train.batch_size
-    if batch < 1 or global_batch % batch:
+    batch = base.train.micro_batch_size or global_batch
+    if global_batch % batch:
         raise ProfileOptionError(
-            f"--batch {batch} must be a positive divisor of the preset's global batch (train.batch_size={global_batch})"
+            f"--batch {batch} must divide the preset's global batch (train.batch_size={global_batch})"
         )
     target = _target(device, precision, gpu_spec, base)
 
-    def workload(variant: Preset, videos: int) -> Workload:
+    def workload(variant: Preset) -> Workload:
+        videos = variant.train.micro_batch_size or global_batch
         return Workload(variant, videos, global_batch // videos, num_classes)
 
     modes = [mode] if mode is not None else list(MODES)
@@ -246,8 +251,8 @@ def profile_memory(
         if progress is not None:
             progress("profiling modes", index, len(modes))
         variant = variants[name]
-        profile = predict(workload(variant, batch), target)
-        measured = measure(workload(variant, batch), target, torch.device(device)) if measure_peak else None
+        profile = predict(workload(variant), target)
+        measured = measure(workload(variant), target, torch.device(device)) if measure_peak else None
         fits = profile.fits(capacity) if capacity is not None else None
         rows.append(ModeRow(name, variant.adaptation == base.adaptation, profile, fits, measured))
     if progress is not None:
@@ -271,7 +276,7 @@ def profile_memory(
         def profile_change(change: Change) -> Profile:
             if progress is not None:
                 progress(f"trying {change.description}", 0, 1)
-            return predict(workload(changed(change), change.batch or batch), target, inference=False)
+            return predict(workload(changed(change)), target, inference=False)
 
         suggestions = suggest(variants[focus], batch, global_batch, capacity, profile_change, valid)
     plan = MemoryPlan(
