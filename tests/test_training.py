@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,6 @@ from tadcli.data.pipeline import train_dataset
 from tadcli.inference.loading import load_run_model
 from tadcli.io.rundir import read_run_config, run_paths
 from tadcli.services.eval import evaluate_model
-from tadcli.services.train import TrainRequest, train
 from tadcli.training.checkpoint import load_training_state
 from tadcli.training.schedule import WarmupCosineSchedule, warmup_cosine_lr
 from tadcli.training.step import NonFiniteLossError, NormalizerSlots, build_optimizer, resolve_precision, training_step
@@ -129,6 +129,16 @@ def test_a_short_run_learns_and_leaves_a_complete_run_directory(trained_run, sma
     batches = _window_batches(small_synthetic, config.preset, 6)
     assert _mean_loss(trained_model, batches) < 0.5 * _mean_loss(untrained_model, batches)
 
+    # TensorBoard (installed with the dev extra) has the same losses as the metrics log
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained_run / "tensorboard"))
+    events.Reload()
+    logged = [line["loss_total"] for line in lines if line["kind"] == "train"]
+    assert [event.value for event in events.Scalars("loss/total")] == pytest.approx(logged, rel=1e-6)
+    assert [event.value for event in events.Scalars("val/average_mAP")] == pytest.approx(
+        [line["average_mAP"] for line in lines if line["kind"] == "eval"], rel=1e-6)
+
     trained = evaluate_model(trained_model, small_synthetic, config.classes, config.preset, "val", tmp_path, tag="trained")
     untrained = evaluate_model(untrained_model, small_synthetic, config.classes, config.preset, "val", tmp_path, tag="untrained")
     assert trained.average_mAP > untrained.average_mAP + 0.2
@@ -161,11 +171,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(small_synthetic, tmp
 
     process = subprocess.Popen(_train_command(small_synthetic, killed, []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = run_paths(killed)["metrics"]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # kill once epoch 1 has logged a step (epoch 0 is checkpointed)
-        if metrics.is_file() and any(json.loads(l).get("epoch") == 1 for l in metrics.read_text().splitlines()[:-1] if l):
-            break
-        time.sleep(0.05)
+    _wait_for_step(metrics, lambda record: record.get("epoch") == 1)  # epoch 0 is checkpointed by then
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert load_training_state(killed)["position"]["epoch"] >= 1  # the last complete checkpoint loads
@@ -182,6 +188,52 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(small_synthetic, tmp
         assert torch.equal(expected[key], got[key]), key
     steps = [json.loads(l)["global_step"] for l in metrics.read_text().splitlines() if '"train"' in l]
     assert steps == list(range(1, 13))  # no step logged twice, none missing
+
+    # Ctrl-C in the middle of epoch 0: a checkpoint at the step reached, exit 130, and the same end again
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(_train_command(small_synthetic, interrupted, []), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    _wait_for_step(run_paths(interrupted)["metrics"], lambda record: record.get("global_step", 0) >= 1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert f"tad train --resume {interrupted}" in stderr and "Traceback" not in stderr
+    position = load_training_state(interrupted)["position"]
+    assert position["global_step"] >= 1 and (position["epoch"], position["step_in_epoch"]) != (1, 0)
+    resumed = subprocess.run([sys.executable, "-m", "tadcli", "train", "--resume", str(interrupted), "--device", "cpu",
+                              "--threads", "1"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    got = _final_weights(interrupted)
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+
+def _wait_for_step(metrics: Path, reached, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metrics.is_file():
+            lines = metrics.read_text().splitlines()[:-1]  # the last line may be half written
+            if any(reached(json.loads(line)) for line in lines if line):
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"{metrics}: training did not get there in {timeout} s")
+
+
+def test_a_video_that_fails_to_decode_is_replaced_and_counted(small_synthetic, tmp_path):
+    dataset = tmp_path / "dataset"
+    shutil.copytree(small_synthetic, dataset)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    video_id, entry = next((k, v) for k, v in manifest["database"].items() if v["subset"] == "train")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 2048)  # no longer a video
+    entry["video_path"] = str(broken)
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "run"
+    result = subprocess.run(_train_command(dataset, out, ["--set", "train.epochs=2"]), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    epochs = [json.loads(l) for l in run_paths(out)["metrics"].read_text().splitlines() if '"epoch"' in l and '"kind": "epoch"' in l]
+    assert [record["skipped_videos"] for record in epochs] == [1, 1]  # its slot got another video, each epoch
+    assert "1 sample(s) replaced" in result.stderr
 
 
 def test_two_processes_follow_the_single_process_loss_curve(small_synthetic, tmp_path):

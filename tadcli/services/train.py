@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tadcli import __version__
 from tadcli.errors import TadError
+from tadcli.io.paths import check_input_dir
 
 ReporterFactory = Callable[[], object]  # -> tadcli.training.loop.TrainingReporter
 
@@ -108,7 +109,7 @@ def train_in_process(request: TrainRequest):  # noqa: ANN201 - TrainSummary (tor
             dataset_dir = request.data
             if dataset_dir is None:
                 raise TadError("--data DIR is required: a dataset folder written by 'tad prepare'")
-        dataset = load_prepared_dataset(dataset_dir)
+        dataset = load_prepared_dataset(check_input_dir(dataset_dir, "prepared dataset"))
         profile = dataset.dataset_profile
         if request.resume is not None and list(dataset.classes) != config.classes:
             raise TadError(f"{dataset.root}: its classes differ from those the run {run_dir} trained on")

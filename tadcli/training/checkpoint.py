@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +109,3 @@ class MetricsLog:
                 break
             kept.append(line)
         write_text_atomic(self.path, "".join(f"{line}\n" for line in kept))
-
-
-def position_record(position: TrainingPosition) -> dict:
-    return asdict(position)

@@ -44,14 +44,16 @@ from tadcli.training.checkpoint import (
 from tadcli.training.distributed import DistributedContext, barrier, gather_to_main
 from tadcli.training.ema import ModelEMA
 from tadcli.training.schedule import WarmupCosineSchedule
+from tadcli.training.tensorboard import TensorBoardLog
 from tadcli.training.step import LOSS_PARTS, NormalizerSlots, StepResult, build_optimizer, resolve_precision, training_step
 
 # validate(ema_model, epoch) -> {"tiou_thresholds": [...], "mAP": [...], "average_mAP": x, ...}
 Validate = Callable[[AdaTAD, int], dict]
 
 
-class TrainingInterrupted(TadError):
-    """Ctrl-C: a resumable checkpoint was written; the CLI exits with code 130."""
+class TrainingInterrupted(Exception):
+    """Ctrl-C: a resumable checkpoint was written; the CLI exits with code 130 (not a :class:`TadError`: the
+    input was fine)."""
 
 
 class TrainingReporter(Protocol):
@@ -262,8 +264,10 @@ class Trainer:
             else model
         )
         self.metrics = MetricsLog(run_paths(self.run_dir)["metrics"])
+        self.tensorboard = TensorBoardLog(self.run_dir) if context.is_main else None
         self.position = TrainingPosition(0, 0, 0)
         self.summary = TrainSummary(self.run_dir, 0, 0)
+        self._interrupt_flag = {"interrupted": False}
 
     # -------------------------------------------------------------------------------- checkpoints
     @property
@@ -363,15 +367,22 @@ class Trainer:
         if self.context.is_main:
             if self.position.global_step % self.log_interval == 0 or step_in_epoch + 1 == self.plan.steps_per_epoch:
                 self.metrics.append(record)
+                self.tensorboard.step(record)
             self.reporter.step(record)
 
     def _evaluate(self, epoch: int) -> None:
         if self.validate is None:
             return
         if self.context.is_main:
-            evaluation = {"kind": "eval", "epoch": epoch, "global_step": self.position.global_step,
-                          **self.validate(self.evaluated_model, epoch)}
+            try:
+                scores = self.validate(self.evaluated_model, epoch)
+            except Exception:
+                if self._interrupt_flag["interrupted"]:  # Ctrl-C reached the decoding workers of the validation
+                    self._interrupt()
+                raise
+            evaluation = {"kind": "eval", "epoch": epoch, "global_step": self.position.global_step, **scores}
             self.metrics.append(evaluation)
+            self.tensorboard.evaluation(evaluation)
             self.reporter.evaluation(evaluation)
             self.summary.last_evaluation = evaluation
             self.summary.evaluations.append(evaluation)
@@ -410,6 +421,7 @@ class Trainer:
         )
         self.model.train()
         with _graceful_interrupt() as flag:
+            self._interrupt_flag = flag
             try:
                 while self.position.epoch < train.epochs:
                     self._run_epoch(flag)
@@ -420,6 +432,9 @@ class Trainer:
                     f"CUDA out of memory at step {self.position.global_step} (peak {peak:.1f} GiB of {total:.1f} GiB); "
                     f"'tad profile-memory --preset {self.preset.name}' shows what fits"
                 ) from None
+            finally:
+                if self.tensorboard is not None:
+                    self.tensorboard.close()
         self.summary.epochs = self.position.epoch
         self.summary.global_step = self.position.global_step
         self.summary.seconds = time.perf_counter() - started

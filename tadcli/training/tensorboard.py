@@ -1,0 +1,49 @@
+"""TensorBoard scalars of a run (``RUN/tensorboard``) when the optional ``tensorboard`` package is installed
+(``pip install "tadcli[tensorboard]"``); nothing, and no import cost, otherwise. The metrics log holds the
+same numbers either way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TENSORBOARD_DIR = "tensorboard"
+
+
+class TensorBoardLog:
+    """Writes each training step's losses, lr per group and grad norm, and each evaluation's mAP."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is an optional extra
+            self.writer = None
+            return
+        self.writer = SummaryWriter(str(Path(run_dir) / TENSORBOARD_DIR))
+
+    @property
+    def active(self) -> bool:
+        return self.writer is not None
+
+    def step(self, record: dict) -> None:
+        if self.writer is None:
+            return
+        step = record["global_step"]
+        for part in ("total", "classification", "regression"):
+            self.writer.add_scalar(f"loss/{part}", record[f"loss_{part}"], step)
+        for group, lr in record["lr"].items():
+            self.writer.add_scalar(f"lr/{group}", lr, step)
+        self.writer.add_scalar("grad_norm", record["grad_norm"], step)
+        self.writer.add_scalar("videos_per_second", record["samples_per_second"], step)
+
+    def evaluation(self, record: dict) -> None:
+        if self.writer is None:
+            return
+        step = record["global_step"]
+        self.writer.add_scalar(f"{record['subset']}/average_mAP", record["average_mAP"], step)
+        for threshold, value in zip(record["tiou_thresholds"], record["mAP"]):
+            self.writer.add_scalar(f"{record['subset']}/mAP@{threshold:g}", value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
