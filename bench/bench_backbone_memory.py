@@ -2,9 +2,10 @@
 
 One step = forward of a [1, 3, F, S, S] clip, a simple loss on the features (mean of squares), backward.
 Memory is the peak of tensor bytes allocated during the step on top of what existed before it
-(parameters, the input): on CUDA ``torch.cuda.max_memory_allocated``; on CPU a TorchDispatchMode that
-tracks the storage of every freshly allocated op output until it is freed (views and in-place results
-are not new allocations; scratch space inside a kernel is not seen). Time is measured on a separate,
+(parameters, the input): on CUDA ``torch.cuda.max_memory_allocated``; on CPU
+:class:`tadcli.profiling.tracker.LiveTensorMemory`, which tracks the storage of every freshly allocated op
+output until it is freed (views and in-place results are not new allocations; scratch space inside a
+kernel is not seen). Time is measured on a separate,
 untracked step after one warm-up step.
 
     python bench/bench_backbone_memory.py                      # ViT-S, 160 px, 128 frames, CPU
@@ -16,13 +17,11 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-import weakref
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from tadcli.model import build_backbone
+from tadcli.profiling.tracker import LiveTensorMemory
 
 # (label, adaptation, checkpointing); tia and side use the spec's adapter placement for ViT-S
 CONFIGS = (
@@ -33,35 +32,6 @@ CONFIGS = (
     ("tia + checkpointing", "tia", True),
     ("side (blocks 6-11) + checkpointing", "side", True),
 )
-
-
-class LiveTensorBytes(TorchDispatchMode):
-    """Tracks the bytes of tensor storages allocated by ops while active, and their peak."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live: dict[int, int] = {}
-        self.current = 0
-        self.peak = 0
-
-    def _release(self, key: int) -> None:
-        self.current -= self.live.pop(key)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        returns = func._schema.returns
-        outputs = tree_flatten(out)[0]
-        for index, tensor in enumerate(outputs):
-            aliased = index < len(returns) and returns[index].alias_info is not None
-            if isinstance(tensor, torch.Tensor) and not aliased:
-                storage = tensor.untyped_storage()
-                key = storage._cdata
-                if key not in self.live:
-                    self.live[key] = storage.nbytes()
-                    self.current += storage.nbytes()
-                    self.peak = max(self.peak, self.current)
-                    weakref.finalize(storage, self._release, key)
-        return out
 
 
 def training_step(backbone, frames: torch.Tensor) -> None:
@@ -93,9 +63,9 @@ def measure(label: str, adaptation: str, checkpointing: bool, args: argparse.Nam
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - before
     else:
-        with LiveTensorBytes() as tracker:
+        with LiveTensorMemory() as tracker:
             training_step(backbone, frames)
-        peak = tracker.peak
+        peak = tracker.peak().total
     backbone.zero_grad(set_to_none=True)
     start = time.perf_counter()
     training_step(backbone, frames)

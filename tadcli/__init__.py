@@ -8,6 +8,7 @@ Everything the ``tad`` command does is a function here::
     backbone = tadcli.load_backbone("vit-small-k400.pth", arch="S", adaptation="tia")
     report = tadcli.prepare_synthetic("data/synthetic")
     scores = tadcli.evaluate_predictions("results.json", "thumos14.json", dataset="thumos14")
+    plan = tadcli.profile_memory("giant-1536", gpu="A100-80GB")
 
 The names are imported on first use, so ``import tadcli`` (and ``tad --help``) stays fast: torch is only
 loaded when a model function is touched.
@@ -55,6 +56,7 @@ _PUBLIC = {
     "extract": "tadcli.services.extract",
     "list_presets": "tadcli.services.presets",
     "show_preset": "tadcli.services.presets",
+    "profile_memory": "tadcli.services.profile_memory",
 }
 
 __all__ = ["__version__", *_PUBLIC]

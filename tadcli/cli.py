@@ -11,6 +11,7 @@ Examples::
     tad presets list
     tad presets show giant-1536 --set train.epochs=5
     tad eval --predictions results.json --annotations thumos14.json --dataset thumos14
+    tad profile-memory --preset giant-1536 --gpu A100-80GB
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tadcli import __version__
-from tadcli.errors import NotBuiltYetError, TadError
+from tadcli.errors import TadError
 from tadcli.io.paths import is_stdout
 
 app = typer.Typer(
@@ -745,15 +746,139 @@ def extract(
 
 # ---------------------------------------------------------------------------------- profile-memory
 @app.command("profile-memory")
-def profile_memory(preset: PresetOpt = "tiny", overrides: SetOpt = None) -> None:
-    """Estimate the GPU memory a preset needs for training (not built yet)."""
-    from tadcli.config.loader import load_preset
+def profile_memory(
+    preset: PresetOpt = "tiny",
+    overrides: SetOpt = None,
+    frames: Annotated[Optional[int], typer.Option(help="Frames per window (input.frames).")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Frame size in pixels (input.image_size).")] = None,
+    batch: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Videos per micro-batch on the device (train.micro_batch_size). Default: the preset's, else its "
+            "whole train.batch_size, as 'tad train' runs on one device; accumulation reaches train.batch_size."
+        ),
+    ] = None,
+    mode: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Profile one mode: full, full-checkpointing, frozen, tia, tia-no-checkpointing, side, or preset "
+            "(the preset as it is). Default: every mode."
+        ),
+    ] = None,
+    precision: Annotated[
+        Optional[str],
+        typer.Option(
+            help="fp32, bf16 or fp16. Default: the preset's mixed precision on CUDA (bf16, or fp16 on GPUs "
+            "without bf16), fp32 on the CPU."
+        ),
+    ] = None,
+    gpu: Annotated[
+        Optional[str],
+        typer.Option(help="GPU to fit: A100-40GB, A100-80GB, H100, H200, L4, L40S, RTX-3090, RTX-4090, V100-32GB, ..."),
+    ] = None,
+    memory: Annotated[Optional[float], typer.Option("--memory", help="Memory budget in GiB, instead of --gpu.")] = None,
+    device: Annotated[
+        Optional[str],
+        typer.Option(help="cuda or cpu: the device to predict for. Default: cuda (with --measure: the available one)."),
+    ] = None,
+    measure: Annotated[bool, typer.Option(help="Also run the real step here and print its measured peak.")] = False,
+    classes: Annotated[int, typer.Option(help="Detector classes (20 = THUMOS14).")] = 20,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table to this JSON file.")] = None,
+) -> None:
+    """Predict the peak GPU memory of one training step and of inference, per adaptation mode, without
+    allocating it; say whether it fits a GPU and, if not, the nearest configurations that do."""
+    from tadcli.services.profile_memory import profile_memory as service
 
     with _user_errors():
-        load_preset(preset, overrides or [])
-        raise NotBuiltYetError(
-            f"'tad profile-memory' is not built yet in this version (preset '{preset}' is valid)"
+        with _progress_bar() as progress:
+            plan = service(
+                preset,
+                overrides or [],
+                frames=frames,
+                image_size=image_size,
+                batch=batch,
+                mode=mode,
+                precision=precision,
+                gpu=gpu,
+                memory_gb=memory,
+                device=device,
+                measure_peak=measure,
+                num_classes=classes,
+                json_out=json_out,
+                progress=progress,
+            )
+    _render_memory_plan(plan)
+
+
+def _memory_unit(values: list[int]) -> tuple[str, int]:
+    return ("GiB", 1 << 30) if max(values, default=0) >= 1 << 30 else ("MiB", 1 << 20)
+
+
+def _render_memory_plan(plan) -> None:  # noqa: ANN001 - tadcli.services.profile_memory.MemoryPlan
+    target = plan.target
+    where = f"CUDA, {target.gpu.name}" if target.gpu else ("CUDA" if target.device == "cuda" else "CPU")
+    console.print(
+        f"{plan.preset}: {plan.frames} frames, {plan.image_size} px, {plan.batch} video(s) per micro-batch x "
+        f"{plan.accumulation} accumulation, {target.precision}, predicted for {where} "
+        f"(attention kernel: {target.attention_kernel})",
+        highlight=False,
+    )
+    unit, scale = _memory_unit([row.profile.training.peak for row in plan.rows])
+    table = Table(title=f"Peak memory of one training step and of inference ({unit})")
+    columns = ["mode", "params", "trainable", "train", "weights", "grads", "optim.", "EMA", "activ.", "infer."]
+    measured = any(row.measured is not None for row in plan.rows)
+    if measured:
+        columns += ["measured train", "measured infer."]
+    if plan.capacity_label is not None:
+        columns.append(f"fits {plan.capacity_label}")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "mode" else "right", no_wrap=True)
+    for row in plan.rows:
+        p, t = row.profile, row.profile.training
+        cells = [
+            row.mode + (" (preset)" if row.is_preset and row.mode != "preset" else ""),
+            f"{p.total_parameters / 1e6:.1f}M",
+            f"{p.trainable_parameters / 1e6:.2f}M",
+            *(f"{v / scale:.2f}" for v in (t.peak, t.weights, t.gradients, t.optimizer, t.ema, t.activations)),
+            f"{p.inference.peak / scale:.2f}" if p.inference else "-",
+        ]
+        if measured:
+            m = row.measured
+            cells += [f"{m.training / scale:.2f} ({t.peak / m.training - 1:+.1%})",
+                      f"{m.inference / scale:.2f} ({p.inference.peak / m.inference - 1:+.1%})"]
+        if row.fits is not None:
+            cells.append(f"{'yes' if row.fits else 'no'} (needs {p.required_bytes() / scale:.2f})")
+        table.add_row(*cells)
+    # a wide table: let it be wider than the 80 columns rich assumes when the output is not a terminal
+    (console if console.is_terminal else Console(width=160, markup=False, highlight=False)).print(table)
+    if target.device == "cuda":
+        console.print(
+            "'needs' = the caching allocator's reserved segments at the peak + 0.5 GiB for the CUDA context; "
+            "the peaks are what torch.cuda.max_memory_allocated reports.",
+            highlight=False,
         )
+    if measured:
+        console.print(f"measured on {plan.rows[0].measured.device}; (+x%) = prediction vs measurement", highlight=False)
+    focus = plan.focus_row()
+    if focus.fits is False:
+        if plan.suggestions:
+            console.print(
+                f"'{plan.focus}' does not fit {plan.capacity_label}; the nearest configurations that do (each profiled):",
+                soft_wrap=True,
+            )
+            for suggestion in plan.suggestions:
+                s = suggestion.profile
+                console.print(
+                    f"  {suggestion.change.description}: train peak {s.training.peak / scale:.2f} {unit}, needs "
+                    f"{s.required_bytes() / scale:.2f} {unit}  [{' '.join(suggestion.change.flags)}]",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
+        else:
+            console.print(f"'{plan.focus}' does not fit {plan.capacity_label}, and no configuration tried fits.")
+    if plan.json_path is not None:
+        console.print(f"table written to {plan.json_path}", highlight=False)
 
 
 # ----------------------------------------------------------------------------------------- presets

@@ -1,0 +1,9 @@
+"""GPU memory planning: predict the peak memory of one training step and of inference without allocating it.
+
+- :mod:`~tadcli.profiling.tracker`: the live-tensor memory tracker (real or fake tensors), with the CUDA
+  caching allocator's rounding.
+- :mod:`~tadcli.profiling.fake`: running real code on fake tensors (values and data-dependent shapes).
+- :mod:`~tadcli.profiling.step`: one real training step / inference pass of a preset, predicted or measured.
+- :mod:`~tadcli.profiling.gpus`: the GPU table.
+- :mod:`~tadcli.profiling.suggest`: the nearest configurations that fit, each re-profiled.
+"""

@@ -1,0 +1,178 @@
+"""The nearest configurations that fit a memory budget, each found by profiling it, never by guessing.
+
+Each axis lists changes from the smallest to the largest departure from the configuration: fewer frames,
+a smaller image, adapters on fewer (later) blocks, side adapters, a smaller per-device batch with gradient
+accumulation, checkpointing on. Memory falls along an axis, so a binary search over it finds the nearest
+change that fits in a few profiles. When no single change fits, the structural changes are combined
+(checkpointing on, one video per micro-batch, side adapters) and frames and image size are searched again
+on top of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tadcli.config.schema import Preset
+from tadcli.profiling.step import Profile
+
+TUNED_MODES = ("tia", "plain", "full")  # modes whose blocks run a backward, where checkpointing matters
+
+
+@dataclass(frozen=True)
+class Change:
+    """A configuration to try, relative to the profiled one.
+
+    Attributes:
+        description: what changes, for people ("768 frames (was 1536)").
+        flags: the same as ``tad profile-memory`` / ``tad train`` options.
+        overrides: preset overrides (``key=value``), applied after the configuration's own.
+    """
+
+    description: str
+    flags: tuple[str, ...]
+    overrides: tuple[str, ...] = ()
+
+    def then(self, other: Change) -> Change:
+        """This change followed by ``other``."""
+        return Change(
+            f"{self.description} + {other.description}",
+            self.flags + other.flags,
+            self.overrides + other.overrides,
+        )
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A change that fits, with its profile."""
+
+    change: Change
+    profile: Profile
+
+
+def _block_list(blocks: Sequence[int]) -> str:
+    return "[" + ",".join(str(b) for b in blocks) + "]"
+
+
+def side_change(preset: Preset) -> Change:
+    """Side adapters (no backward through the ViT), on the last half of the blocks unless fewer are chosen."""
+    overrides = ["adaptation.mode=side", "adaptation.checkpointing=true"]
+    if preset.adaptation.blocks == "all":
+        overrides.append("adaptation.blocks=last-half")
+    return Change("side adapters", ("--mode", "side"), tuple(overrides))
+
+
+def axes(
+    preset: Preset, batch: int, global_batch: int, valid: Callable[[Change], bool]
+) -> dict[str, list[Change]]:
+    """The changes to try on each axis, nearest first; ``valid`` says whether a change gives a valid preset."""
+    mode, found = preset.adaptation.mode, {}
+    frames, size, patch = preset.input.frames, preset.input.image_size, preset.backbone.patch_size
+    found["frames"] = [
+        Change(f"{f} frames (was {frames})", ("--frames", str(f)), (f"input.frames={f}",))
+        for f in range(frames - 16, 15, -16)
+    ]
+    found["image size"] = [
+        Change(f"{s} px (was {size})", ("--image-size", str(s)), (f"input.image_size={s}",))
+        for s in range((size - 1) // patch * patch, patch - 1, -patch)
+    ]
+    if mode in ("tia", "plain", "side"):
+        depth, count = preset.backbone.resolved_depth, len(preset.adapter_blocks())
+        found["adapter blocks"] = [
+            Change(
+                f"adapters on the last {kept} blocks (was {count})",
+                ("--set", f"adaptation.blocks={_block_list(range(depth - kept, depth))}"),
+                (f"adaptation.blocks={_block_list(range(depth - kept, depth))}",),
+            )
+            for kept in range(count - 1, 0, -1)
+        ]
+    if mode in TUNED_MODES:
+        found["side adapters"] = [side_change(preset)]
+    if batch > 1:
+        found["batch"] = [
+            Change(
+                f"{b} video(s) per micro-batch x {global_batch // b} accumulation (was {batch})",
+                ("--set", f"train.micro_batch_size={b}"),
+                (f"train.micro_batch_size={b}",),
+            )
+            for b in range(batch - 1, 0, -1)
+            if global_batch % b == 0
+        ]
+    if mode in TUNED_MODES and not preset.adaptation.checkpointing:
+        override = "adaptation.checkpointing=true"
+        found["checkpointing"] = [Change("checkpointing on", ("--set", override), (override,))]
+    return {axis: [c for c in changes if valid(c)] for axis, changes in found.items()}
+
+
+@dataclass
+class _Search:
+    """Profiles changes once each and remembers which fit."""
+
+    profile: Callable[[Change], Profile]
+    capacity: int
+    profiled: dict[Change, Profile] = field(default_factory=dict)
+
+    def fitting(self, change: Change) -> Profile | None:
+        if change not in self.profiled:
+            self.profiled[change] = self.profile(change)
+        result = self.profiled[change]
+        return result if result.fits(self.capacity) else None
+
+    def nearest(self, changes: Sequence[Change]) -> Suggestion | None:
+        """The first change that fits, by binary search (memory falls along ``changes``)."""
+        low, high, best = 0, len(changes), None
+        while low < high:
+            middle = (low + high) // 2
+            result = self.fitting(changes[middle])
+            if result is not None:
+                best, high = Suggestion(changes[middle], result), middle
+            else:
+                low = middle + 1
+        return best
+
+
+def suggest(
+    preset: Preset,
+    batch: int,
+    global_batch: int,
+    capacity: int,
+    profile: Callable[[Change], Profile],
+    valid: Callable[[Change], bool],
+) -> list[Suggestion]:
+    """The nearest fitting change on each axis (see the module docstring), or combinations when none fits.
+
+    Args:
+        preset: the configuration that does not fit (its mode, blocks, frames, size).
+        batch: its videos per micro-batch; ``global_batch``: the preset's videos per optimizer step.
+        capacity: bytes available.
+        profile: profiles the configuration with one change applied.
+        valid: whether a change gives a valid preset.
+    """
+    search = _Search(profile, capacity)
+    options = axes(preset, batch, global_batch, valid)
+    single = [found for changes in options.values() if (found := search.nearest(changes)) is not None]
+    if single:
+        return single
+    structural = [changes[-1] for axis, changes in options.items() if axis in ("checkpointing", "batch") and changes]
+    bases = []
+    if structural:
+        combined = structural[0]
+        for change in structural[1:]:
+            combined = combined.then(change)
+        bases.append(combined)
+    if preset.adaptation.mode in TUNED_MODES:
+        bases.append(bases[0].then(side_change(preset)) if bases else side_change(preset))
+    suggestions = []
+    for base in bases:
+        fitted = search.fitting(base)
+        if fitted is not None:
+            suggestions.append(Suggestion(base, fitted))
+            continue
+        for axis in ("frames", "image size"):
+            combined = [base.then(change) for change in options.get(axis, [])]
+            found = search.nearest([c for c in combined if valid(c)])
+            if found is not None:
+                suggestions.append(found)
+        if suggestions:
+            break
+    return suggestions

@@ -1,0 +1,297 @@
+"""``tad profile-memory``: the peak GPU memory of one training step and of inference, per adaptation mode,
+whether it fits a GPU, and the nearest configurations that do when it does not.
+
+Every number comes from running the project's own training step on fake tensors
+(:mod:`tadcli.profiling.step`); nothing is estimated from formulas. ``measure=True`` also runs the real
+step on the available device (CUDA, else the CPU) and reports its measured peak beside the prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from tadcli.config.loader import load_preset
+from tadcli.config.schema import Preset
+from tadcli.errors import PresetError, TadError
+from tadcli.io.jsonio import write_json_atomic
+from tadcli.profiling.gpus import GIB, GpuSpec, find_gpu
+from tadcli.profiling.step import (
+    CUDA_CONTEXT_BYTES,
+    PRECISIONS,
+    Measurement,
+    Profile,
+    StepMemory,
+    Target,
+    Workload,
+    measure,
+    predict,
+)
+from tadcli.profiling.suggest import Change, Suggestion, side_change, suggest
+
+ProgressCallback = Callable[[str, int, int], None]
+
+# The rows of the table: adaptation mode and checkpointing as AdaTAD's configs pair them (spec §3).
+MODES: tuple[str, ...] = ("full", "full-checkpointing", "frozen", "tia", "tia-no-checkpointing", "side")
+PRESET_MODE = "preset"  # the preset exactly as it is
+
+
+class ProfileOptionError(TadError):
+    """Options of ``tad profile-memory`` that do not go together."""
+
+
+def mode_overrides(mode: str, preset: Preset) -> tuple[str, ...]:
+    """Preset overrides that turn ``preset`` into the row ``mode``."""
+    if mode == PRESET_MODE:
+        return ()
+    if mode == "side":
+        return side_change(preset).overrides
+    adaptation = {"full": "full", "full-checkpointing": "full", "frozen": "frozen"}.get(mode, "tia")
+    checkpointing = mode in ("full-checkpointing", "tia")
+    return (f"adaptation.mode={adaptation}", f"adaptation.checkpointing={str(checkpointing).lower()}")
+
+
+@dataclass(frozen=True)
+class ModeRow:
+    """One row of the table.
+
+    Attributes:
+        mode: one of :data:`MODES` or ``preset``.
+        is_preset: the row is the preset's own adaptation.
+        profile: the prediction.
+        fits: whether it fits the capacity (None without a GPU or memory budget).
+        measured: the measured peaks when asked for.
+    """
+
+    mode: str
+    is_preset: bool
+    profile: Profile
+    fits: bool | None
+    measured: Measurement | None
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What ``tad profile-memory`` reports; ``to_json()`` is the ``--json`` file."""
+
+    preset: str
+    frames: int
+    image_size: int
+    batch: int
+    accumulation: int
+    target: Target
+    capacity_bytes: int | None
+    capacity_label: str | None
+    rows: list[ModeRow]
+    focus: str
+    suggestions: list[Suggestion]
+    json_path: Path | None = None
+
+    def focus_row(self) -> ModeRow:
+        return next(row for row in self.rows if row.mode == self.focus)
+
+    def to_json(self) -> dict:
+        def memory(step: StepMemory | None) -> dict | None:
+            return None if step is None else dict(step.__dict__)
+
+        def profile(p: Profile) -> dict:
+            return {
+                "total_parameters": p.total_parameters,
+                "trainable_parameters": p.trainable_parameters,
+                "training_bytes": memory(p.training),
+                "inference_bytes": memory(p.inference),
+                "required_bytes": p.required_bytes(),
+            }
+
+        return {
+            "preset": self.preset,
+            "frames": self.frames,
+            "image_size": self.image_size,
+            "batch": self.batch,
+            "accumulation": self.accumulation,
+            "device": self.target.device,
+            "precision": self.target.precision,
+            "attention_kernel": self.target.attention_kernel,
+            "gpu": self.target.gpu.name if self.target.gpu else None,
+            "capacity_bytes": self.capacity_bytes,
+            "cuda_context_allowance_bytes": CUDA_CONTEXT_BYTES if self.target.device == "cuda" else 0,
+            "modes": [
+                {
+                    "mode": row.mode,
+                    "is_preset": row.is_preset,
+                    "fits": row.fits,
+                    **profile(row.profile),
+                    "measured": None if row.measured is None else dict(row.measured.__dict__),
+                }
+                for row in self.rows
+            ],
+            "suggestions_for": self.focus,
+            "suggestions": [
+                {"change": s.change.description, "flags": list(s.change.flags), "overrides": list(s.change.overrides),
+                 **profile(s.profile)}
+                for s in self.suggestions
+            ],
+        }
+
+
+def _target(device: str, precision: str | None, gpu: GpuSpec | None, preset: Preset) -> Target:
+    if device == "cpu":
+        if precision not in (None, "fp32"):
+            raise ProfileOptionError(f"--precision {precision} is CUDA only: training on the CPU runs in fp32")
+        return Target("cpu", "fp32")
+    if precision is None:
+        half = "bf16" if gpu is None or gpu.supports_bf16 else "fp16"
+        precision = half if preset.train.mixed_precision else "fp32"
+    if precision == "bf16" and gpu is not None and not gpu.supports_bf16:
+        raise ProfileOptionError(f"--precision bf16: the {gpu.name} has no bf16 support (use fp16)")
+    return Target("cuda", precision, gpu)
+
+
+def _capacity(gpu: GpuSpec | None, memory_gb: float | None) -> tuple[int | None, str | None]:
+    if gpu is not None and memory_gb is not None:
+        raise ProfileOptionError("give --gpu NAME or --memory GB, not both")
+    if gpu is not None:
+        return gpu.memory_bytes, f"{gpu.name} ({gpu.memory_gib:g} GiB)"
+    if memory_gb is not None:
+        if memory_gb <= 0:
+            raise ProfileOptionError(f"--memory must be positive, got {memory_gb:g}")
+        return int(memory_gb * GIB), f"{memory_gb:g} GiB"
+    return None, None
+
+
+def profile_memory(
+    preset: str = "tiny",
+    overrides: Sequence[str] = (),
+    frames: int | None = None,
+    image_size: int | None = None,
+    batch: int | None = None,
+    mode: str | None = None,
+    precision: str | None = None,
+    gpu: str | None = None,
+    memory_gb: float | None = None,
+    device: str | None = None,
+    measure_peak: bool = False,
+    num_classes: int = 20,
+    suggest_changes: bool = True,
+    json_out: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> MemoryPlan:
+    """Predict (and optionally measure) the memory of ``preset`` per adaptation mode.
+
+    Args:
+        preset: preset name or YAML path; ``overrides`` are ``--set key=value`` strings.
+        frames, image_size: input size overrides (``input.frames``, ``input.image_size``).
+        batch: videos per micro-batch on the device (``train.micro_batch_size``); None = the preset's, else
+            its whole global batch ``train.batch_size`` at once, as ``tad train`` runs on one device. Gradient
+            accumulation on this one device reaches the global batch.
+        mode: one of :data:`MODES` or ``preset``; None = every mode of :data:`MODES`.
+        precision: ``fp32``, ``bf16`` or ``fp16``; None = the preset's mixed precision on CUDA (bf16 where
+            the GPU has it, else fp16), fp32 on the CPU.
+        gpu: a GPU name of :data:`tadcli.profiling.gpus.GPUS`; ``memory_gb``: or a budget in GiB.
+        device: ``cuda`` (default) or ``cpu``: the device predicted for; with ``measure_peak`` the default is
+            the available device.
+        measure_peak: also run the real step on ``device`` (allocates the model for real).
+        num_classes: detector classes (20 = THUMOS14).
+        suggest_changes: look for the nearest fitting configurations when the focus row does not fit.
+        json_out: also write :meth:`MemoryPlan.to_json` there.
+        progress: ``(description, done, total)`` callback.
+
+    Raises:
+        PresetError: bad preset, override, frames or image size.
+        UnknownGpuError: ``gpu`` is not in the table.
+        ProfileOptionError: options that do not go together (bf16 on the CPU, a batch that does not divide
+            the global batch, ``measure_peak`` on CUDA without one...).
+    """
+    if mode is not None and mode not in (*MODES, PRESET_MODE):
+        raise ProfileOptionError(f"unknown mode '{mode}'; choose one of {', '.join((*MODES, PRESET_MODE))}")
+    if precision is not None and precision not in PRECISIONS:
+        raise ProfileOptionError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    if num_classes < 1:
+        raise ProfileOptionError(f"--classes must be at least 1, got {num_classes}")
+    cuda_available = torch.cuda.is_available()
+    if device is None:
+        device = "cpu" if measure_peak and not cuda_available else "cuda"
+    if device not in ("cpu", "cuda"):
+        raise ProfileOptionError(f"unknown device '{device}'; choose cpu or cuda")
+    if measure_peak and device == "cuda" and not cuda_available:
+        raise ProfileOptionError("--measure on cuda: no CUDA device is available here (use --device cpu)")
+    gpu_spec = find_gpu(gpu) if gpu is not None else None
+    capacity, capacity_label = _capacity(gpu_spec, memory_gb)
+    base_overrides = list(overrides)
+    if batch is not None:
+        base_overrides.append(f"train.micro_batch_size={batch}")
+    if frames is not None:
+        base_overrides.append(f"input.frames={frames}")
+    if image_size is not None:
+        base_overrides.append(f"input.image_size={image_size}")
+    base = load_preset(preset, base_overrides)
+    global_batch = base.train.batch_size
+    batch = base.train.micro_batch_size or global_batch
+    if global_batch % batch:
+        raise ProfileOptionError(
+            f"--batch {batch} must divide the preset's global batch (train.batch_size={global_batch})"
+        )
+    target = _target(device, precision, gpu_spec, base)
+
+    def workload(variant: Preset) -> Workload:
+        videos = variant.train.micro_batch_size or global_batch
+        return Workload(variant, videos, global_batch // videos, num_classes)
+
+    modes = [mode] if mode is not None else list(MODES)
+    variants = {m: load_preset(preset, [*base_overrides, *mode_overrides(m, base)]) for m in modes}
+    if mode is None and not any(v.adaptation == base.adaptation for v in variants.values()):
+        modes.append(PRESET_MODE)  # e.g. a plain-adapter preset: its own row too
+        variants[PRESET_MODE] = base
+    focus = mode if mode is not None else next((m for m in modes if variants[m].adaptation == base.adaptation))
+    rows = []
+    for index, name in enumerate(modes):
+        if progress is not None:
+            progress("profiling modes", index, len(modes))
+        variant = variants[name]
+        profile = predict(workload(variant), target)
+        measured = measure(workload(variant), target, torch.device(device)) if measure_peak else None
+        fits = profile.fits(capacity) if capacity is not None else None
+        rows.append(ModeRow(name, variant.adaptation == base.adaptation, profile, fits, measured))
+    if progress is not None:
+        progress("profiling modes", len(modes), len(modes))
+
+    suggestions: list[Suggestion] = []
+    focus_row = next(row for row in rows if row.mode == focus)
+    if suggest_changes and capacity is not None and not focus_row.fits:
+        focus_overrides = [*base_overrides, *mode_overrides(focus, base)]
+
+        def changed(change: Change) -> Preset:
+            return load_preset(preset, [*focus_overrides, *change.overrides])
+
+        def valid(change: Change) -> bool:
+            try:
+                changed(change)
+            except PresetError:
+                return False
+            return True
+
+        def profile_change(change: Change) -> Profile:
+            if progress is not None:
+                progress(f"trying {change.description}", 0, 1)
+            return predict(workload(changed(change)), target, inference=False)
+
+        suggestions = suggest(variants[focus], batch, global_batch, capacity, profile_change, valid)
+    plan = MemoryPlan(
+        preset=preset,
+        frames=base.input.frames,
+        image_size=base.input.image_size,
+        batch=batch,
+        accumulation=global_batch // batch,
+        target=target,
+        capacity_bytes=capacity,
+        capacity_label=capacity_label,
+        rows=rows,
+        focus=focus,
+        suggestions=suggestions,
+    )
+    if json_out is not None:
+        plan = replace(plan, json_path=write_json_atomic(json_out, plan.to_json()))
+    return plan
