@@ -34,10 +34,5 @@ class WeightFormatError(TadError):
 class PathError(TadError):
     """A path the user gave is missing, of the wrong kind (a file for a folder), or cannot be written."""
 
-
-class NotBuiltYetError(TadError):
-    """The requested capability is not implemented in this version of tad."""
-
-
 class OutputError(TadError):
     """An output cannot be written as asked (e.g. two videos with one id), or a file tad wrote cannot be read back."""
