@@ -34,5 +34,6 @@ class WeightFormatError(TadError):
 class PathError(TadError):
     """A path the user gave is missing, of the wrong kind (a file for a folder), or cannot be written."""
 
+
 class OutputError(TadError):
     """An output cannot be written as asked (e.g. two videos with one id), or a file tad wrote cannot be read back."""
