@@ -16,6 +16,15 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
+def error_line(result) -> str:
+    """The one line a CLI run printed for a bad input (exit code 2, no traceback)."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not (SHARED_DIR / "data" / "annotations").is_dir():

@@ -15,6 +15,8 @@ from tadcli.config.loader import load_preset, preset_to_yaml, shipped_preset_nam
 from tadcli.config.profiles import PROFILES, get_profile
 from tadcli.errors import PresetError
 
+from conftest import error_line
+
 runner = CliRunner()
 
 SHIPPED = [
@@ -156,16 +158,8 @@ def test_presets_list_and_show():
     assert "epochs: 5\n" in shown.output and "frames: 1536\n" in shown.output and "size: g\n" in shown.output
 
 
-def _error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
 def test_unknown_preset_lists_the_available_ones():
-    line = _error_line(runner.invoke(app, ["presets", "show", "giant-786"]))
+    line = error_line(runner.invoke(app, ["presets", "show", "giant-786"]))
     assert "unknown preset 'giant-786'" in line and "did you mean 'giant-768'" in line
     for name in SHIPPED:
         assert name in line
@@ -174,33 +168,33 @@ def test_unknown_preset_lists_the_available_ones():
 def test_unknown_field_suggests_the_closest_name(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: giant-768\ntrain:\n  epocs: 5\n")
-    line = _error_line(runner.invoke(app, ["presets", "show", str(bad)]))
+    line = error_line(runner.invoke(app, ["presets", "show", str(bad)]))
     assert line == f"error: {bad}: train.epocs: unknown field (did you mean 'epochs'?)"
 
 
 def test_bad_value_names_file_field_and_reason(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: tiny\nadaptation:\n  mode: sideways\n")
-    line = _error_line(runner.invoke(app, ["presets", "show", str(bad)]))
+    line = error_line(runner.invoke(app, ["presets", "show", str(bad)]))
     assert line.startswith(f"error: {bad}: adaptation.mode: Input should be 'tia'")
     inherited = tmp_path / "child.yaml"
     inherited.write_text("base: bad\n")
     # The error is reported where the bad value was written, not in the child.
-    assert _error_line(runner.invoke(app, ["presets", "show", str(inherited)])).startswith(
+    assert error_line(runner.invoke(app, ["presets", "show", str(inherited)])).startswith(
         f"error: {bad}: adaptation.mode")
 
 
 def test_bad_override_names_the_override():
-    line = _error_line(runner.invoke(app, ["train", "--preset", "tiny", "--set", "train.head_lr=fast"]))
+    line = error_line(runner.invoke(app, ["train", "--preset", "tiny", "--set", "train.head_lr=fast"]))
     assert line.startswith("error: --set train.head_lr=fast: train.head_lr: Input should be a valid number")
-    line = _error_line(runner.invoke(app, ["presets", "show", "tiny", "--set", "trainepochs"]))
+    line = error_line(runner.invoke(app, ["presets", "show", "tiny", "--set", "trainepochs"]))
     assert "expected KEY.PATH=VALUE" in line
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("train:\n  epochs: [5\n")
-    line = _error_line(runner.invoke(app, ["presets", "show", str(bad)]))
+    line = error_line(runner.invoke(app, ["presets", "show", str(bad)]))
     assert line.startswith(f"error: {bad}: line") and "not valid YAML" in line
 
 
@@ -211,9 +205,9 @@ def test_debug_shows_the_traceback():
 
 
 def test_train_and_eval_run_name_what_is_missing_in_one_line(tmp_path):
-    assert "--data DIR is required" in _error_line(runner.invoke(app, ["train", "--preset", "tiny"]))
+    assert "--data DIR is required" in error_line(runner.invoke(app, ["train", "--preset", "tiny"]))
     missing = tmp_path / "no-run"
-    line = _error_line(runner.invoke(app, ["eval", "--run", str(missing)]))
+    line = error_line(runner.invoke(app, ["eval", "--run", str(missing)]))
     assert line.startswith(f"error: {missing}: run folder")
 
 

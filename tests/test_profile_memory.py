@@ -17,6 +17,8 @@ from tadcli.cli import app
 from tadcli.profiling.tracker import LiveTensorMemory, cuda_block_bytes
 from tadcli.services.profile_memory import MODES
 
+from conftest import error_line
+
 runner = CliRunner()
 TOLERANCE = 0.10  # the accuracy target against a measured CPU step
 ONE_MICRO_BATCH = "train.batch_size=1"  # a step of one micro-batch: half the work where accumulation is not tested
@@ -29,14 +31,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 def test_tiny_table_agrees_with_a_measured_cpu_step():
@@ -139,5 +133,5 @@ def test_the_tracker_counts_cuda_blocks_and_segments():
     ],
 )
 def test_unknown_gpus_and_bad_flags_are_one_line_and_exit_code_2(args, message):
-    line = _error_line(runner.invoke(app, ["profile-memory", "--preset", "tiny", *args]))
+    line = error_line(runner.invoke(app, ["profile-memory", "--preset", "tiny", *args]))
     assert line.startswith("error: ") and message in line, line
