@@ -31,7 +31,20 @@ def _init_projections(down_proj: nn.Linear, up_proj: nn.Linear) -> None:
     nn.init.zeros_(up_proj.bias)
 
 
-class TemporalAdapter(nn.Module):
+class _Bottleneck(nn.Module):
+    """What both in-block adapters share: ``x + gamma * up_proj(mix(down_proj(x)))``; each subclass defines
+    ``down_proj``, ``up_proj``, ``gamma`` and its ``mix(h, temporal_size)``."""
+
+    def output(self, x: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+        """``x + gamma * up_proj(mixed)`` for any subset of tokens, ``mixed`` from :meth:`mix` of ``down_proj(x)``."""
+        return x + self.gamma * self.up_proj(mixed)
+
+    def forward(self, x: torch.Tensor, temporal_size: int) -> torch.Tensor:
+        """``[B*K, t*h*w, C]`` -> same; ``temporal_size`` = K*t tubelets per video."""
+        return self.output(x, self.mix(self.down_proj(x), temporal_size))
+
+
+class TemporalAdapter(_Bottleneck):
     """Temporal-informative adapter (spec §2.1).
 
     ``z = GELU(down_proj(x)); z = z + conv(dwconv(z)) along time; out = x + gamma * up_proj(z)``.
@@ -100,16 +113,8 @@ class TemporalAdapter(nn.Module):
         """The adapter's output without the outer residual: ``[B*K, t*h*w, C]`` -> same."""
         return self.gamma * self.up_proj(self.mix(self.down_proj(x), temporal_size))
 
-    def output(self, x: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
-        """``x + gamma * up_proj(mixed)`` for any subset of tokens, ``mixed`` from :meth:`mix` of ``down_proj(x)``."""
-        return x + self.gamma * self.up_proj(mixed)
 
-    def forward(self, x: torch.Tensor, temporal_size: int) -> torch.Tensor:
-        """``[B*K, t*h*w, C]`` -> same; ``temporal_size`` = K*t tubelets per video."""
-        return x + self.branch(x, temporal_size)
-
-
-class PlainAdapter(nn.Module):
+class PlainAdapter(_Bottleneck):
     """Bottleneck adapter without temporal mixing (spec §2.4): ``x + gamma * up_proj(GELU(down_proj(x)))``.
 
     Args:
@@ -137,14 +142,6 @@ class PlainAdapter(nn.Module):
     def mix_parameters(self) -> list[nn.Parameter]:
         """:meth:`mix` has no parameters."""
         return []
-
-    def output(self, x: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
-        """``x + gamma * up_proj(mixed)``, ``mixed`` from :meth:`mix` of ``down_proj(x)``."""
-        return x + self.gamma * self.up_proj(mixed)
-
-    def forward(self, x: torch.Tensor, temporal_size: int) -> torch.Tensor:
-        """``[N, L, C]`` -> same; ``temporal_size`` is unused (same call as :class:`TemporalAdapter`)."""
-        return self.output(x, self.mix(self.down_proj(x), temporal_size))
 
 
 class LadderAdapters(nn.Module):
