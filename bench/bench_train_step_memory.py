@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[128], help="frames per window (multiples of 16)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per configuration")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     machine = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
     print(f"ViT-S, 160 px, batch 1, fp32, full training step ({machine})")
@@ -111,7 +112,7 @@ def main() -> None:
     for frames in args.frames:
         for mode in args.modes:
             runs, memory = [], []
-            for variant in VARIANTS:
+            for variant in args.variants:
                 tracker = LiveTensorBytes()
                 with tracker:
                     run = Run(mode, variant, frames, tracker)

@@ -177,30 +177,70 @@ def _adapter_graph(adapter: Adapter, y: torch.Tensor, temporal_size: int) -> tup
         return h, adapter.mix(h, temporal_size)
 
 
+def _up_proj_backward(adapter: Adapter, contraction: torch.Tensor, grad_sum: torch.Tensor, sums: _GradSums) -> None:
+    """Gradients of ``gamma``, ``up_proj`` from ``M = grad^T mixed`` [C, C'] and ``sum_tokens(grad)`` [C].
+
+    Nothing of width C per token is needed: ``d gamma = sum(M * W_up) + sum_tokens(grad) . b_up``, with the
+    same ``M`` that gives ``d W_up = gamma * M``.
+    """
+    gamma, up = adapter.gamma, adapter.up_proj
+    contraction, grad_sum = contraction.to(up.weight.dtype), grad_sum.to(up.weight.dtype)
+    grad_gamma = (contraction * up.weight).sum() + grad_sum @ up.bias
+    sums.add([gamma, up.weight, up.bias], [grad_gamma.reshape(1), gamma * contraction, gamma * grad_sum])
+
+
+def _mix_backward(
+    adapter: Adapter, y: torch.Tensor, h: torch.Tensor, mixed: torch.Tensor, grad_mixed: torch.Tensor, sums: _GradSums
+) -> torch.Tensor:
+    """Back through ``mix`` (autograd, narrow) and ``down_proj``'s parameters; returns d h as rows [tokens, C']."""
+    mix_params = [p for p in adapter.mix_parameters() if p.requires_grad]
+    grad_h, *grad_mix = torch.autograd.grad(mixed, [h, *mix_params], grad_mixed.reshape(mixed.shape).to(mixed.dtype))
+    sums.add(mix_params, grad_mix)
+    grad_h_rows = grad_h.reshape(-1, h.shape[-1])
+    down = adapter.down_proj
+    sums.add([down.weight, down.bias], [grad_h_rows.t() @ y.reshape(-1, y.shape[-1]), grad_h_rows.sum(0)])
+    return grad_h_rows
+
+
 def _adapter_backward_(
     adapter: Adapter, y: torch.Tensor, h: torch.Tensor, mixed: torch.Tensor, grad: torch.Tensor, sums: _GradSums
 ) -> None:
     """Back-propagate ``grad`` (w.r.t. the adapter output ``y + gamma * up_proj(mixed)``) in place into the
-    gradient w.r.t. ``y``, adding the adapter's parameter gradients to ``sums``.
-
-    Nothing of width C is allocated: ``d gamma = sum(M * W_up) + sum_tokens(grad) . b_up`` with
-    ``M = grad^T mixed``, the same contraction that gives ``d W_up = gamma * M``.
-    """
+    gradient w.r.t. ``y``, adding the adapter's parameter gradients to ``sums``. Nothing of width C is allocated."""
     dim, hidden = y.shape[-1], mixed.shape[-1]
     grad_rows = grad.view(-1, dim)  # [tokens, C]
     mixed_rows = mixed.detach().reshape(-1, hidden)  # [tokens, C']
-    gamma, up, down = adapter.gamma, adapter.up_proj, adapter.down_proj
-    contraction = (grad_rows.t() @ mixed_rows).to(up.weight.dtype)  # [C, C'], in the parameters' dtype
-    grad_sum = grad_rows.sum(0).to(up.weight.dtype)  # [C]
-    grad_gamma = (contraction * up.weight).sum() + grad_sum @ up.bias
-    sums.add([gamma, up.weight, up.bias], [grad_gamma.reshape(1), gamma * contraction, gamma * grad_sum])
-    grad_mixed = (grad_rows @ up.weight) * gamma  # [tokens, C']
-    mix_params = [p for p in adapter.mix_parameters() if p.requires_grad]
-    grad_h, *grad_mix = torch.autograd.grad(mixed, [h, *mix_params], grad_mixed.reshape(mixed.shape).to(mixed.dtype))
-    sums.add(mix_params, grad_mix)
-    grad_h_rows = grad_h.reshape(-1, hidden)
-    sums.add([down.weight, down.bias], [grad_h_rows.t() @ y.reshape(-1, dim), grad_h_rows.sum(0)])
-    _matmul_into(grad_rows, grad_h_rows, down.weight)
+    _up_proj_backward(adapter, grad_rows.t() @ mixed_rows, grad_rows.sum(0), sums)
+    grad_h_rows = _mix_backward(adapter, y, h, mixed, (grad_rows @ adapter.up_proj.weight) * adapter.gamma, sums)
+    _matmul_into(grad_rows, grad_h_rows, adapter.down_proj.weight)
+
+
+def _pooled_adapter_backward(
+    adapter: Adapter,
+    y: torch.Tensor,
+    h: torch.Tensor,
+    mixed: torch.Tensor,
+    grad_pooled: torch.Tensor,
+    tokens_per_tubelet: int,
+    sums: _GradSums,
+) -> torch.Tensor:
+    """:func:`_adapter_backward_` for the last adapter, whose output is only mean-pooled over space: the
+    gradient w.r.t. its output is ``grad_pooled / (h*w)`` on every token of a tubelet and is never
+    materialized; the gradient w.r.t. ``y`` is written into ``y``'s own storage when it can hold it
+    (``y`` is not needed afterwards), so the top of the backward holds no extra ``[N, L, C]`` tensor."""
+    chunks, tubelets, dim = grad_pooled.shape
+    hidden, rows = mixed.shape[-1], chunks * tubelets
+    per_token = (grad_pooled / tokens_per_tubelet).reshape(rows, dim)  # [N*t, C], the same for the h*w tokens
+    mixed_sums = mixed.detach().reshape(rows, tokens_per_tubelet, hidden).sum(1)  # [N*t, C']
+    _up_proj_backward(adapter, per_token.t() @ mixed_sums, per_token.sum(0) * tokens_per_tubelet, sums)
+    grad_mixed = ((per_token @ adapter.up_proj.weight) * adapter.gamma).unsqueeze(1)
+    grad_mixed = grad_mixed.expand(rows, tokens_per_tubelet, hidden)
+    grad_h_rows = _mix_backward(adapter, y, h, mixed, grad_mixed, sums)
+    reuse = y.dtype == grad_pooled.dtype and y.is_contiguous()
+    grad = y if reuse else torch.empty(y.shape, dtype=grad_pooled.dtype, device=y.device)
+    grad.view(rows, tokens_per_tubelet, dim).copy_(per_token.unsqueeze(1).expand(rows, tokens_per_tubelet, dim))
+    _matmul_into(grad.view(-1, dim), grad_h_rows, adapter.down_proj.weight)
+    return grad
 
 
 def _backward_groups(
@@ -286,7 +326,15 @@ class BlockStack(torch.autograd.Function):
         with torch.autocast(device_type, dtype=compute_dtype, enabled=autocast):
             last = len(blocks) - 1
             state = state_of(last) if ctx.keep_last else None
-            if isinstance(plan.norm, nn.Identity):
+            top_adapter_done = False
+            if isinstance(plan.norm, nn.Identity) and blocks[last].adapter is not None:
+                y, (h, mixed) = state
+                grad = _pooled_adapter_backward(
+                    blocks[last].adapter, y, h, mixed, grad_pooled, plan.tokens_per_tubelet, sums
+                )
+                del y, h, mixed
+                top_adapter_done = True
+            elif isinstance(plan.norm, nn.Identity):
                 # d mean / d tokens: the pooled gradient spread evenly over the h*w tokens of each tubelet
                 grad = (grad_pooled / plan.tokens_per_tubelet).unsqueeze(2)
                 grad = grad.expand(chunks, tubelets, plan.tokens_per_tubelet, dim).reshape(shape)
@@ -303,7 +351,7 @@ class BlockStack(torch.autograd.Function):
                 )
             for index in range(last, -1, -1):
                 block = blocks[index]
-                if block.adapter is not None:
+                if block.adapter is not None and not (index == last and top_adapter_done):
                     y, (h, mixed) = state
                     _adapter_backward_(block.adapter, y, h, mixed, grad, sums)
                     del y, h, mixed
