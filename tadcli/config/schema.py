@@ -72,11 +72,30 @@ class AdaptationConfig(Section):
         default="all", description="blocks that get an adapter: all, last-half or a list of indices"
     )
     checkpointing: bool = Field(default=True, description="activation checkpointing per ViT block")
+    chunk_group: int = Field(
+        default=2,
+        ge=0,
+        description="16-frame chunks the ViT blocks' attention and MLP process at a time wherever no graph is "
+        "kept and in the checkpointed recompute, which then keeps one activation per block and never a block's "
+        "attention/MLP activations for the whole window (same gradients); 0 = whole window, torch checkpointing",
+    )
+    compact_checkpoints: bool = Field(
+        default=False,
+        description="under mixed precision, keep the checkpointed block activations in the compute dtype "
+        "(bf16/fp16): half their bytes, gradients change at that dtype's rounding; needs chunk_group > 0",
+    )
+    offload_checkpoints: bool = Field(
+        default=False,
+        description="keep the checkpointed block activations in pinned CPU memory with asynchronous copies "
+        "(CUDA runs; does nothing on CPU, where they already are in CPU memory); needs chunk_group > 0",
+    )
 
     @model_validator(mode="after")
     def _kernel_is_odd(self) -> "AdaptationConfig":
         if self.temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd, got {self.temporal_kernel}")
+        if self.chunk_group == 0 and (self.compact_checkpoints or self.offload_checkpoints):
+            raise ValueError("compact_checkpoints and offload_checkpoints need chunk_group > 0")
         return self
 
 

@@ -31,7 +31,20 @@ def _init_projections(down_proj: nn.Linear, up_proj: nn.Linear) -> None:
     nn.init.zeros_(up_proj.bias)
 
 
-class TemporalAdapter(nn.Module):
+class _Bottleneck(nn.Module):
+    """What both in-block adapters share: ``x + gamma * up_proj(mix(down_proj(x)))``; each subclass defines
+    ``down_proj``, ``up_proj``, ``gamma`` and its ``mix(h, temporal_size)``."""
+
+    def output(self, x: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+        """``x + gamma * up_proj(mixed)`` for any subset of tokens, ``mixed`` from :meth:`mix` of ``down_proj(x)``."""
+        return x + self.gamma * self.up_proj(mixed)
+
+    def forward(self, x: torch.Tensor, temporal_size: int) -> torch.Tensor:
+        """``[B*K, t*h*w, C]`` -> same; ``temporal_size`` = K*t tubelets per video."""
+        return self.output(x, self.mix(self.down_proj(x), temporal_size))
+
+
+class TemporalAdapter(_Bottleneck):
     """Temporal-informative adapter (spec §2.1).
 
     ``z = GELU(down_proj(x)); z = z + conv(dwconv(z)) along time; out = x + gamma * up_proj(z)``.
@@ -75,30 +88,33 @@ class TemporalAdapter(nn.Module):
         nn.init.normal_(self.conv.weight, std=math.sqrt(2.0 / hidden_dim))
         nn.init.zeros_(self.conv.bias)
 
-    def branch(self, x: torch.Tensor, temporal_size: int) -> torch.Tensor:
-        """The adapter's output without the outer residual: ``[B*K, t*h*w, C]`` -> same."""
-        chunks, tokens, _ = x.shape
+    def mix(self, h: torch.Tensor, temporal_size: int) -> torch.Tensor:
+        """The narrow middle of the adapter: ``down_proj`` outputs ``[B*K, t*h*w, C']`` -> ``z + conv(dwconv(z))``
+        with ``z = GELU(h)``, the convolutions along each video's K*t tubelets."""
+        chunks, tokens, hidden = h.shape
         t = self.tubelets_per_chunk
         if (chunks * t) % temporal_size:
             raise ValueError(f"{chunks} chunks of {t} tubelets do not split into videos of {temporal_size}")
         videos, locations = chunks * t // temporal_size, tokens // t
-        z = F.gelu(self.down_proj(x))  # [B*K, t*h*w, C']
-        hidden = z.shape[-1]
+        z = F.gelu(h)
         # [B*K, t*h*w, C'] -> [B, K*t, h*w, C'] -> [B*h*w, C', K*t]: one sequence per location over the video
         series = z.reshape(videos, temporal_size, locations, hidden).permute(0, 2, 3, 1)
         series = series.reshape(videos * locations, hidden, temporal_size)
         mixed = self.conv(self.dwconv(series))
         # [B*h*w, C', K*t] -> [B, h*w, C', K*t] -> [B, K*t, h*w, C'] -> [B*K, t*h*w, C']
         mixed = mixed.reshape(videos, locations, hidden, temporal_size).permute(0, 3, 1, 2)
-        z = z + mixed.reshape(chunks, tokens, hidden)
-        return self.gamma * self.up_proj(z)
+        return z + mixed.reshape(chunks, tokens, hidden)
 
-    def forward(self, x: torch.Tensor, temporal_size: int) -> torch.Tensor:
-        """``[B*K, t*h*w, C]`` -> same; ``temporal_size`` = K*t tubelets per video."""
-        return x + self.branch(x, temporal_size)
+    def mix_parameters(self) -> list[nn.Parameter]:
+        """The parameters of :meth:`mix` (the two temporal convolutions)."""
+        return [*self.dwconv.parameters(), *self.conv.parameters()]
+
+    def branch(self, x: torch.Tensor, temporal_size: int) -> torch.Tensor:
+        """The adapter's output without the outer residual: ``[B*K, t*h*w, C]`` -> same."""
+        return self.gamma * self.up_proj(self.mix(self.down_proj(x), temporal_size))
 
 
-class PlainAdapter(nn.Module):
+class PlainAdapter(_Bottleneck):
     """Bottleneck adapter without temporal mixing (spec §2.4): ``x + gamma * up_proj(GELU(down_proj(x)))``.
 
     Args:
@@ -119,9 +135,13 @@ class PlainAdapter(nn.Module):
         self.gamma = nn.Parameter(torch.ones(1, device=device, dtype=dtype))
         _init_projections(self.down_proj, self.up_proj)
 
-    def forward(self, x: torch.Tensor, temporal_size: int) -> torch.Tensor:
-        """``[N, L, C]`` -> same; ``temporal_size`` is unused (same call as :class:`TemporalAdapter`)."""
-        return x + self.gamma * self.up_proj(F.gelu(self.down_proj(x)))
+    def mix(self, h: torch.Tensor, temporal_size: int) -> torch.Tensor:
+        """``GELU(h)`` of the ``down_proj`` outputs (same call as :meth:`TemporalAdapter.mix`)."""
+        return F.gelu(h)
+
+    def mix_parameters(self) -> list[nn.Parameter]:
+        """:meth:`mix` has no parameters."""
+        return []
 
 
 class LadderAdapters(nn.Module):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tadcli.model.backbone import VideoBackbone, normalize_frames
+from tadcli.model.backbone import VideoBackbone
 from tadcli.model.detector.actionformer import ActionFormer, DetectorOutput
 from tadcli.model.detector.blocks import AffineDropPath, Scale
 from tadcli.model.detector.losses import DetectorLosses
@@ -28,7 +28,7 @@ class AdaTAD(nn.Module):
     """A video backbone and an ActionFormer detector joined by a linear resize to ``detector_length``.
 
     Args:
-        backbone: maps normalized frames [B, 3, F, H, W] to float features [B, C, F / 2].
+        backbone: maps frames [B, 3, F, H, W] (uint8 or normalized) to float features [B, C, F / 2].
         detector: the :class:`ActionFormer`; its ``max_seq_len`` should equal ``detector_length``.
         detector_length: T, the number of detector steps the features are resized to.
 
@@ -49,9 +49,10 @@ class AdaTAD(nn.Module):
         self.detector_length = detector_length
 
     def extract_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 (0-255) or already-normalized float frames [B, 3, F, H, W] -> float32 features [B, C, T]."""
-        if frames.dtype == torch.uint8:
-            frames = normalize_frames(frames)
+        """uint8 (0-255) or already-normalized float frames [B, 3, F, H, W] -> float32 features [B, C, T].
+
+        uint8 frames are normalized by the backbone, a chunk group at a time (never the whole float window).
+        """
         features = self.backbone(frames)  # [B, C, F/2]
         # [B, C, F/2] -> [B, C, T]; always applied (identity when F/2 == T), spec §1.4 step 5
         features = F.interpolate(features, size=self.detector_length, mode="linear", align_corners=False)

@@ -12,8 +12,13 @@ Modes (the only parameters that require grad are set once, at construction):
 - ``side``: :class:`~tadcli.model.adapters.LadderAdapters` outside the ViT, on detached outputs of the
   chosen blocks; the ViT runs under ``no_grad`` in eval mode, no backward through it at all.
 
-Activation checkpointing (:meth:`VideoBackbone.set_grad_checkpointing`) is non-reentrant, per block, and
-skipped for blocks whose input does not require grad and that hold nothing trainable.
+Activation checkpointing (:meth:`VideoBackbone.set_grad_checkpointing`) skips blocks whose input does not
+require grad and that hold nothing trainable. With ``chunk_group`` > 0 (the default) the blocks' attention
+and MLP run a few 16-frame chunks at a time wherever no graph is kept (inference, frozen and side ViTs,
+blocks before the first adapter), and checkpointed training runs the blocks as one
+:class:`~tadcli.model.chunked.BlockStack`, which keeps one tensor per block and recomputes chunk-wise
+(issue 12). ``chunk_group`` 0 runs every block over the whole window, checkpointed per block by
+``torch.utils.checkpoint`` (non-reentrant).
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ from torch.utils.checkpoint import checkpoint
 from tadcli.errors import WeightFormatError
 from tadcli.io.weights import LoadReport, load_state_strict, read_backbone_weights
 from tadcli.model.adapters import LadderAdapters, PlainAdapter, TemporalAdapter
+from tadcli.model.chunked import (
+    ActivationStore,
+    BlockStack,
+    StackPlan,
+    pool_tubelets,
+    run_adapter,
+    run_groups,
+    run_transformer,
+    stack_parameters,
+)
 from tadcli.model.vit import ARCHS, Block, VideoViT, ViTArch
 
 Adaptation = Literal["full", "frozen", "tia", "plain", "side"]
@@ -135,12 +150,13 @@ def _has_trainable(module: nn.Module) -> bool:
 
 
 class VideoBackbone(VideoViT):
-    """VideoMAE ViT with adapters: normalized frames ``[B, 3, F, H, W]`` -> features ``[B, C, F/2]``.
+    """VideoMAE ViT with adapters: frames ``[B, 3, F, H, W]`` (normalized, or uint8 0-255) -> features ``[B, C, F/2]``.
 
     F must be a multiple of ``arch.num_frames`` (16); every video of the batch has the same F. The frames
     are cut into 16-frame chunks, video-major (``[B, 3, K*16, H, W] -> [B*K, 3, 16, H, W]``), all chunks
-    go through the ViT in one batch, and each tubelet's tokens are mean-pooled over space. A video's chunks
-    are never split: the temporal adapters convolve along all K*8 tubelets of a video.
+    go through the ViT as one batch (``chunk_group`` chunks at a time where that holds less memory), and
+    each tubelet's tokens are mean-pooled over space. A video's chunks are never split between batches:
+    the temporal adapters convolve along all K*8 tubelets of a video.
 
     Args:
         arch: the ViT shape.
@@ -151,6 +167,12 @@ class VideoBackbone(VideoViT):
         temporal_kernel: odd kernel of the adapters' temporal convolution.
         drop_path_rate: stochastic depth of the last block (linspace from 0 over the blocks).
         checkpointing: activation checkpointing per block (and per side adapter).
+        chunk_group: 16-frame chunks the blocks' attention and MLP process at a time where no graph is
+            kept, and in the checkpointed recompute; 0 = the whole window at once (``torch.utils.checkpoint``).
+        compact_checkpoints: under autocast, keep the checkpointed block activations in the compute dtype
+            (half the bytes; the recompute starts from rounded values). Needs ``chunk_group`` > 0.
+        offload_checkpoints: keep the checkpointed block activations of a CUDA run in pinned CPU memory
+            (asynchronous copies); nothing to do for CPU tensors. Needs ``chunk_group`` > 0.
         device: where to allocate parameters (``"meta"`` builds without memory).
         dtype: parameter dtype.
     """
@@ -164,6 +186,9 @@ class VideoBackbone(VideoViT):
         temporal_kernel: int = 3,
         drop_path_rate: float = 0.0,
         checkpointing: bool = False,
+        chunk_group: int = 2,
+        compact_checkpoints: bool = False,
+        offload_checkpoints: bool = False,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -196,6 +221,12 @@ class VideoBackbone(VideoViT):
         self.requires_grad_(adaptation == "full")
         for module in self.adapter_modules():
             module.requires_grad_(True)
+        if chunk_group < 0:
+            raise ValueError(f"chunk_group must be >= 0, got {chunk_group}")
+        if chunk_group == 0 and (compact_checkpoints or offload_checkpoints):
+            raise ValueError("compact or offloaded checkpoints need chunk_group > 0")
+        self.chunk_group = chunk_group
+        self.activation_store = ActivationStore(compact=compact_checkpoints, offload=offload_checkpoints)
         self.set_grad_checkpointing(checkpointing)
 
     def adapter_modules(self) -> list[nn.Module]:
@@ -246,7 +277,8 @@ class VideoBackbone(VideoViT):
         return block(x, temporal_size)
 
     def forward_tokens(self, clips: torch.Tensor, temporal_size: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        """Chunks ``[B*K, 3, 16, H, W]`` (video-major) -> final tokens ``[B*K, t*h*w, C]`` and the grid."""
+        """Chunks ``[B*K, 3, 16, H, W]`` (video-major) -> final tokens ``[B*K, t*h*w, C]`` and the grid,
+        every block over the whole window (the ``chunk_group`` 0 path)."""
         if self.ladders is None:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.adaptation != "frozen"):
                 x, grid = self.embed(clips)
@@ -262,22 +294,77 @@ class VideoBackbone(VideoViT):
                     taps.append(x)
         return self.norm(self.ladders(taps, temporal_size)), grid
 
+    def _run_without_graph(self, blocks: Sequence[Block], x: torch.Tensor, temporal_size: int) -> torch.Tensor:
+        for block in blocks:
+            y = run_transformer(block, x, block.drop_masks(x.shape[0], x.device), self.chunk_group)
+            x = run_adapter(block.adapter, y, temporal_size, self.chunk_group)
+        return x
+
+    def embed_chunks(self, frames: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Frames ``[B, 3, K*16, H, W]`` (uint8 0-255 or normalized float) -> tokens with positions
+        ``[B*K, t*h*w, C]`` (video-major chunks) and h*w, ``chunk_group`` chunks at a time: the float window
+        and its chunk-major copy never exist whole."""
+        batch, channels, num_frames, height, width = frames.shape
+        chunks, chunk = num_frames // self.arch.num_frames, self.arch.num_frames
+        by_chunk = frames.reshape(batch, channels, chunks, chunk, height, width)  # a view
+
+        def embed_part(part: slice) -> torch.Tensor:
+            # chunk n of the video-major order is chunk n % K of video n // K: [n, 3, 16, H, W]
+            clips = torch.stack([by_chunk[n // chunks, :, n % chunks] for n in range(part.start, part.stop)])
+            return self.embed(normalize_frames(clips) if clips.dtype == torch.uint8 else clips)[0]
+
+        tokens = run_groups(embed_part, batch * chunks, self.chunk_group)
+        return tokens, (height // self.arch.patch_size) * (width // self.arch.patch_size)
+
+    def forward_chunked(self, frames: torch.Tensor, temporal_size: int) -> torch.Tensor:
+        """Frames ``[B, 3, K*16, H, W]`` (uint8 or normalized) -> tubelet features ``[B*K, t, C]`` (video-major),
+        ``chunk_group`` chunks at a time wherever no graph is kept (see the module docstring)."""
+        if self.ladders is not None:
+            taps = []
+            with torch.no_grad():
+                x, tokens_per_tubelet = self.embed_chunks(frames)
+                for index, block in enumerate(self.blocks[: self.adapter_blocks[-1] + 1]):
+                    x = self._run_without_graph([block], x, temporal_size)
+                    if index in self.adapter_blocks:
+                        taps.append(x)
+            return pool_tubelets(self.norm(self.ladders(taps, temporal_size)), tokens_per_tubelet)
+        with_graph = torch.is_grad_enabled() and self.adaptation != "frozen"
+        with torch.set_grad_enabled(with_graph):
+            x, tokens_per_tubelet = self.embed_chunks(frames)
+        needs_graph = [x.requires_grad or _has_trainable(block) for block in self.blocks]
+        first = needs_graph.index(True) if with_graph and any(needs_graph) else len(self.blocks)
+        with torch.no_grad():  # nothing before the first trainable block needs a graph
+            x = self._run_without_graph(self.blocks[:first], x, temporal_size)
+        plan = StackPlan(
+            self.blocks[first:], self.norm, tokens_per_tubelet, temporal_size, self.chunk_group, self.activation_store
+        )
+        with torch.set_grad_enabled(with_graph):
+            if first < len(self.blocks) and self.grad_checkpointing:
+                return BlockStack.apply(plan, x, *stack_parameters(plan))
+            for block in plan.blocks:  # a graph through every block: chunking would keep the same activations
+                x = block(x, temporal_size)
+            return plan.pool(x)
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """Normalized frames ``[B, 3, F, H, W]`` (F a multiple of 16) -> float32 features ``[B, C, F/2]``."""
+        """Frames ``[B, 3, F, H, W]`` (F a multiple of 16), normalized float or uint8 0-255 (normalized here,
+        per chunk group) -> float32 features ``[B, C, F/2]``."""
         batch, channels, num_frames, height, width = frames.shape
         chunk = self.arch.num_frames
         if num_frames % chunk:
             raise ValueError(f"frames per video must be a multiple of {chunk}, got {num_frames}")
         chunks = num_frames // chunk
-        # [B, 3, K*16, H, W] -> [B, K, 3, 16, H, W] -> [B*K, 3, 16, H, W]: video-major chunks
-        clips = frames.reshape(batch, channels, chunks, chunk, height, width).transpose(1, 2)
-        clips = clips.reshape(batch * chunks, channels, chunk, height, width)
         temporal_size = chunks * self.arch.tubelets_per_chunk
-        tokens, (tubelets, grid_h, grid_w) = self.forward_tokens(clips, temporal_size)
-        dim = tokens.shape[-1]
-        # [B*K, t*h*w, C] -> [B*K, t, h*w, C] -> [B*K, t, C]: spatial mean per tubelet
-        pooled = tokens.reshape(batch * chunks, tubelets, grid_h * grid_w, dim).mean(2)
-        pooled = pooled.reshape(batch, chunks * tubelets, dim)  # [B*K, t, C] -> [B, K*t, C]
+        if self.chunk_group:
+            pooled = self.forward_chunked(frames, temporal_size)
+        else:
+            if frames.dtype == torch.uint8:
+                frames = normalize_frames(frames)
+            # [B, 3, K*16, H, W] -> [B, K, 3, 16, H, W] -> [B*K, 3, 16, H, W]: video-major chunks
+            clips = frames.reshape(batch, channels, chunks, chunk, height, width).transpose(1, 2)
+            clips = clips.reshape(batch * chunks, channels, chunk, height, width)
+            tokens, (_, grid_h, grid_w) = self.forward_tokens(clips, temporal_size)
+            pooled = pool_tubelets(tokens, grid_h * grid_w)  # [B*K, t*h*w, C] -> [B*K, t, C]
+        pooled = pooled.reshape(batch, temporal_size, pooled.shape[-1])  # [B*K, t, C] -> [B, K*t, C]
         return pooled.transpose(1, 2).float()  # [B, K*t, C] -> [B, C, K*t]
 
 
@@ -289,6 +376,9 @@ def build_backbone(
     temporal_kernel: int = 3,
     drop_path_rate: float = 0.0,
     checkpointing: bool = False,
+    chunk_group: int = 2,
+    compact_checkpoints: bool = False,
+    offload_checkpoints: bool = False,
     img_size: Optional[int] = None,
     device: Optional[Union[str, torch.device]] = None,
     dtype: Optional[torch.dtype] = None,
@@ -303,6 +393,9 @@ def build_backbone(
         temporal_kernel: odd kernel of the temporal convolution.
         drop_path_rate: stochastic depth of the last block.
         checkpointing: per-block activation checkpointing.
+        chunk_group: chunks per group of the blocks' chunk-wise work; 0 = whole window.
+        compact_checkpoints: checkpointed activations in the autocast dtype.
+        offload_checkpoints: checkpointed activations of CUDA runs in pinned CPU memory.
         img_size: image size defining the position-table grid; None keeps the arch's (224).
         device: parameter device (``"meta"`` allocates nothing).
         dtype: parameter dtype.
@@ -318,6 +411,9 @@ def build_backbone(
         temporal_kernel=temporal_kernel,
         drop_path_rate=drop_path_rate,
         checkpointing=checkpointing,
+        chunk_group=chunk_group,
+        compact_checkpoints=compact_checkpoints,
+        offload_checkpoints=offload_checkpoints,
         device=torch.device(device) if device is not None else None,
         dtype=dtype,
     )
@@ -359,6 +455,9 @@ def load_backbone(
     temporal_kernel: int = 3,
     drop_path_rate: float = 0.0,
     checkpointing: bool = False,
+    chunk_group: int = 2,
+    compact_checkpoints: bool = False,
+    offload_checkpoints: bool = False,
     img_size: Optional[int] = None,
     device: Optional[Union[str, torch.device]] = None,
     dtype: Optional[torch.dtype] = None,

@@ -71,6 +71,9 @@ def build_backbone_from_preset(preset: Preset, device: torch.device | str | None
         temporal_kernel=adaptation.temporal_kernel,
         drop_path_rate=preset.backbone.drop_path_rate,
         checkpointing=adaptation.checkpointing,
+        chunk_group=adaptation.chunk_group,
+        compact_checkpoints=adaptation.compact_checkpoints,
+        offload_checkpoints=adaptation.offload_checkpoints,
         device=device,
     )
     if preset.backbone.weights is not None and torch.device(device or "cpu").type != "meta":

@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import Mlp, trunc_normal_
 from torch import nn
 
 
@@ -196,6 +196,11 @@ class Block(nn.Module):
 
     ``x = x + DropPath(Attn(LN1 x)); x = x + DropPath(FFN(LN2 x)); x = adapter(x)``.
 
+    The first two steps (:meth:`transformer`) act within each of the N sequences (16-frame chunks),
+    so they can run on any subset of the chunks; only the adapter may mix chunks. Stochastic depth
+    masks are drawn apart (:meth:`drop_masks`), for all N chunks at once, so that chunk-wise runs
+    and recomputations apply the same masks as one run over all chunks.
+
     Args:
         dim: token width C.
         num_heads: attention heads.
@@ -222,10 +227,9 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=layer_norm_eps, device=device, dtype=dtype)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, device=device, dtype=dtype)
-        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=layer_norm_eps, device=device, dtype=dtype)
         self.mlp = Mlp(dim, mlp_hidden_dim, act_layer=nn.GELU, device=device, dtype=dtype)
-        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = drop_path
         for linear in (self.attn.qkv, self.attn.proj, self.mlp.fc1, self.mlp.fc2):
             # VideoMAE init; the adapter keeps its own constructor init (spec §2.1)
             trunc_normal_(linear.weight, std=0.02)
@@ -233,10 +237,29 @@ class Block(nn.Module):
                 nn.init.zeros_(linear.bias)
         self.adapter = adapter
 
+    def drop_masks(self, count: int, device: torch.device) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """Stochastic-depth masks ``[count, 1, 1]`` of the two residual branches, each 0 or 1 / keep
+        (timm ``DropPath``: one draw per sequence); None in eval mode or with rate 0."""
+        if not self.training or self.drop_path == 0:
+            return None
+        keep = 1.0 - self.drop_path
+        attn_mask = torch.empty(count, 1, 1, device=device).bernoulli_(keep).div_(keep)
+        mlp_mask = torch.empty(count, 1, 1, device=device).bernoulli_(keep).div_(keep)
+        return attn_mask, mlp_mask
+
+    def transformer(self, x: torch.Tensor, masks: Optional[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Attention and MLP with their residuals, ``[N, L, C]`` -> same, within each sequence.
+
+        ``masks``: from :meth:`drop_masks` for these N sequences, or None for no stochastic depth.
+        """
+        branch = self.attn(self.norm1(x))
+        x = x + (branch if masks is None else branch * masks[0].to(branch.dtype))
+        branch = self.mlp(self.norm2(x))
+        return x + (branch if masks is None else branch * masks[1].to(branch.dtype))
+
     def forward(self, x: torch.Tensor, temporal_size: int) -> torch.Tensor:
         """``[B*K, t*h*w, C]`` -> same; ``temporal_size`` = tubelets per video (K*t), used by the adapter."""
-        x = x + self.drop_path1(self.attn(self.norm1(x)))
-        x = x + self.drop_path2(self.mlp(self.norm2(x)))
+        x = self.transformer(x, self.drop_masks(x.shape[0], x.device))
         if self.adapter is not None:
             x = self.adapter(x, temporal_size)
         return x
