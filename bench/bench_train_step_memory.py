@@ -5,7 +5,7 @@ AdamW from :func:`tadcli.training.step.build_optimizer`) on a model from :func:`
 ``small-768`` preset (ViT-S, 160 px, D = 512), batch 1, fp32, CPU, uint8 frames. "before" is ``chunk_group`` 0
 (every block over the whole window, ``torch.utils.checkpoint`` per block), "after" the preset default.
 
-Memory: the live-tensor tracker of ``bench/bench_backbone_memory.py`` runs from before the model is built, so
+Memory: the live-tensor tracker (``tadcli.profiling.tracker``) runs from before the model is built, so
 parameters, inputs, gradients and AdamW state all count. The first step (warm-up) creates the AdamW state; the
 second is measured: its peak, the floor (bytes live when AdamW starts: parameters, inputs, gradients, AdamW
 state, what any implementation must hold) and the peak above the floor. Memory is deterministic.
@@ -24,9 +24,9 @@ import statistics
 import time
 
 import torch
-from bench_backbone_memory import LiveTensorBytes
 
 from tadcli.config.loader import load_preset
+from tadcli.profiling.tracker import LiveTensorMemory
 from tadcli.model.build import build_model
 from tadcli.training.step import NormalizerSlots, Precision, build_optimizer, training_step
 
@@ -50,7 +50,7 @@ DEVICE = torch.device("cpu")
 class Run:
     """One model, optimizer and batch; steps counted by the tracker that was active when it was built."""
 
-    def __init__(self, mode: str, variant: str, frames: int, tracker: LiveTensorBytes) -> None:
+    def __init__(self, mode: str, variant: str, frames: int, tracker: LiveTensorMemory) -> None:
         overrides = [f"input.frames={frames}", *MODES[mode]]
         if VARIANTS[variant] is not None:
             overrides.append(VARIANTS[variant])
@@ -92,9 +92,9 @@ class Run:
     def measure_memory(self) -> tuple[int, int]:
         """(peak, floor) of the second step, in bytes."""
         self.step()  # warm-up: creates the AdamW state
-        self.tracker.peak = self.tracker.current
+        self.tracker.reset_peak()
         self.step()
-        return self.tracker.peak, self.floor
+        return self.tracker.peak().total, self.floor
 
 
 def main() -> None:
@@ -113,7 +113,7 @@ def main() -> None:
         for mode in args.modes:
             runs, memory = [], []
             for variant in args.variants:
-                tracker = LiveTensorBytes()
+                tracker = LiveTensorMemory()
                 with tracker:
                     run = Run(mode, variant, frames, tracker)
                     memory.append(run.measure_memory())

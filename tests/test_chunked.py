@@ -5,8 +5,6 @@ benchmark's live-tensor tracker sees drop as claimed. Tiny shapes on CPU."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,20 +12,17 @@ import torch
 from tadcli.config.loader import load_preset
 from tadcli.model import ViTArch, build_backbone
 from tadcli.model.build import build_backbone_from_preset
+from tadcli.profiling.tracker import LiveTensorMemory
 
-BENCH_TRACKER = Path(__file__).resolve().parents[1] / "bench" / "bench_backbone_memory.py"
 
 # 3 blocks, width 32, 8-px patches on 32-px frames: 8 tubelets x 4 x 4 = 128 tokens per chunk.
 TINY = ViTArch(embed_dim=32, depth=3, num_heads=2, mlp_hidden_dim=64, patch_size=8, img_size=32)
 TINY_FINAL_NORM = dataclasses.replace(TINY, final_norm=True)
 
 
-def live_tensor_tracker():
-    """The benchmark's ``LiveTensorBytes`` (bench/bench_backbone_memory.py)."""
-    spec = importlib.util.spec_from_file_location("bench_backbone_memory", BENCH_TRACKER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.LiveTensorBytes()
+def live_tensor_tracker() -> LiveTensorMemory:
+    """The live-tensor tracker of the benchmarks and ``tad profile-memory --measure``."""
+    return LiveTensorMemory()
 
 
 def frames(videos: int = 2, count: int = 48) -> torch.Tensor:
@@ -110,9 +105,10 @@ def tracked_step(backbone, clips: torch.Tensor) -> tuple[int, int]:
     with tracker:
         features = backbone(clips)
         kept = tracker.current - features.numel() * features.element_size()
-        start = tracker.peak = tracker.current
+        tracker.reset_peak()
+        start = tracker.current
         features.square().sum().backward()
-    return kept, tracker.peak - start
+    return kept, tracker.peak().total - start
 
 
 def test_tracker_sees_one_activation_per_block_and_a_backward_without_whole_window_activations():

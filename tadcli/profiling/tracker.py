@@ -132,6 +132,19 @@ class LiveTensorMemory(TorchDispatchMode):
             pool, held = self._pool(nbytes)
             self._pools[pool] -= held
 
+    @property
+    def current(self) -> int:
+        """Bytes live now."""
+        return self._current
+
+    def reset_peak(self) -> None:
+        """Start a new peak from what is live now (e.g. to measure one phase of a step on its own)."""
+        self._peak = self._current
+        self._peak_live = dict(self._live)
+        self._peak_pending = False
+        if self.cuda_allocator:
+            self._reserved_peak = self._reserved_now()
+
     def add(self, tensors: Iterable[torch.Tensor]) -> None:
         """Count tensors that already exist (parameters, optimizer state, inputs) until they are freed."""
         for tensor in tensors:
