@@ -1,16 +1,11 @@
-"""Training benchmarks (issue: tad train).
+"""The quickstart training benchmark: ``tad train --preset tiny`` on the default synthetic dataset (24 videos,
+4 classes), as ``tad demo`` trains it: wall time, validation mAP per evaluated epoch, and where one training
+step's time goes (decoding a batch, backbone forward, detector forward + loss, backward, optimizer + EMA),
+measured on separate timed steps of the same model and data.
 
-1. ``quickstart``: ``tad train --preset tiny`` on the default synthetic dataset (24 videos, 4 classes), as
-   ``tad demo`` trains it: wall time, validation mAP per evaluated epoch, and where one training step's time
-   goes (decoding a batch, backbone forward, detector forward + loss, backward, optimizer + EMA), measured on
-   separate timed steps of the same model and data.
-2. ``modes``: one whole training step (forward, loss, backward, clip, AdamW) of ``small-768`` with
-   ``input.frames=128`` on the CPU per adaptation mode: seconds per step (median of repeats) and peak live
-   tensor memory (the core tracker of ``tad profile-memory --measure``), beside full fine-tuning without
-   checkpointing.
+Training-step speed and memory per adaptation mode: ``bench/bench_train_step_memory.py``.
 
-    python bench/bench_train.py quickstart [--data DIR]     # writes the dataset first when DIR has none
-    python bench/bench_train.py modes [--repeats 3]
+    python bench/bench_train.py [--data DIR]     # writes the dataset first when DIR has none
 """
 
 from __future__ import annotations
@@ -34,7 +29,7 @@ from tadcli.data.pipeline import train_dataset
 from tadcli.services.prepare import prepare_synthetic
 from tadcli.services.train import TrainRequest, train
 from tadcli.training.ema import ModelEMA
-from tadcli.training.step import NormalizerSlots, build_optimizer, resolve_precision, training_step
+from tadcli.training.step import build_optimizer
 
 CPU = torch.device("cpu")
 
@@ -92,73 +87,14 @@ def step_breakdown(data: Path, steps: int) -> dict:
     return {name: round(statistics.mean(values), 1) for name, values in parts.items()}
 
 
-MODES = (
-    ("full, no checkpointing", ["adaptation.mode=full", "adaptation.checkpointing=false"]),
-    ("full + checkpointing", ["adaptation.mode=full", "adaptation.checkpointing=true"]),
-    ("frozen", ["adaptation.mode=frozen"]),
-    ("tia, no checkpointing", ["adaptation.mode=tia", "adaptation.checkpointing=false"]),
-    ("tia + checkpointing", ["adaptation.mode=tia", "adaptation.checkpointing=true"]),
-    ("side (blocks 6-11)", ["adaptation.mode=side", "adaptation.blocks=[6,7,8,9,10,11]"]),
-)
-
-
-def one_step_batch(preset) -> dict:
-    frames = preset.input.frames
-    generator = torch.Generator().manual_seed(0)
-    return {
-        "frames": torch.randint(0, 256, (1, 3, frames, 160, 160), dtype=torch.uint8, generator=generator),
-        "masks": torch.ones(1, preset.input.detector_length, dtype=torch.bool),
-        "gt_segments": [torch.tensor([[10.0, 40.0], [60.0, 100.0]])],
-        "gt_labels": [torch.tensor([3, 7])],
-    }
-
-
-def modes(repeats: int) -> list[dict]:
-    from tadcli.profiling.tracker import LiveTensorMemory
-
-    rows = []
-    for label, overrides in MODES:
-        preset = load_preset("small-768", ["input.frames=128", *overrides])
-        torch.manual_seed(0)
-        model = tadcli.build_model(preset, num_classes=20).train()
-        optimizer = build_optimizer(model, 1e-4, 2e-4, 1e-5, 0.05, CPU)
-        precision = resolve_precision(CPU, False)
-        slots = NormalizerSlots(model, 1)
-        batch = one_step_batch(preset)
-
-        def step(index: int) -> None:
-            training_step(model, [batch], optimizer, precision, precision.grad_scaler(), 1.0, slots, CPU, index)
-
-        step(0)  # warm-up: AdamW state exists from here on, as in every later step
-        times = []
-        for index in range(repeats):
-            tic = time.perf_counter()
-            step(index + 1)
-            times.append(time.perf_counter() - tic)
-        tracker = LiveTensorMemory()
-        tracker.add(list(model.parameters()) + list(model.buffers()) + [batch["frames"]])
-        tracker.add(v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor))
-        with tracker:
-            step(repeats + 1)
-        rows.append({"mode": label, "seconds_per_step": round(statistics.median(times), 2),
-                     "peak_MiB": round(tracker.peak().total / 2**20, 1)})
-        print(json.dumps(rows[-1]), flush=True)
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("quickstart", "modes"))
     parser.add_argument("--data", type=Path, default=Path("bench/out/synthetic"))
     parser.add_argument("--out", type=Path, default=Path("bench/out/quickstart-run"))
     parser.add_argument("--breakdown-steps", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    if args.what == "quickstart":
-        print(json.dumps(quickstart(args.data, args.out, args.breakdown_steps), indent=1))
-    else:
-        modes(args.repeats)
+    print(json.dumps(quickstart(args.data, args.out, args.breakdown_steps), indent=1))
 
 
 if __name__ == "__main__":

@@ -32,12 +32,16 @@ from tadcli.training.step import NormalizerSlots, Precision, build_optimizer, tr
 
 # label -> preset overrides of the adaptation section
 MODES = {
+    "full-no-checkpointing": ["adaptation.mode=full", "adaptation.checkpointing=false"],
+    "tia-no-checkpointing": ["adaptation.mode=tia", "adaptation.checkpointing=false"],
     "tia": ["adaptation.mode=tia", "adaptation.checkpointing=true"],
     "full": ["adaptation.mode=full", "adaptation.checkpointing=true"],
     "frozen": ["adaptation.mode=frozen", "adaptation.checkpointing=false"],
     "side": ["adaptation.mode=side", "adaptation.blocks=last-half", "adaptation.checkpointing=true"],
 }
 LABELS = {
+    "full-no-checkpointing": "full fine-tuning, no checkpointing",
+    "tia-no-checkpointing": "tia, no checkpointing",
     "tia": "tia + checkpointing",
     "full": "full + checkpointing",
     "frozen": "frozen",
@@ -100,7 +104,7 @@ class Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[128], help="frames per window (multiples of 16)")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--modes", nargs="+", default=["tia", "full", "frozen", "side"], choices=list(MODES))
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per configuration")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
