@@ -91,8 +91,7 @@ def test_giant_1536_profiles_without_allocating_its_weights():
     assert result["parameters"] > 1_000_000_000
     assert result["weights"] >= 4 * result["parameters"]  # fp32 weights: 4 GB predicted...
     assert result["max_rss"] < result["weights"] / 2  # ...that this process never held
-    assert result["peak"] > 10 * 2**30
-    assert result["seconds"] < 30, result
+    assert result["peak"] > 10 * 2**30  # its time is a benchmark (BENCHMARKS.md, Memory prediction), not a test
 
 
 def test_mixed_precision_and_the_cuda_allocator_are_accounted():
