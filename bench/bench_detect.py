@@ -116,7 +116,7 @@ def memory() -> list[dict]:
     if not (run_dir / "model.safetensors").is_file():
         if not (data / "manifest.json").is_file():
             tadcli.prepare_synthetic(data)
-        train(TrainRequest("tiny", data, run_dir, ["train.epochs=1"], device="cpu"))
+        train(TrainRequest("tiny", data, run_dir, ["train.epochs=1", "train.warmup_epochs=0"], device="cpu"))
     rows = []
     for minutes in (1, 10, 60):
         video = synthetic_video(f"tiny-{minutes}min", 60.0 * minutes, 96, fps=12)

@@ -170,6 +170,7 @@ def demo(
     Writes OUT/data (dataset), OUT/run (run folder), OUT/events.json, OUT/events.srt and OUT/timeline.png.
     A few minutes on a laptop CPU with the defaults; '--videos 8 --epochs 2' for a one-minute smoke run.
     """
+    from tadcli.services.demo import DEMO_THRESHOLD
     from tadcli.services.demo import demo as run_demo
     from tadcli.training.loop import TrainingInterrupted
 
@@ -182,7 +183,12 @@ def demo(
         err_console.print(str(interrupted), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None
     _render_eval_report(report.test, console)
-    console.print(f"detected {report.num_events} events in the held-out video {report.video}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"detected {report.num_events} events scoring >= {DEMO_THRESHOLD} in the held-out video {report.video}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(f"dataset: {report.dataset}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"run:     {report.run}  (tad eval --run {report.run}; tad detect VIDEO --run {report.run})",
                   markup=False, highlight=False, soft_wrap=True)
