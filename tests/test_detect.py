@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +166,6 @@ def test_extract_covers_a_long_video_window_by_window(trained_run, tmp_path):
     num_frames = open_video(video).num_frames
     assert features.shape == (-(-num_frames // 2), 128) == (sidecar["num_features"], sidecar["feature_dim"])
     assert np.all(np.abs(features).sum(axis=1) > 0)  # every step filled, the tail window included
-    shutil.rmtree(out)
 
 
 def test_detection_memory_does_not_grow_with_the_video_length(trained_run, tmp_path):

@@ -52,8 +52,14 @@ def read_detection_results(path: str | Path, strict: bool = False) -> Detections
     results = content["results"]
     if not isinstance(results, dict):
         raise AnnotationError(f"{path}: 'results' must map video ids to lists of detections, got {type(results).__name__}")
+    return results_columns(results, path, strict)
+
+
+def results_columns(results: dict, source: str | Path, strict: bool = False) -> Detections:
+    """The ``results`` mapping of a results file (``{video: [{"segment", "label", "score"}]}``) as
+    :class:`Detections`, in order; ``source`` names it in errors (see :func:`read_detection_results`)."""
     detections = _well_formed_columns(results, strict)
-    return detections if detections is not None else _checked_columns(results, path, strict)
+    return detections if detections is not None else _checked_columns(results, source, strict)
 
 
 def _well_formed_columns(results: dict, strict: bool) -> Detections | None:
@@ -99,7 +105,7 @@ def _well_formed_columns(results: dict, strict: bool) -> Detections | None:
     )
 
 
-def _checked_columns(results: dict, path: Path, strict: bool) -> Detections:
+def _checked_columns(results: dict, path: str | Path, strict: bool) -> Detections:
     """The detections, entry by entry, raising :class:`AnnotationError` at the first bad one."""
     video_ids: list[str] = []
     starts: list[float] = []

@@ -11,7 +11,8 @@ import torch
 from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import Preset
 from tadcli.data.dataset import VideoRecord
-from tadcli.evaluation.detection_map import DetectionMetrics, Detections, GroundTruth, evaluate_detections
+from tadcli.evaluation.detection_map import DetectionMetrics, GroundTruth, evaluate_detections
+from tadcli.evaluation.results import results_columns
 from tadcli.inference.engine import ProgressCallback, VideoStep, classifier_video_step, detect_videos
 from tadcli.model.adatad import AdaTAD
 from tadcli.model.postprocess import PostprocessSettings, round_for_output
@@ -41,18 +42,6 @@ def ground_truth_of(records: Sequence[VideoRecord], classes: Sequence[str]) -> G
     segments = np.concatenate([r.segments.reshape(-1, 2) for r in records]) if records else np.zeros((0, 2))
     labels = [classes[int(label)] for r in records for label in r.labels]
     return GroundTruth(video_ids, segments[:, 0].astype(np.float64), segments[:, 1].astype(np.float64), labels)
-
-
-def results_to_columns(results: dict) -> Detections:
-    """The ``results`` mapping of a results file as detection columns (file order kept)."""
-    rows = [(video, entry) for video, entries in results.items() for entry in entries]
-    return Detections(
-        video_ids=[video for video, _ in rows],
-        starts=np.array([entry["segment"][0] for _, entry in rows], dtype=np.float64),
-        ends=np.array([entry["segment"][1] for _, entry in rows], dtype=np.float64),
-        labels=[entry["label"] for _, entry in rows],
-        scores=np.array([entry["score"] for _, entry in rows], dtype=np.float64),
-    )
 
 
 def evaluate_on_records(
@@ -89,5 +78,5 @@ def evaluate_on_records(
             for row in round_for_output(video.result)
         ]
     content = {"version": RESULTS_VERSION, "results": results, "external_data": {}}
-    metrics = evaluate_detections(ground_truth_of(records, classes), results_to_columns(results), tiou_thresholds)
+    metrics = evaluate_detections(ground_truth_of(records, classes), results_columns(results, "the detections"), tiou_thresholds)
     return RecordsEvaluation(content, metrics, failed)

@@ -178,10 +178,6 @@ def train_in_process(request: TrainRequest):  # noqa: ANN201 - TrainSummary (tor
         shutdown_distributed()
 
 
-def _worker_main(request: TrainRequest) -> None:
-    train_in_process(request)
-
-
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else text
@@ -224,7 +220,7 @@ def _train_in_workers(request: TrainRequest, nproc: int):  # noqa: ANN202
     # Ctrl-C reaches every worker (same process group); they checkpoint and stop, this process waits for them.
     previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
-        launch_workers(nproc, _worker_main, (request,))
+        launch_workers(nproc, train_in_process, (request,))
     except mp.ProcessRaisedException as error:
         message = _last_line(str(error))
         kind, _, text = message.partition(": ")
