@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from tadcli.cli import app
 from tadcli.io.rundir import read_run_config
 
+from conftest import error_line
+
 runner = CliRunner()
 
 
@@ -29,3 +31,12 @@ def test_demo_smoke_run_writes_every_output_and_reports_the_test_map(tmp_path):
         assert image.format == "PNG" and image.width == 1200
     for name in ("events.json", "events.srt", "timeline.png"):
         assert f"wrote    {out / name}" in result.output
+
+
+def test_demo_refuses_a_run_folder_that_is_not_a_tad_run_before_any_work(tmp_path):
+    notes = tmp_path / "demo" / "run" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("mine\n")
+    line = error_line(runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--device", "cpu"]))
+    assert line == f"error: {notes.parent}: exists and is not a tad run; choose another --out for the demo"
+    assert notes.read_text() == "mine\n" and not (tmp_path / "demo" / "data").exists()

@@ -42,15 +42,12 @@ class DemoReport:
     written: list[Path]
 
 
-def _clear_previous_run(run_dir: Path) -> None:
-    """Remove the demo's previous run folder, and only a run folder (one holding a tad ``config.json``)."""
+def _check_previous_run(run_dir: Path) -> None:
+    """The demo replaces its previous run folder, and only a run folder (one holding a tad ``config.json``)."""
     from tadcli.io.rundir import CONFIG_FILE
 
-    if not run_dir.exists():
-        return
-    if not (run_dir / CONFIG_FILE).is_file():
+    if run_dir.exists() and not (run_dir / CONFIG_FILE).is_file():
         raise TadError(f"{run_dir}: exists and is not a tad run; choose another --out for the demo")
-    shutil.rmtree(run_dir)
 
 
 def demo(
@@ -86,12 +83,14 @@ def demo(
         raise TadError(f"--epochs must be at least 1, got {epochs}")
     out = check_output_dir(out, "demo folder")
     data_dir, run_dir = out / "data", out / "run"
+    _check_previous_run(run_dir)  # before minutes of work, not after
 
     report = prepare_synthetic(data_dir, num_videos=num_videos, num_classes=DEMO_CLASSES, seed=seed, progress=progress)
     if not report.usable:
         raise TadError(f"{data_dir}: the synthetic dataset is not usable:\n{report.summary()}")
 
-    _clear_previous_run(run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # the previous demo run (checked above)
     overrides = [f"train.epochs={epochs}"] if epochs is not None else []
     if epochs is not None:
         overrides.append(f"train.warmup_epochs={min(epochs - 1, 2)}")
