@@ -3,6 +3,7 @@ re-profiled; the giant profiles without its weights; bad input is one line and e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from typer.testing import CliRunner
 
 import tadcli
 from tadcli.cli import app
+from tadcli.model.chunked import representative_groups
+from tadcli.profiling import step as profiling_step
 from tadcli.profiling.tracker import LiveTensorMemory, cuda_block_bytes
 from tadcli.services.profile_memory import MODES
 
@@ -92,6 +95,25 @@ def test_giant_1536_profiles_without_allocating_its_weights():
     assert result["weights"] >= 4 * result["parameters"]  # fp32 weights: 4 GB predicted...
     assert result["max_rss"] < result["weights"] / 2  # ...that this process never held
     assert result["peak"] > 10 * 2**30  # its time is a benchmark (BENCHMARKS.md, Memory prediction), not a test
+
+
+@pytest.mark.parametrize("mode", ["tia", "full-checkpointing", "side"])
+def test_running_only_the_representative_chunk_groups_predicts_the_same_bytes(mode, monkeypatch):
+    # 13 chunks in groups of 2: seven groups, the last one shorter; full-checkpointing sums transformer gradients
+    overrides = [ONE_MICRO_BATCH, "input.frames=208", "adaptation.chunk_group=2"]
+
+    def rows() -> list:
+        plan = tadcli.profile_memory("tiny", overrides, mode=mode, device="cuda", precision="bf16")
+        return [(row.profile.training, row.profile.inference) for row in plan.rows]
+
+    representative = rows()
+    monkeypatch.setattr(profiling_step, "representative_groups", contextlib.nullcontext)
+    assert representative == rows()  # every group run
+
+
+def test_representative_chunk_groups_refuse_real_tensors():
+    with pytest.raises(RuntimeError, match="fake tensors only"), representative_groups():
+        pass
 
 
 def test_mixed_precision_and_the_cuda_allocator_are_accounted():

@@ -6,7 +6,8 @@ autocast, loss, backward, gradient clipping, AdamW), then ``ModelEMA.update``, c
 :class:`~tadcli.profiling.tracker.LiveTensorMemory`. A prediction runs them on fake tensors
 (:mod:`tadcli.profiling.fake`): the model is built on the ``meta`` device, no weight is allocated, and
 whatever the preset switches on (checkpointing, adapters on some blocks, side branches, options added to the
-backbone later) is what runs.
+backbone later) is what runs. Loops over chunk groups run only their representative groups
+(:func:`tadcli.model.chunked.representative_groups`: the same peak to the byte).
 
 One step as ``tad train`` runs it on one device: the optimizer state exists already (AdamW initialises it on
 a first step with zero gradients), the EMA copy exists, gradients start as None. With ``accumulation`` > 1
@@ -27,7 +28,10 @@ and saved tensors offloaded to CPU memory (on a CPU stand-in the copy to the CPU
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +40,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tadcli.config.schema import Preset
 from tadcli.model.adatad import AdaTAD
 from tadcli.model.build import build_model
+from tadcli.model.chunked import representative_groups
 from tadcli.profiling.fake import FakeSession, ValueFreeMemory
 from tadcli.profiling.gpus import GpuSpec
 from tadcli.profiling.tracker import LiveTensorMemory, MemoryPeak
@@ -272,7 +277,7 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
         training = _set_up_training(model, workload, torch.device(target.device))
     tracker = ValueFreeMemory(cuda_allocator=cuda_target)
     tracker.add(t for tensors in _training_groups(training).values() for t in tensors)
-    with session.active(tracker), _attention_kernel(target):
+    with session.active(tracker), representative_groups(), _attention_kernel(target):
         count = micro_batches_run(workload)
         if cuda_target:
             batches: Sequence[dict] = _BatchesMadeOnUse(workload, count)
@@ -287,10 +292,43 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
         weights = [*model.parameters(), *model.buffers()]
         tracker = ValueFreeMemory(cuda_allocator=cuda_target)
         tracker.add(weights)
-        with session.active(tracker), _attention_kernel(target):
+        with session.active(tracker), representative_groups(), _attention_kernel(target):
             _run_inference(model, workload, precision, cpu, fake=True)
         inference_memory = StepMemory.from_peak(tracker.peak({"weights": weights}))
     return Profile(workload, target, total, trainable, training_memory, inference_memory)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def predict_many(
+    workloads: Sequence[Workload], target: Target, done: Callable[[int], None] | None = None
+) -> list[Profile]:
+    """:func:`predict` for independent workloads (the rows of a table), in that order.
+
+    Several workloads run in parallel worker processes, one per usable core (a prediction is single-threaded
+    Python dispatch); the workers start from a server process that has imported this module once.
+    ``done(count)`` is called as predictions finish.
+    """
+    workers = min(len(workloads), _usable_cores())
+    if workers <= 1:
+        profiles = []
+        for workload in workloads:
+            profiles.append(predict(workload, target))
+            if done is not None:
+                done(len(profiles))
+        return profiles
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(predict, workload, target) for workload in workloads]
+        for count, _ in enumerate(as_completed(futures), start=1):
+            if done is not None:
+                done(count)
+        return [future.result() for future in futures]
 
 
 @dataclass(frozen=True)

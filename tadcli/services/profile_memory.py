@@ -29,6 +29,7 @@ from tadcli.profiling.step import (
     Workload,
     measure,
     predict,
+    predict_many,
 )
 from tadcli.profiling.suggest import Change, Suggestion, side_change, suggest
 
@@ -246,17 +247,23 @@ def profile_memory(
         modes.append(PRESET_MODE)  # e.g. a plain-adapter preset: its own row too
         variants[PRESET_MODE] = base
     focus = mode if mode is not None else next((m for m in modes if variants[m].adaptation == base.adaptation))
+    if progress is not None:
+        progress("profiling modes", 0, len(modes))
+    profiles = predict_many(
+        [workload(variants[name]) for name in modes],
+        target,
+        None if progress is None else lambda count: progress("profiling modes", count, len(modes)),
+    )
     rows = []
-    for index, name in enumerate(modes):
-        if progress is not None:
-            progress("profiling modes", index, len(modes))
+    for index, (name, profile) in enumerate(zip(modes, profiles)):
         variant = variants[name]
-        profile = predict(workload(variant), target)
+        if measure_peak and progress is not None:
+            progress("measuring modes", index, len(modes))
         measured = measure(workload(variant), target, torch.device(device)) if measure_peak else None
         fits = profile.fits(capacity) if capacity is not None else None
         rows.append(ModeRow(name, variant.adaptation == base.adaptation, profile, fits, measured))
-    if progress is not None:
-        progress("profiling modes", len(modes), len(modes))
+    if measure_peak and progress is not None:
+        progress("measuring modes", len(modes), len(modes))
 
     suggestions: list[Suggestion] = []
     focus_row = next(row for row in rows if row.mode == focus)

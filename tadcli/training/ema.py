@@ -44,13 +44,13 @@ class ModelEMA:
     def update(self) -> None:
         """Move the average one step towards the current weights of the tracked model."""
         pairs = self._tracked.values()
-        averages = [e.data for e, m in pairs if e.is_floating_point()]
+        averages = [e for e, m in pairs if e.is_floating_point()]  # no graph here: the tensors themselves
         if averages:
             torch._foreach_mul_(averages, self.decay)
-            torch._foreach_add_(averages, [m.data for e, m in pairs if e.is_floating_point()], alpha=1 - self.decay)
+            torch._foreach_add_(averages, [m for e, m in pairs if e.is_floating_point()], alpha=1 - self.decay)
         for e, m in pairs:
             if not e.is_floating_point():
-                e.data.copy_(m.data)
+                e.copy_(m)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged entries that are not shared with the model (what a checkpoint must store)."""

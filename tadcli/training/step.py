@@ -170,7 +170,8 @@ def training_step(
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     # max_norm inf measures the norm without clipping
     max_norm = clip_grad_norm if clip_grad_norm is not None else math.inf
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+    # foreach on every device (the CPU too): one norm and one scaling op per device and dtype, the same values
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm, foreach=True))
     scaler.step(optimizer)
     scaler.update()
     return StepResult(sums, grad_norm, num_positives, num_videos)
