@@ -122,9 +122,10 @@ def test_tracker_sees_one_activation_per_block_and_a_backward_without_whole_wind
     assert TINY.depth * block_tensor <= kept_chunked <= TINY.depth * block_tensor + chunks * 8 * dim * 4 + 1024
     assert kept_chunked <= kept_plain + 1024  # the same count as per-block checkpoints (+ drop-path masks)
     # the per-block checkpoint recomputes a whole block at once (its MLP hidden alone: 2 x whole_window_mlp);
-    # the chunk-wise one holds the gradient buffer, the adapter's narrow graph and one chunk's activations
+    # the chunk-wise one holds the gradient buffer, one adapter's narrow mix values (its narrow graph only
+    # while that adapter's own backward runs) and one chunk's activations
     assert backward_plain > 2 * whole_window_mlp + 4 * block_tensor
-    assert backward_chunked < 4 * block_tensor
+    assert backward_chunked < 2.75 * block_tensor
     assert backward_chunked < backward_plain / 3
 
 
@@ -161,6 +162,6 @@ def test_preset_options_reach_the_backbone_and_are_validated():
     preset = load_preset("tiny", ["adaptation.chunk_group=3", "adaptation.offload_checkpoints=true"])
     backbone = build_backbone_from_preset(preset, device="meta")
     assert backbone.chunk_group == 3 and backbone.activation_store.offload and not backbone.activation_store.compact
-    assert load_preset("tiny").adaptation.chunk_group == 2
+    assert load_preset("tiny").adaptation.chunk_group == 1  # one chunk at a time: the least memory, no slower on the CPU
     with pytest.raises(Exception, match="need chunk_group > 0"):
         load_preset("tiny", ["adaptation.chunk_group=0", "adaptation.compact_checkpoints=true"])

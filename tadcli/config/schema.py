@@ -73,11 +73,12 @@ class AdaptationConfig(Section):
     )
     checkpointing: bool = Field(default=True, description="activation checkpointing per ViT block")
     chunk_group: int = Field(
-        default=2,
+        default=1,
         ge=0,
         description="16-frame chunks the ViT blocks' attention and MLP process at a time wherever no graph is "
         "kept and in the checkpointed recompute, which then keeps one activation per block and never a block's "
-        "attention/MLP activations for the whole window (same gradients); 0 = whole window, torch checkpointing",
+        "attention/MLP activations for the whole window (same gradients); larger groups: fewer, larger kernels "
+        "and more memory; 0 = whole window, torch checkpointing",
     )
     compact_checkpoints: bool = Field(
         default=False,

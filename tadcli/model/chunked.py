@@ -251,10 +251,12 @@ def _mix_backward(
 
 
 def _adapter_backward_(
-    adapter: Adapter, y: torch.Tensor, h: torch.Tensor, mixed: torch.Tensor, grad: torch.Tensor, sums: _GradSums
+    adapter: Adapter, y: torch.Tensor, temporal_size: int, grad: torch.Tensor, sums: _GradSums
 ) -> None:
     """Back-propagate ``grad`` (w.r.t. the adapter output ``y + gamma * up_proj(mixed)``) in place into the
-    gradient w.r.t. ``y``, adding the adapter's parameter gradients to ``sums``. Nothing of width C is allocated."""
+    gradient w.r.t. ``y``, adding the adapter's parameter gradients to ``sums``. Nothing of width C is allocated;
+    the narrow graph of ``mix`` is built here, when it is needed (:func:`_adapter_graph`)."""
+    h, mixed = _adapter_graph(adapter, y, temporal_size)
     dim, hidden = y.shape[-1], mixed.shape[-1]
     grad_rows = grad.view(-1, dim)  # [tokens, C]
     mixed_rows = mixed.detach().reshape(-1, hidden)  # [tokens, C']
@@ -266,8 +268,7 @@ def _adapter_backward_(
 def _pooled_adapter_backward(
     adapter: Adapter,
     y: torch.Tensor,
-    h: torch.Tensor,
-    mixed: torch.Tensor,
+    temporal_size: int,
     grad_pooled: torch.Tensor,
     tokens_per_tubelet: int,
     sums: _GradSums,
@@ -276,6 +277,7 @@ def _pooled_adapter_backward(
     gradient w.r.t. its output is ``grad_pooled / (h*w)`` on every token of a tubelet and is never
     materialized; the gradient w.r.t. ``y`` is written into ``y``'s own storage when it can hold it
     (``y`` is not needed afterwards), so the top of the backward holds no extra ``[N, L, C]`` tensor."""
+    h, mixed = _adapter_graph(adapter, y, temporal_size)
     chunks, tubelets, dim = grad_pooled.shape
     hidden, rows = mixed.shape[-1], chunks * tubelets
     per_token = (grad_pooled / tokens_per_tubelet).reshape(rows, dim)  # [N*t, C], the same for the h*w tokens
@@ -333,6 +335,7 @@ class BlockStack(torch.autograd.Function):
         tokens = x
         for index, block in enumerate(plan.blocks):
             y = run_transformer(block, tokens, masks[index], plan.chunk_group)
+            del tokens  # the block input is not needed again (the stack input ``x`` is saved on its own)
             stored.append((plan.store.put(y, compute_dtype), y.dtype) if index < last or keep_last else None)
             tokens = run_adapter(block.adapter, y, plan.temporal_size, plan.chunk_group)
             del y
@@ -356,38 +359,42 @@ class BlockStack(torch.autograd.Function):
             tensor, dtype = stored[index]
             return plan.store.get(tensor, grad_pooled.device, dtype)
 
-        def state_of(index: int) -> tuple[torch.Tensor, Optional[tuple[torch.Tensor, torch.Tensor]]]:
-            """The kept output ``y`` of block ``index`` and its adapter's graph ``(h, mixed)`` (None without one)."""
+        def state_of(index: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+            """The kept output ``y`` of block ``index`` and its adapter's ``mix(down_proj(y))`` (None without one),
+            without a graph: while the next block is recomputed only these two are held; the adapter's own
+            narrow graph is built again for its backward."""
             y, adapter = kept(index), blocks[index].adapter
-            return y, None if adapter is None else _adapter_graph(adapter, y, plan.temporal_size)
+            if adapter is None:
+                return y, None
+            with torch.no_grad():
+                return y, adapter.mix(adapter.down_proj(y), plan.temporal_size)
 
         def input_of(index: int, state: Optional[tuple]) -> Callable[[slice], torch.Tensor]:
             """Per group, the input of block ``index`` (``len(blocks)``: of the pooling), from ``state_of(index - 1)``
             (block 0: the stack input)."""
             if index == 0:
                 return lambda part: x[part]
-            y, graph = state
-            if graph is None:
+            y, mixed = state
+            if mixed is None:
                 return lambda part: y[part]
-            adapter, mixed = blocks[index - 1].adapter, graph[1]
-            return lambda part: adapter.output(y[part], mixed[part].detach())
+            adapter = blocks[index - 1].adapter
+            return lambda part: adapter.output(y[part], mixed[part])
 
         with torch.autocast(device_type, dtype=compute_dtype, enabled=autocast):
             last = len(blocks) - 1
-            state = state_of(last) if ctx.keep_last else None
-            top_adapter_done = False
-            if isinstance(plan.norm, nn.Identity) and blocks[last].adapter is not None:
-                y, (h, mixed) = state
+            top_adapter_done = isinstance(plan.norm, nn.Identity) and blocks[last].adapter is not None
+            if top_adapter_done:
+                state = None
                 grad = _pooled_adapter_backward(
-                    blocks[last].adapter, y, h, mixed, grad_pooled, plan.tokens_per_tubelet, sums
+                    blocks[last].adapter, kept(last), plan.temporal_size, grad_pooled, plan.tokens_per_tubelet, sums
                 )
-                del y, h, mixed
-                top_adapter_done = True
             elif isinstance(plan.norm, nn.Identity):
+                state = None
                 # d mean / d tokens: the pooled gradient spread evenly over the h*w tokens of each tubelet
                 grad = (grad_pooled / plan.tokens_per_tubelet).unsqueeze(2)
                 grad = grad.expand(chunks, tubelets, plan.tokens_per_tubelet, dim).reshape(shape)
             else:
+                state = state_of(last)
                 grad = grad_pooled.new_empty(shape)
                 _backward_groups(
                     lambda tokens, part: plan.pool(tokens),
@@ -401,9 +408,10 @@ class BlockStack(torch.autograd.Function):
             for index in range(last, -1, -1):
                 block = blocks[index]
                 if block.adapter is not None and not (index == last and top_adapter_done):
-                    y, (h, mixed) = state
-                    _adapter_backward_(block.adapter, y, h, mixed, grad, sums)
-                    del y, h, mixed
+                    y = state[0]
+                    state = None  # its mix values: the adapter backward computes them again, with a graph
+                    _adapter_backward_(block.adapter, y, plan.temporal_size, grad, sums)
+                    del y
                 stored[index] = state = None
                 params = _transformer_parameters(block)
                 if index == 0 and not ctx.input_requires_grad and not params:
@@ -416,6 +424,7 @@ class BlockStack(torch.autograd.Function):
 
                 source = input_of(index, state)
                 _backward_groups(transformer, source, lambda part: grad[part], grad, params, group, sums)
+                del source  # it holds the state too
         grad_input = grad if ctx.input_requires_grad else None
         return (None, grad_input, *[sums.of(param) for param in ctx.params])
 
