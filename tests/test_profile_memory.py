@@ -15,8 +15,10 @@ from typer.testing import CliRunner
 
 import tadcli
 from tadcli.cli import app
+from tadcli.config.loader import load_preset
 from tadcli.model.chunked import representative_groups
 from tadcli.profiling import step as profiling_step
+from tadcli.profiling.suggest import axes
 from tadcli.profiling.tracker import LiveTensorMemory, cuda_block_bytes
 from tadcli.services.profile_memory import MODES
 
@@ -116,6 +118,20 @@ def test_representative_chunk_groups_refuse_real_tensors():
         pass
 
 
+def test_offloaded_checkpoints_leave_the_device_in_a_cuda_prediction_only():
+    base = [ONE_MICRO_BATCH, "adaptation.checkpointing=true"]  # tiny: tia on 4 blocks, 8 chunks of 128 tokens
+
+    def training(device: str, offload: bool):
+        overrides = [*base, f"adaptation.offload_checkpoints={str(offload).lower()}"]
+        plan = tadcli.profile_memory("tiny", overrides, mode="preset", device=device)
+        return plan.rows[0].profile.training
+
+    block_tensor = 8 * 128 * 128 * 4  # one kept [N, L, C] fp32 block output
+    # CUDA: at the top of the backward only the blocks being worked on are back on the device
+    assert training("cuda", False).peak - training("cuda", True).peak >= 2 * block_tensor
+    assert training("cpu", True) == training("cpu", False)  # on the CPU offloading moves nothing
+
+
 def test_mixed_precision_and_the_cuda_allocator_are_accounted():
     fp32, bf16 = (
         tadcli.profile_memory("tiny", [ONE_MICRO_BATCH], mode="full", device="cuda", precision=precision)
@@ -156,3 +172,12 @@ def test_the_tracker_counts_cuda_blocks_and_segments():
 def test_unknown_gpus_and_bad_flags_are_one_line_and_exit_code_2(args, message):
     line = error_line(runner.invoke(app, ["profile-memory", "--preset", "tiny", *args]))
     assert line.startswith("error: ") and message in line, line
+
+
+def test_suggestions_offer_offloading_for_cuda_targets_only():
+    preset = load_preset("tiny", ["adaptation.checkpointing=true"])
+    for device, offered in (("cuda", True), ("cpu", False)):
+        found = axes(preset, batch=2, global_batch=2, valid=lambda change: True, device=device)
+        assert ("offload" in found) is offered
+    change = axes(preset, 2, 2, lambda change: True, "cuda")["offload"][0]
+    assert change.flags == ("--set", "adaptation.offload_checkpoints=true")

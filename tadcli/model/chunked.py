@@ -51,6 +51,7 @@ DropMasks = Optional[tuple[torch.Tensor, torch.Tensor]]
 
 
 _REPRESENTATIVE_GROUPS = contextvars.ContextVar("representative_groups", default=False)
+_OFFLOAD_STAND_IN = contextvars.ContextVar("offload_stand_in", default=False)
 # groups before a loop's steady state: the first creates the outputs and the gradient sums; every later full
 # group allocates and frees the same bytes in the same order as the second
 _WARM_UP_GROUPS = 1
@@ -108,17 +109,48 @@ class ActivationStore:
     compact: bool = False
     offload: bool = False
 
-    def put(self, tensor: torch.Tensor, compute_dtype: Optional[torch.dtype]) -> torch.Tensor:
+    def put(self, tensor: torch.Tensor, compute_dtype: Optional[torch.dtype]) -> Union[torch.Tensor, "HostStandIn"]:
         if self.compact and compute_dtype is not None:
             tensor = tensor.to(compute_dtype)
+        if self.offload and _OFFLOAD_STAND_IN.get():
+            return HostStandIn(tensor.shape, tensor.dtype)
         if self.offload and tensor.device.type == "cuda":
             pinned = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
             return pinned.copy_(tensor, non_blocking=True)
         return tensor
 
     @staticmethod
-    def get(stored: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    def get(stored: Union[torch.Tensor, "HostStandIn"], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        if isinstance(stored, HostStandIn):  # the copy back to the device, without values
+            return torch.empty(stored.shape, dtype=dtype, device=device)
         return stored.to(device=device, dtype=dtype, non_blocking=True)
+
+
+@dataclass(frozen=True)
+class HostStandIn:
+    """What an offloaded tensor leaves on the device in a CUDA memory prediction: nothing (see
+    :func:`offload_leaves_the_device`)."""
+
+    shape: torch.Size
+    dtype: torch.dtype
+
+
+@contextlib.contextmanager
+def offload_leaves_the_device() -> Iterator[None]:
+    """Offloaded activations leave the device, as on CUDA, though the tensors are CPU fake tensors.
+
+    A CUDA prediction runs on fake CPU tensors (:mod:`tadcli.profiling.step`), where offloading to CPU memory
+    would be no move at all. Within, :class:`ActivationStore` keeps an offloaded tensor as a
+    :class:`HostStandIn` (pinned host memory is not device memory) and brings it back as a new device tensor,
+    the allocation a real copy back makes. Fake tensors only, like :func:`representative_groups`.
+    """
+    if detect_fake_mode() is None:
+        raise RuntimeError("offload_leaves_the_device is for memory predictions on fake tensors only")
+    token = _OFFLOAD_STAND_IN.set(True)
+    try:
+        yield
+    finally:
+        _OFFLOAD_STAND_IN.reset(token)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,11 @@ layer_norm / softmax of bf16 inputs in bf16 where CUDA computes them in fp32, wh
 tensors: the ViT's norms see the fp32 residual stream), the fused attention kernel (CUDA's flash or
 memory-efficient kernel keeps the output and the log-sum-exp for backward, as the CPU flash kernel does;
 the math kernel would keep the attention matrix), the fused AdamW kernel, the batch copied to the device
-inside the step, and the caching allocator's 512-byte blocks and segments. Not modelled: CUDA context and
-library workspaces (an allowance in :data:`CUDA_CONTEXT_BYTES`), kernel-internal scratch, fragmentation,
-and saved tensors offloaded to CPU memory (on a CPU stand-in the copy to the CPU is no copy).
+inside the step, the caching allocator's 512-byte blocks and segments, and checkpointed activations offloaded
+to pinned CPU memory (``adaptation.offload_checkpoints``: off the device until their block's backward copies
+them back, :func:`tadcli.model.chunked.offload_leaves_the_device`). Not modelled: CUDA context and library
+workspaces (an allowance in :data:`CUDA_CONTEXT_BYTES`), kernel-internal scratch, fragmentation, and the time
+or host memory the copies take.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tadcli.config.schema import Preset
 from tadcli.model.adatad import AdaTAD
 from tadcli.model.build import build_model
-from tadcli.model.chunked import representative_groups
+from tadcli.model.chunked import offload_leaves_the_device, representative_groups
 from tadcli.profiling.fake import FakeSession, ValueFreeMemory
 from tadcli.profiling.gpus import GpuSpec
 from tadcli.profiling.tracker import LiveTensorMemory, MemoryPeak
@@ -175,6 +177,18 @@ def micro_batches_run(workload: Workload) -> int:
     return min(workload.accumulation, 2)
 
 
+@contextlib.contextmanager
+def _as_on(target: Target) -> Iterator[None]:
+    """What a fake CPU step needs to count what ``target`` holds: representative chunk groups always; on CUDA
+    the fused attention kernel and offloaded activations off the device."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(representative_groups())
+        stack.enter_context(_attention_kernel(target))
+        if target.device == "cuda":
+            stack.enter_context(offload_leaves_the_device())
+        yield
+
+
 def _attention_kernel(target: Target) -> contextlib.AbstractContextManager:
     """CUDA targets: the fused kernel (flash or memory-efficient; on a CPU stand-in the CPU flash kernel keeps
     the same output and log-sum-exp). CPU: the CPU's own choice."""
@@ -277,7 +291,7 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
         training = _set_up_training(model, workload, torch.device(target.device))
     tracker = ValueFreeMemory(cuda_allocator=cuda_target)
     tracker.add(t for tensors in _training_groups(training).values() for t in tensors)
-    with session.active(tracker), representative_groups(), _attention_kernel(target):
+    with session.active(tracker), _as_on(target):
         count = micro_batches_run(workload)
         if cuda_target:
             batches: Sequence[dict] = _BatchesMadeOnUse(workload, count)
@@ -292,7 +306,7 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
         weights = [*model.parameters(), *model.buffers()]
         tracker = ValueFreeMemory(cuda_allocator=cuda_target)
         tracker.add(weights)
-        with session.active(tracker), representative_groups(), _attention_kernel(target):
+        with session.active(tracker), _as_on(target):
             _run_inference(model, workload, precision, cpu, fake=True)
         inference_memory = StepMemory.from_peak(tracker.peak({"weights": weights}))
     return Profile(workload, target, total, trainable, training_memory, inference_memory)

@@ -2,7 +2,7 @@
 
 Each axis lists changes from the smallest to the largest departure from the configuration: fewer frames,
 a smaller image, adapters on fewer (later) blocks, side adapters, a smaller per-device batch with gradient
-accumulation, checkpointing on. Memory falls along an axis, so a binary search over it finds the nearest
+accumulation, checkpointing on, checkpointed activations offloaded to CPU memory (CUDA). Memory falls along an axis, so a binary search over it finds the nearest
 change that fits in a few profiles. When no single change fits, the structural changes are combined
 (checkpointing on, one video per micro-batch, side adapters) and frames and image size are searched again
 on top of them.
@@ -63,9 +63,10 @@ def side_change(preset: Preset) -> Change:
 
 
 def axes(
-    preset: Preset, batch: int, global_batch: int, valid: Callable[[Change], bool]
+    preset: Preset, batch: int, global_batch: int, valid: Callable[[Change], bool], device: str = "cuda"
 ) -> dict[str, list[Change]]:
-    """The changes to try on each axis, nearest first; ``valid`` says whether a change gives a valid preset."""
+    """The changes to try on each axis, nearest first; ``valid`` says whether a change gives a valid preset;
+    ``device``: the device predicted for (offloading to CPU memory frees memory on CUDA only)."""
     mode, found = preset.adaptation.mode, {}
     frames, size, patch = preset.input.frames, preset.input.image_size, preset.backbone.patch_size
     found["frames"] = [
@@ -101,6 +102,10 @@ def axes(
     if mode in TUNED_MODES and not preset.adaptation.checkpointing:
         override = "adaptation.checkpointing=true"
         found["checkpointing"] = [Change("checkpointing on", ("--set", override), (override,))]
+    chunked_checkpoints = preset.adaptation.checkpointing and preset.adaptation.chunk_group > 0
+    if device == "cuda" and mode in TUNED_MODES and chunked_checkpoints and not preset.adaptation.offload_checkpoints:
+        override = "adaptation.offload_checkpoints=true"
+        found["offload"] = [Change("checkpointed activations offloaded to CPU memory", ("--set", override), (override,))]
     return {axis: [c for c in changes if valid(c)] for axis, changes in found.items()}
 
 
@@ -138,6 +143,7 @@ def suggest(
     capacity: int,
     profile: Callable[[Change], Profile],
     valid: Callable[[Change], bool],
+    device: str = "cuda",
 ) -> list[Suggestion]:
     """The nearest fitting change on each axis (see the module docstring), or combinations when none fits.
 
@@ -147,13 +153,16 @@ def suggest(
         capacity: bytes available.
         profile: profiles the configuration with one change applied.
         valid: whether a change gives a valid preset.
+        device: the device predicted for, ``cuda`` or ``cpu``.
     """
     search = _Search(profile, capacity)
-    options = axes(preset, batch, global_batch, valid)
+    options = axes(preset, batch, global_batch, valid, device)
     single = [found for changes in options.values() if (found := search.nearest(changes)) is not None]
     if single:
         return single
-    structural = [changes[-1] for axis, changes in options.items() if axis in ("checkpointing", "batch") and changes]
+    structural = [
+        changes[-1] for axis, changes in options.items() if axis in ("checkpointing", "batch", "offload") and changes
+    ]
     bases = []
     if structural:
         combined = structural[0]

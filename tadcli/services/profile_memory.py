@@ -285,7 +285,7 @@ def profile_memory(
                 progress(f"trying {change.description}", 0, 1)
             return predict(workload(changed(change)), target, inference=False)
 
-        suggestions = suggest(variants[focus], batch, global_batch, capacity, profile_change, valid)
+        suggestions = suggest(variants[focus], batch, global_batch, capacity, profile_change, valid, target.device)
     plan = MemoryPlan(
         preset=preset,
         frames=base.input.frames,
