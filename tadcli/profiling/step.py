@@ -33,7 +33,6 @@ import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import torch
@@ -337,12 +336,20 @@ def predict_many(
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(predict, workload, target) for workload in workloads]
-        for count, _ in enumerate(as_completed(futures), start=1):
+    profiles: list[Profile | None] = [None] * len(workloads)
+    jobs = [(index, workload, target) for index, workload in enumerate(workloads)]
+    with context.Pool(workers) as pool:  # leaving it (Ctrl-C, an error) terminates the workers at once
+        for count, (index, profile) in enumerate(pool.imap_unordered(_predict_job, jobs), start=1):
+            profiles[index] = profile
             if done is not None:
                 done(count)
-        return [future.result() for future in futures]
+    return profiles
+
+
+def _predict_job(job: tuple[int, Workload, Target]) -> tuple[int, Profile]:
+    """One job of :func:`predict_many` in a worker process: ``(index, prediction)``."""
+    index, workload, target = job
+    return index, predict(workload, target)
 
 
 @dataclass(frozen=True)
