@@ -40,10 +40,9 @@ from typing import Optional, Union
 
 import torch
 from torch import nn
-
-from tadcli.model.adapters import PlainAdapter, TemporalAdapter
 from torch._guards import detect_fake_mode
 
+from tadcli.model.adapters import PlainAdapter, TemporalAdapter
 from tadcli.model.vit import Block
 
 Adapter = Union[TemporalAdapter, PlainAdapter]
@@ -63,19 +62,24 @@ def chunk_slices(count: int, group: int) -> list[slice]:
 
 
 @contextlib.contextmanager
-def representative_groups() -> Iterator[None]:
+def _fake_tensors_only(flag: contextvars.ContextVar, name: str) -> Iterator[None]:
+    """``flag`` set while inside; entering outside a ``FakeTensorMode`` is an error."""
+    if detect_fake_mode() is None:
+        raise RuntimeError(f"{name} is for memory predictions on fake tensors only")
+    token = flag.set(True)
+    try:
+        yield
+    finally:
+        flag.reset(token)
+
+
+def representative_groups() -> contextlib.AbstractContextManager[None]:
     """Loops over chunk groups run only their first two groups and a shorter last one (module docstring).
 
     Only for fake tensors, whose values nobody reads: real outputs of the skipped groups would be left
     unwritten, so entering it outside a ``FakeTensorMode`` is an error.
     """
-    if detect_fake_mode() is None:
-        raise RuntimeError("representative_groups is for memory predictions on fake tensors only")
-    token = _REPRESENTATIVE_GROUPS.set(True)
-    try:
-        yield
-    finally:
-        _REPRESENTATIVE_GROUPS.reset(token)
+    return _fake_tensors_only(_REPRESENTATIVE_GROUPS, "representative_groups")
 
 
 def groups_to_run(count: int, group: int) -> list[slice]:
@@ -135,8 +139,7 @@ class HostStandIn:
     dtype: torch.dtype
 
 
-@contextlib.contextmanager
-def offload_leaves_the_device() -> Iterator[None]:
+def offload_leaves_the_device() -> contextlib.AbstractContextManager[None]:
     """Offloaded activations leave the device, as on CUDA, though the tensors are CPU fake tensors.
 
     A CUDA prediction runs on fake CPU tensors (:mod:`tadcli.profiling.step`), where offloading to CPU memory
@@ -144,13 +147,7 @@ def offload_leaves_the_device() -> Iterator[None]:
     :class:`HostStandIn` (pinned host memory is not device memory) and brings it back as a new device tensor,
     the allocation a real copy back makes. Fake tensors only, like :func:`representative_groups`.
     """
-    if detect_fake_mode() is None:
-        raise RuntimeError("offload_leaves_the_device is for memory predictions on fake tensors only")
-    token = _OFFLOAD_STAND_IN.set(True)
-    try:
-        yield
-    finally:
-        _OFFLOAD_STAND_IN.reset(token)
+    return _fake_tensors_only(_OFFLOAD_STAND_IN, "offload_leaves_the_device")
 
 
 @dataclass(frozen=True)
@@ -232,6 +229,7 @@ class _GradSums:
 
     def __init__(self) -> None:
         self.sums: dict[int, torch.Tensor] = {}
+        self._owned: set[int] = set()  # sums this object allocated, which it may update in place
 
     def add(self, params: Sequence[nn.Parameter], grads: Sequence[Optional[torch.Tensor]]) -> None:
         for param, grad in zip(params, grads):
@@ -239,8 +237,11 @@ class _GradSums:
                 continue
             grad = grad.to(param.dtype).reshape(param.shape)
             key = id(param)
-            if key in self.sums:
-                self.sums[key].add_(grad)  # in place: the sum is ours (the first piece's own gradient)
+            if key in self._owned:
+                self.sums[key].add_(grad)
+            elif key in self.sums:  # the first piece's gradient may be a tensor autograd passed through: not ours
+                self.sums[key] = self.sums[key] + grad
+                self._owned.add(key)
             else:
                 self.sums[key] = grad
 
