@@ -167,6 +167,7 @@ def test_the_tracker_counts_cuda_blocks_and_segments():
         (["--frames", "100"], "frames must be a multiple of 16"),
         (["--mode", "lora"], "unknown mode 'lora'"),
         (["--memory", "-1"], "--memory must be positive"),
+        (["--json", "."], "JSON table must be a file, this is a folder"),  # refused before profiling
     ],
 )
 def test_unknown_gpus_and_bad_flags_are_one_line_and_exit_code_2(args, message):

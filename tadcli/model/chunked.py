@@ -416,13 +416,12 @@ class BlockStack(torch.autograd.Function):
         with torch.autocast(device_type, dtype=compute_dtype, enabled=autocast):
             last = len(blocks) - 1
             top_adapter_done = isinstance(plan.norm, nn.Identity) and blocks[last].adapter is not None
+            state = None  # (y, mix values) of the block below the one being worked on
             if top_adapter_done:
-                state = None
                 grad = _pooled_adapter_backward(
                     blocks[last].adapter, kept(last), plan.temporal_size, grad_pooled, plan.tokens_per_tubelet, sums
                 )
             elif isinstance(plan.norm, nn.Identity):
-                state = None
                 # d mean / d tokens: the pooled gradient spread evenly over the h*w tokens of each tubelet
                 grad = (grad_pooled / plan.tokens_per_tubelet).unsqueeze(2)
                 grad = grad.expand(chunks, tubelets, plan.tokens_per_tubelet, dim).reshape(shape)

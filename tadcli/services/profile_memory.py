@@ -18,6 +18,7 @@ from tadcli.config.loader import load_preset
 from tadcli.config.schema import Preset
 from tadcli.errors import PresetError, TadError
 from tadcli.io.jsonio import write_json_atomic
+from tadcli.io.paths import check_output_file
 from tadcli.profiling.gpus import GIB, GpuSpec, find_gpu
 from tadcli.profiling.step import (
     CUDA_CONTEXT_BYTES,
@@ -205,6 +206,7 @@ def profile_memory(
         UnknownGpuError: ``gpu`` is not in the table.
         ProfileOptionError: options that do not go together (bf16 on the CPU, a batch that does not divide
             the global batch, ``measure_peak`` on CUDA without one...).
+        PathError: ``json_out`` is a folder or cannot be written (checked before anything is profiled).
     """
     if mode is not None and mode not in (*MODES, PRESET_MODE):
         raise ProfileOptionError(f"unknown mode '{mode}'; choose one of {', '.join((*MODES, PRESET_MODE))}")
@@ -219,6 +221,8 @@ def profile_memory(
         raise ProfileOptionError(f"unknown device '{device}'; choose cpu or cuda")
     if measure_peak and device == "cuda" and not cuda_available:
         raise ProfileOptionError("--measure on cuda: no CUDA device is available here (use --device cpu)")
+    if json_out is not None:
+        json_out = check_output_file(json_out, "JSON table")  # before minutes of profiling, not after
     gpu_spec = find_gpu(gpu) if gpu is not None else None
     capacity, capacity_label = _capacity(gpu_spec, memory_gb)
     base_overrides = list(overrides)
