@@ -6,7 +6,8 @@
 2. CUDA, when a GPU is present (``--gpu-check``): prediction against ``torch.cuda.max_memory_allocated`` for
    ``small-768`` and ``base-768`` at 768 frames, bf16, tia and full modes.
 3. The public figures of spec §12 (one video per GPU, AMP, checkpointing) beside the CUDA predictions.
-4. Time to profile ``giant-1536``: its own mode, and the whole six-mode table.
+4. Time to profile ``giant-1536``: its own mode, the whole six-mode table, and its own mode with the suggestions
+   for an A100-40GB, where it does not fit.
 
     OMP_NUM_THREADS=1 python bench/bench_profile_memory.py             # 1, 3, 4 (--parts cpu public timing)
     python bench/bench_profile_memory.py --gpu-check                    # 2 (needs a CUDA device)
@@ -81,11 +82,16 @@ def public_figures() -> None:
 
 
 def giant_timing() -> None:
-    for mode in ("preset", None):
+    cases = (
+        ("its own mode", dict(mode="preset", gpu="A100-80GB")),
+        ("all six modes", dict(gpu="A100-80GB")),
+        ("its own mode on an A100-40GB, with suggestions", dict(mode="preset", gpu="A100-40GB")),
+    )
+    for label, options in cases:
         start = time.perf_counter()
-        profile_memory("giant-1536", mode=mode, gpu="A100-80GB")
-        label = "its own mode" if mode else "all six modes"
-        print(f"giant-1536, {label}: {time.perf_counter() - start:.1f} s")
+        plan = profile_memory("giant-1536", **options)
+        extra = f" ({len(plan.suggestions)} suggestions)" if plan.suggestions else ""
+        print(f"giant-1536, {label}: {time.perf_counter() - start:.1f} s{extra}")
 
 
 def main() -> None:

@@ -18,7 +18,11 @@ from tadcli.cli import app
 from tadcli.config.loader import load_preset
 from tadcli.model.chunked import representative_groups
 from tadcli.profiling import step as profiling_step
-from tadcli.profiling.suggest import axes
+from tadcli.errors import PresetError
+from tadcli.profiling.gpus import GIB
+from tadcli.profiling.parallel import Predictor
+from tadcli.profiling.step import Profile, Target, Workload
+from tadcli.profiling.suggest import Change, axes, suggest
 from tadcli.profiling.tracker import LiveTensorMemory, cuda_block_bytes
 from tadcli.services.profile_memory import MODES
 
@@ -74,6 +78,91 @@ def test_a_preset_that_does_not_fit_gets_suggestions_that_fit_when_re_profiled(t
         again = json.loads(out.read_text())["modes"][0]
         assert again["fits"] is True, suggestion.change.description
         assert again["training_bytes"]["peak"] == suggestion.profile.training.peak
+
+
+def test_suggestion_searches_run_side_by_side_find_the_same_changes_in_fewer_rounds():
+    preset, target = load_preset("tiny", [ONE_MICRO_BATCH]), Target("cpu", "fp32")
+    capacity = int(0.05 * GIB)  # tiny's own configuration needs about 61 MiB on the CPU
+    profiled: dict[tuple[str, ...], Profile] = {}  # each configuration predicted once for both runs
+
+    def changed(change: Change):
+        return load_preset("tiny", [ONE_MICRO_BATCH, *change.overrides])
+
+    def valid(change: Change) -> bool:
+        try:
+            changed(change)
+        except PresetError:
+            return False
+        return True
+
+    def run(parallel: int) -> tuple[list, list[int]]:
+        rounds: list[int] = []
+
+        def profile(changes):
+            rounds.append(len(changes))
+            for change in changes:
+                if change.overrides not in profiled:
+                    profiled[change.overrides] = profiling_step.predict(
+                        Workload(changed(change), 1, 1, 20), target, inference=False
+                    )
+            return [profiled[change.overrides] for change in changes]
+
+        found = suggest(preset, 1, 1, capacity, profile, valid, "cpu", parallel)
+        return [(s.change, s.profile.training.peak) for s in found], rounds
+
+    one_at_a_time, rounds_of_one = run(parallel=1)
+    side_by_side, rounds_of_many = run(parallel=16)
+    assert side_by_side == one_at_a_time and len(one_at_a_time) >= 3
+    assert all(profile.fits(capacity) for profile in (profiled[change.overrides] for change, _ in side_by_side))
+    assert len(rounds_of_many) < len(rounds_of_one)  # fewer waits for a round of parallel profiles
+    assert max(rounds_of_many) <= 16
+
+
+def _tiny_workloads(count: int) -> list[Workload]:
+    return [Workload(load_preset("tiny", [ONE_MICRO_BATCH, f"input.frames={16 * (4 + i)}"]), 1, 1, 20)
+            for i in range(count)]
+
+
+def test_a_script_without_a_main_guard_predicts_in_worker_processes(tmp_path):
+    # multiprocessing's spawn / forkserver workers re-run such a script (and cannot re-run a piped one)
+    script = tmp_path / "plan.py"
+    script.write_text(textwrap.dedent(
+        """
+        import json
+        from tadcli.config.loader import load_preset
+        from tadcli.profiling.parallel import Predictor
+        from tadcli.profiling.step import Target, Workload, predict
+        target = Target("cpu", "fp32")
+        workloads = [Workload(load_preset("tiny", ["train.batch_size=1", f"input.frames={16 * (4 + i)}"]), 1, 1, 20)
+                     for i in range(4)]
+        with Predictor(target, parallel=3, worker_start_seconds=0) as predictor:
+            parallel = predictor.predict(workloads, inference=False)
+            workers = len(predictor._workers)
+        alone = [predict(workload, target, inference=False) for workload in workloads]
+        print(json.dumps({"workers": workers, "same": parallel == alone}))
+        """
+    ))
+    for run in ([sys.executable, str(script)], [sys.executable, "-"]):
+        done = subprocess.run(run, input=script.read_text() if run[-1] == "-" else None, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == {"workers": 2, "same": True}, done.stderr
+        assert "worker process ended" not in done.stderr
+
+
+def test_a_worker_killed_mid_run_leaves_the_same_predictions(caplog):
+    target, workloads = Target("cpu", "fp32"), _tiny_workloads(5)
+    alone = [profiling_step.predict(workload, target, inference=False) for workload in workloads]
+    with Predictor(target, parallel=3, worker_start_seconds=0) as predictor:
+
+        def kill_a_worker(count: int) -> None:  # as the kernel's out-of-memory killer would
+            if count == 2 and len(predictor._workers) == 2:
+                predictor._workers[0].process.kill()
+
+        with caplog.at_level("WARNING", logger="tadcli.profiling.parallel"):
+            assert predictor.predict(workloads, inference=False, done=kill_a_worker) == alone
+        assert len(predictor._workers) == 1 and predictor.parallel == 2
+    assert "a memory prediction worker process ended with exit code -9" in caplog.text
 
 
 def test_giant_1536_profiles_without_allocating_its_weights():

@@ -4,6 +4,7 @@
   caching allocator's rounding.
 - :mod:`~tadcli.profiling.fake`: running real code on fake tensors (values and data-dependent shapes).
 - :mod:`~tadcli.profiling.step`: one real training step / inference pass of a preset, predicted or measured.
+- :mod:`~tadcli.profiling.parallel`: predictions of independent workloads in parallel worker processes.
 - :mod:`~tadcli.profiling.gpus`: the GPU table.
 - :mod:`~tadcli.profiling.suggest`: the nearest configurations that fit, each re-profiled.
 """

@@ -30,9 +30,7 @@ or host memory the copies take.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -309,47 +307,6 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
             _run_inference(model, workload, precision, cpu, fake=True)
         inference_memory = StepMemory.from_peak(tracker.peak({"weights": weights}))
     return Profile(workload, target, total, trainable, training_memory, inference_memory)
-
-
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def predict_many(
-    workloads: Sequence[Workload], target: Target, done: Callable[[int], None] | None = None
-) -> list[Profile]:
-    """:func:`predict` for independent workloads (the rows of a table), in that order.
-
-    Several workloads run in parallel worker processes, one per usable core (a prediction is single-threaded
-    Python dispatch); the workers start from a server process that has imported this module once.
-    ``done(count)`` is called as predictions finish.
-    """
-    workers = min(len(workloads), _usable_cores())
-    if workers <= 1:
-        profiles = []
-        for workload in workloads:
-            profiles.append(predict(workload, target))
-            if done is not None:
-                done(len(profiles))
-        return profiles
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload([__name__])
-    profiles: list[Profile | None] = [None] * len(workloads)
-    jobs = [(index, workload, target) for index, workload in enumerate(workloads)]
-    with context.Pool(workers) as pool:  # leaving it (Ctrl-C, an error) terminates the workers at once
-        for count, (index, profile) in enumerate(pool.imap_unordered(_predict_job, jobs), start=1):
-            profiles[index] = profile
-            if done is not None:
-                done(count)
-    return profiles
-
-
-def _predict_job(job: tuple[int, Workload, Target]) -> tuple[int, Profile]:
-    """One job of :func:`predict_many` in a worker process: ``(index, prediction)``."""
-    index, workload, target = job
-    return index, predict(workload, target)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 
 Each axis lists changes from the smallest to the largest departure from the configuration: fewer frames,
 a smaller image, adapters on fewer (later) blocks, side adapters, a smaller per-device batch with gradient
-accumulation, checkpointing on, checkpointed activations offloaded to CPU memory (CUDA). Memory falls along an axis, so a binary search over it finds the nearest
-change that fits in a few profiles. When no single change fits, the structural changes are combined
-(checkpointing on, one video per micro-batch, side adapters) and frames and image size are searched again
-on top of them.
+accumulation, checkpointing on, checkpointed activations offloaded to CPU memory (CUDA). Memory falls along an
+axis, so a binary search over it finds the nearest change that fits in a few profiles; the axes are searched
+side by side, so that the profiles of one round can run in parallel. When no single change fits, the
+structural changes are combined (checkpointing on, one video per micro-batch, side adapters) and frames and
+image size are searched again on top of them.
 """
 
 from __future__ import annotations
@@ -105,35 +106,57 @@ def axes(
     chunked_checkpoints = preset.adaptation.checkpointing and preset.adaptation.chunk_group > 0
     if device == "cuda" and mode in TUNED_MODES and chunked_checkpoints and not preset.adaptation.offload_checkpoints:
         override = "adaptation.offload_checkpoints=true"
-        found["offload"] = [Change("checkpointed activations offloaded to CPU memory", ("--set", override), (override,))]
+        offload = Change("checkpointed activations offloaded to CPU memory", ("--set", override), (override,))
+        found["offload"] = [offload]
     return {axis: [c for c in changes if valid(c)] for axis, changes in found.items()}
 
 
 @dataclass
 class _Search:
-    """Profiles changes once each and remembers which fit."""
+    """Profiles changes once each, several at a time, and remembers which fit."""
 
-    profile: Callable[[Change], Profile]
+    profile: Callable[[Sequence[Change]], list[Profile]]
     capacity: int
     profiled: dict[Change, Profile] = field(default_factory=dict)
 
+    def profile_all(self, changes: Sequence[Change]) -> None:
+        """Profile those of ``changes`` not profiled yet, in one call (they run in parallel)."""
+        new = [change for change in dict.fromkeys(changes) if change not in self.profiled]
+        if new:
+            self.profiled.update(zip(new, self.profile(new)))
+
     def fitting(self, change: Change) -> Profile | None:
-        if change not in self.profiled:
-            self.profiled[change] = self.profile(change)
+        self.profile_all([change])
         result = self.profiled[change]
         return result if result.fits(self.capacity) else None
 
-    def nearest(self, changes: Sequence[Change]) -> Suggestion | None:
-        """The first change that fits, by binary search (memory falls along ``changes``)."""
-        low, high, best = 0, len(changes), None
-        while low < high:
-            middle = (low + high) // 2
-            result = self.fitting(changes[middle])
-            if result is not None:
-                best, high = Suggestion(changes[middle], result), middle
-            else:
-                low = middle + 1
-        return best
+    def nearest_each(self, searches: Sequence[Sequence[Change]], parallel: int = 1) -> list[Suggestion]:
+        """The first change that fits in each of ``searches`` (memory falls along each), where one does.
+
+        Searches side by side, in rounds: each round profiles at once, in every unfinished search, the
+        changes that split what is left of it evenly: one each (a binary search) while at least ``parallel``
+        searches are left, more each when fewer are, so that a round has about ``parallel`` profiles.
+        """
+        bounds = [(0, len(changes)) for changes in searches]
+        best: list[Suggestion | None] = [None] * len(searches)
+        while active := [i for i, (low, high) in enumerate(bounds) if low < high]:
+            probes = {i: _splits(*bounds[i], max(1, parallel // len(active))) for i in active}
+            self.profile_all([searches[i][k] for i in active for k in probes[i]])
+            for i in active:
+                low, high = bounds[i]
+                for k in probes[i]:  # ascending: the first that fits bounds the search from above
+                    result = self.fitting(searches[i][k])
+                    if result is not None:
+                        best[i], high = Suggestion(searches[i][k], result), k
+                        break
+                    low = k + 1
+                bounds[i] = (low, high)
+        return [found for found in best if found is not None]
+
+
+def _splits(low: int, high: int, count: int) -> list[int]:
+    """Up to ``count`` positions splitting ``[low, high)`` evenly, ascending; one is the middle."""
+    return sorted({low + (high - low) * j // (count + 1) for j in range(1, count + 1)})
 
 
 def suggest(
@@ -141,9 +164,10 @@ def suggest(
     batch: int,
     global_batch: int,
     capacity: int,
-    profile: Callable[[Change], Profile],
+    profile: Callable[[Sequence[Change]], list[Profile]],
     valid: Callable[[Change], bool],
     device: str = "cuda",
+    parallel: int = 1,
 ) -> list[Suggestion]:
     """The nearest fitting change on each axis (see the module docstring), or combinations when none fits.
 
@@ -151,13 +175,16 @@ def suggest(
         preset: the configuration that does not fit (its mode, blocks, frames, size).
         batch: its videos per micro-batch; ``global_batch``: the preset's videos per optimizer step.
         capacity: bytes available.
-        profile: profiles the configuration with one change applied.
+        profile: profiles the configuration with each of several changes applied (one profile per change, in
+            order; the changes of one call are independent, so it may run them in parallel).
         valid: whether a change gives a valid preset.
         device: the device predicted for, ``cuda`` or ``cpu``.
+        parallel: how many profiles ``profile`` runs at once: each round of the searches asks for about that
+            many (the same suggestions whatever it is).
     """
     search = _Search(profile, capacity)
     options = axes(preset, batch, global_batch, valid, device)
-    single = [found for changes in options.values() if (found := search.nearest(changes)) is not None]
+    single = search.nearest_each(list(options.values()), parallel)
     if single:
         return single
     structural = [
@@ -171,17 +198,15 @@ def suggest(
         bases.append(combined)
     if preset.adaptation.mode in TUNED_MODES:
         bases.append(bases[0].then(side_change(preset)) if bases else side_change(preset))
+    search.profile_all(bases)
     suggestions = []
     for base in bases:
         fitted = search.fitting(base)
         if fitted is not None:
             suggestions.append(Suggestion(base, fitted))
             continue
-        for axis in ("frames", "image size"):
-            combined = [base.then(change) for change in options.get(axis, [])]
-            found = search.nearest([c for c in combined if valid(c)])
-            if found is not None:
-                suggestions.append(found)
+        combined = [[base.then(change) for change in options.get(axis, [])] for axis in ("frames", "image size")]
+        suggestions += search.nearest_each([[c for c in changes if valid(c)] for changes in combined], parallel)
         if suggestions:
             break
     return suggestions

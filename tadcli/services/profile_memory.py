@@ -29,9 +29,8 @@ from tadcli.profiling.step import (
     Target,
     Workload,
     measure,
-    predict,
-    predict_many,
 )
+from tadcli.profiling.parallel import Predictor
 from tadcli.profiling.suggest import Change, Suggestion, side_change, suggest
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -164,6 +163,74 @@ def _capacity(gpu: GpuSpec | None, memory_gb: float | None) -> tuple[int | None,
     return None, None
 
 
+def _mode_rows(
+    modes: Sequence[str],
+    variants: dict[str, Preset],
+    base: Preset,
+    workload: Callable[[Preset], Workload],
+    predictor: Predictor,
+    capacity: int | None,
+    measure_peak: bool,
+    device: str,
+    progress: ProgressCallback | None,
+) -> list[ModeRow]:
+    """The table's rows: every mode predicted (in parallel), then measured one after the other if asked."""
+    if progress is not None:
+        progress("profiling modes", 0, len(modes))
+    profiles = predictor.predict(
+        [workload(variants[name]) for name in modes],
+        done=None if progress is None else lambda count: progress("profiling modes", count, len(modes)),
+    )
+    rows = []
+    for index, (name, profile) in enumerate(zip(modes, profiles)):
+        variant = variants[name]
+        if measure_peak and progress is not None:
+            progress("measuring modes", index, len(modes))
+        measured = measure(workload(variant), predictor.target, torch.device(device)) if measure_peak else None
+        fits = profile.fits(capacity) if capacity is not None else None
+        rows.append(ModeRow(name, variant.adaptation == base.adaptation, profile, fits, measured))
+    if measure_peak and progress is not None:
+        progress("measuring modes", len(modes), len(modes))
+    return rows
+
+
+def _suggestions(
+    preset: str,
+    focus_overrides: Sequence[str],
+    focus: Preset,
+    batch: int,
+    global_batch: int,
+    capacity: int,
+    workload: Callable[[Preset], Workload],
+    predictor: Predictor,
+    progress: ProgressCallback | None,
+) -> list[Suggestion]:
+    """The nearest configurations to ``focus`` (``preset`` with ``focus_overrides``) that fit ``capacity``, each
+    profiled: :func:`tadcli.profiling.suggest.suggest`, its rounds of profiles run in parallel."""
+
+    def changed(change: Change) -> Preset:
+        return load_preset(preset, [*focus_overrides, *change.overrides])
+
+    def valid(change: Change) -> bool:
+        try:
+            changed(change)
+        except PresetError:
+            return False
+        return True
+
+    profiled = [0]  # configurations asked for so far: the progress bar's total grows round by round
+
+    def profile_changes(changes: Sequence[Change]) -> list[Profile]:
+        before = profiled[0]
+        profiled[0] += len(changes)
+        done = None if progress is None else lambda n: progress("profiling suggestions", before + n, profiled[0])
+        return predictor.predict([workload(changed(change)) for change in changes], inference=False, done=done)
+
+    return suggest(
+        focus, batch, global_batch, capacity, profile_changes, valid, predictor.target.device, predictor.parallel
+    )
+
+
 def profile_memory(
     preset: str = "tiny",
     overrides: Sequence[str] = (),
@@ -251,45 +318,15 @@ def profile_memory(
         modes.append(PRESET_MODE)  # e.g. a plain-adapter preset: its own row too
         variants[PRESET_MODE] = base
     focus = mode if mode is not None else next((m for m in modes if variants[m].adaptation == base.adaptation))
-    if progress is not None:
-        progress("profiling modes", 0, len(modes))
-    profiles = predict_many(
-        [workload(variants[name]) for name in modes],
-        target,
-        None if progress is None else lambda count: progress("profiling modes", count, len(modes)),
-    )
-    rows = []
-    for index, (name, profile) in enumerate(zip(modes, profiles)):
-        variant = variants[name]
-        if measure_peak and progress is not None:
-            progress("measuring modes", index, len(modes))
-        measured = measure(workload(variant), target, torch.device(device)) if measure_peak else None
-        fits = profile.fits(capacity) if capacity is not None else None
-        rows.append(ModeRow(name, variant.adaptation == base.adaptation, profile, fits, measured))
-    if measure_peak and progress is not None:
-        progress("measuring modes", len(modes), len(modes))
-
-    suggestions: list[Suggestion] = []
-    focus_row = next(row for row in rows if row.mode == focus)
-    if suggest_changes and capacity is not None and not focus_row.fits:
-        focus_overrides = [*base_overrides, *mode_overrides(focus, base)]
-
-        def changed(change: Change) -> Preset:
-            return load_preset(preset, [*focus_overrides, *change.overrides])
-
-        def valid(change: Change) -> bool:
-            try:
-                changed(change)
-            except PresetError:
-                return False
-            return True
-
-        def profile_change(change: Change) -> Profile:
-            if progress is not None:
-                progress(f"trying {change.description}", 0, 1)
-            return predict(workload(changed(change)), target, inference=False)
-
-        suggestions = suggest(variants[focus], batch, global_batch, capacity, profile_change, valid, target.device)
+    with Predictor(target) as predictor:  # its worker processes serve the table and the suggestions
+        rows = _mode_rows(modes, variants, base, workload, predictor, capacity, measure_peak, device, progress)
+        focus_row = next(row for row in rows if row.mode == focus)
+        suggestions: list[Suggestion] = []
+        if suggest_changes and capacity is not None and not focus_row.fits:
+            focus_overrides = [*base_overrides, *mode_overrides(focus, base)]
+            suggestions = _suggestions(
+                preset, focus_overrides, variants[focus], batch, global_batch, capacity, workload, predictor, progress
+            )
     plan = MemoryPlan(
         preset=preset,
         frames=base.input.frames,
