@@ -137,7 +137,7 @@ def test_a_script_without_a_main_guard_predicts_in_worker_processes(tmp_path):
                      for i in range(4)]
         with Predictor(target, parallel=3, worker_start_seconds=0) as predictor:
             parallel = predictor.predict(workloads, inference=False)
-            workers = len(predictor._workers)
+            workers = len(predictor.worker_processes)
         alone = [predict(workload, target, inference=False) for workload in workloads]
         print(json.dumps({"workers": workers, "same": parallel == alone}))
         """
@@ -156,12 +156,12 @@ def test_a_worker_killed_mid_run_leaves_the_same_predictions(caplog):
     with Predictor(target, parallel=3, worker_start_seconds=0) as predictor:
 
         def kill_a_worker(count: int) -> None:  # as the kernel's out-of-memory killer would
-            if count == 2 and len(predictor._workers) == 2:
-                predictor._workers[0].process.kill()
+            if count == 2 and len(predictor.worker_processes) == 2:
+                predictor.worker_processes[0].kill()
 
         with caplog.at_level("WARNING", logger="tadcli.profiling.parallel"):
             assert predictor.predict(workloads, inference=False, done=kill_a_worker) == alone
-        assert len(predictor._workers) == 1 and predictor.parallel == 2
+        assert len(predictor.worker_processes) == 1 and predictor.parallel == 2
     assert "a memory prediction worker process ended with exit code -9" in caplog.text
 
 

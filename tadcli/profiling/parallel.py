@@ -128,6 +128,11 @@ class Predictor:
     def __enter__(self) -> Predictor:
         return self
 
+    @property
+    def worker_processes(self) -> list[subprocess.Popen]:
+        """The worker processes running now."""
+        return [worker.process for worker in self._workers]
+
     def __exit__(self, error_type: type[BaseException] | None, *rest: object) -> None:
         workers, self._workers = self._workers, []
         for worker in workers:
