@@ -333,3 +333,22 @@ def test_argument_errors_of_prepare_come_before_the_heavy_imports(args: list[str
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert output.split() == ["2", "False", "False"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["profile-memory", "--frames", "abc"], "Invalid value for '--frames'"),
+        (["profile-memory", "--bogus"], "No such option: --bogus"),
+        (["detect"], "Missing argument 'videos'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_bad_options_and_values_are_one_line_and_exit_code_2(args: list[str], message: str) -> None:
+    # through the console script's own entry point, as a user types them (Typer prints a usage box otherwise)
+    tad = Path(sys.executable).with_name("tad")  # the console script installed beside this Python
+    done = subprocess.run([str(tad), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+    assert f"(see 'tad {args[0]} --help')" in lines[0] or args[0] == "frobnicate"
