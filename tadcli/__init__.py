@@ -30,6 +30,7 @@ _PUBLIC = {
     # model
     "load_backbone": "tadcli.model.backbone",
     "build_backbone": "tadcli.model.backbone",
+    "BackboneOptions": "tadcli.model.backbone",
     "build_model": "tadcli.model.build",
     "load_released_adatad": "tadcli.model.build",
     "AdaTAD": "tadcli.model.adatad",

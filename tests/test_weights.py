@@ -4,6 +4,7 @@ loaded back through the public API to the same features; errors name the key and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -18,7 +19,7 @@ from tadcli.io.weights import (
     read_adatad_detector_state,
     read_backbone_weights,
 )
-from tadcli.model import ViTArch, build_backbone, load_backbone, load_backbone_weights
+from tadcli.model import BackboneOptions, ViTArch, build_backbone, load_backbone, load_backbone_weights
 
 TINY = ViTArch(embed_dim=32, depth=3, num_heads=2, mlp_hidden_dim=64, patch_size=8, img_size=32)
 FRAMES = torch.randn(1, 3, 32, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -222,6 +223,24 @@ def test_released_adatad_side_checkpoint_loads_the_ladder(tmp_path):
     loaded = load_backbone(path, arch=TINY, adaptation="side", adapter_blocks=[1, 2])
     assert torch.equal(features(loaded), features(side))
     assert detect_weight_format(state) == WeightFormat.ADATAD
+
+
+def test_every_backbone_option_reaches_the_loaded_backbone(tmp_path):
+    """load_backbone builds from the same options object as build_backbone: none is dropped on the way."""
+    path = tmp_path / "vit.pth"
+    torch.save(videomae_file(reference()), path)  # a pretrained ViT: the adapters keep their init
+    options = BackboneOptions(adaptation="tia", adapter_blocks=(1,), adapter_ratio=0.5, temporal_kernel=5,
+                              drop_path_rate=0.2, checkpointing=True, chunk_group=2, compact_checkpoints=True,
+                              offload_checkpoints=True)
+    assert all(getattr(options, f.name) != f.default for f in dataclasses.fields(BackboneOptions))  # none default
+    fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(BackboneOptions)}
+    adaptation = fields.pop("adaptation")
+    loaded = load_backbone(path, arch=TINY, adaptation=adaptation, **fields)
+    assert loaded.options == options
+    assert loaded.chunk_group == 2 and loaded.grad_checkpointing
+    assert loaded.activation_store.compact and loaded.activation_store.offload
+    with pytest.raises(TypeError, match="chunk_groups"):
+        load_backbone(path, arch=TINY, chunk_groups=2)
 
 
 def test_adatad_detector_keys_lose_only_the_module_prefix():

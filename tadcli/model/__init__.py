@@ -3,6 +3,7 @@
 from tadcli.model.adapters import LadderAdapters, PlainAdapter, TemporalAdapter
 from tadcli.model.backbone import (
     ADAPTATIONS,
+    BackboneOptions,
     VideoBackbone,
     build_backbone,
     load_backbone,

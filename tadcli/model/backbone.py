@@ -149,17 +149,13 @@ def _has_trainable(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
-class VideoBackbone(VideoViT):
-    """VideoMAE ViT with adapters: frames ``[B, 3, F, H, W]`` (normalized, or uint8 0-255) -> features ``[B, C, F/2]``.
-
-    F must be a multiple of ``arch.num_frames`` (16); every video of the batch has the same F. The frames
-    are cut into 16-frame chunks, video-major (``[B, 3, K*16, H, W] -> [B*K, 3, 16, H, W]``), all chunks
-    go through the ViT as one batch (``chunk_group`` chunks at a time where that holds less memory), and
-    each tubelet's tokens are mean-pooled over space. A video's chunks are never split between batches:
-    the temporal adapters convolve along all K*8 tubelets of a video.
+@dataclasses.dataclass(frozen=True)
+class BackboneOptions:
+    """Everything :class:`VideoBackbone` is built from besides the ViT shape: one object that every
+    constructor path (:func:`build_backbone`, :func:`load_backbone`, presets) hands over whole, so no
+    option can be dropped on the way.
 
     Args:
-        arch: the ViT shape.
         adaptation: ``full``, ``frozen``, ``tia``, ``plain`` or ``side`` (see the module docstring).
         adapter_blocks: blocks with an adapter (tia, plain) or tapped by the side branches (side);
             None = all blocks (tia, plain) or the last half (side); ignored by full and frozen.
@@ -173,6 +169,43 @@ class VideoBackbone(VideoViT):
             (half the bytes; the recompute starts from rounded values). Needs ``chunk_group`` > 0.
         offload_checkpoints: keep the checkpointed block activations of a CUDA run in pinned CPU memory
             (asynchronous copies); nothing to do for CPU tensors. Needs ``chunk_group`` > 0.
+
+    Raises:
+        ValueError: an unknown adaptation, a negative ``chunk_group``, or compact/offloaded checkpoints
+            with ``chunk_group`` 0.
+    """
+
+    adaptation: Adaptation = "frozen"
+    adapter_blocks: Union[Sequence[int], Literal["all", "last-half"], None] = None
+    adapter_ratio: float = 0.25
+    temporal_kernel: int = 3
+    drop_path_rate: float = 0.0
+    checkpointing: bool = False
+    chunk_group: int = 1
+    compact_checkpoints: bool = False
+    offload_checkpoints: bool = False
+
+    def __post_init__(self) -> None:
+        if self.adaptation not in ADAPTATIONS:
+            raise ValueError(f"unknown adaptation {self.adaptation!r}; choose one of {', '.join(ADAPTATIONS)}")
+        if self.chunk_group < 0:
+            raise ValueError(f"chunk_group must be >= 0, got {self.chunk_group}")
+        if self.chunk_group == 0 and (self.compact_checkpoints or self.offload_checkpoints):
+            raise ValueError("compact or offloaded checkpoints need chunk_group > 0")
+
+
+class VideoBackbone(VideoViT):
+    """VideoMAE ViT with adapters: frames ``[B, 3, F, H, W]`` (normalized, or uint8 0-255) -> features ``[B, C, F/2]``.
+
+    F must be a multiple of ``arch.num_frames`` (16); every video of the batch has the same F. The frames
+    are cut into 16-frame chunks, video-major (``[B, 3, K*16, H, W] -> [B*K, 3, 16, H, W]``), all chunks
+    go through the ViT as one batch (``chunk_group`` chunks at a time where that holds less memory), and
+    each tubelet's tokens are mean-pooled over space. A video's chunks are never split between batches:
+    the temporal adapters convolve along all K*8 tubelets of a video.
+
+    Args:
+        arch: the ViT shape.
+        options: adaptation mode, adapters, checkpointing and chunking (:class:`BackboneOptions`).
         device: where to allocate parameters (``"meta"`` builds without memory).
         dtype: parameter dtype.
     """
@@ -180,31 +213,23 @@ class VideoBackbone(VideoViT):
     def __init__(
         self,
         arch: ViTArch,
-        adaptation: Adaptation = "frozen",
-        adapter_blocks: Union[Sequence[int], Literal["all", "last-half"], None] = None,
-        adapter_ratio: float = 0.25,
-        temporal_kernel: int = 3,
-        drop_path_rate: float = 0.0,
-        checkpointing: bool = False,
-        chunk_group: int = 1,
-        compact_checkpoints: bool = False,
-        offload_checkpoints: bool = False,
+        options: BackboneOptions = BackboneOptions(),
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
     ) -> None:
-        if adaptation not in ADAPTATIONS:
-            raise ValueError(f"unknown adaptation {adaptation!r}; choose one of {', '.join(ADAPTATIONS)}")
-        blocks = resolve_adapter_blocks(adapter_blocks, arch.depth, adaptation)
-        hidden_dim = int(arch.embed_dim * adapter_ratio)
+        adaptation = options.adaptation
+        blocks = resolve_adapter_blocks(options.adapter_blocks, arch.depth, adaptation)
+        hidden_dim = int(arch.embed_dim * options.adapter_ratio)
         adapters: list[Optional[nn.Module]] = [None] * arch.depth
         for index in blocks if adaptation in ("tia", "plain") else ():
             if adaptation == "tia":
                 adapters[index] = TemporalAdapter(
-                    arch.embed_dim, hidden_dim, arch.tubelets_per_chunk, temporal_kernel, device=device, dtype=dtype
+                    arch.embed_dim, hidden_dim, arch.tubelets_per_chunk, options.temporal_kernel, device=device, dtype=dtype
                 )
             else:
                 adapters[index] = PlainAdapter(arch.embed_dim, hidden_dim, device=device, dtype=dtype)
-        super().__init__(arch, drop_path_rate, adapters, device=device, dtype=dtype)
+        super().__init__(arch, options.drop_path_rate, adapters, device=device, dtype=dtype)
+        self.options = options
         self.adaptation = adaptation
         self.adapter_blocks = blocks
         self.ladders: Optional[LadderAdapters] = None
@@ -214,20 +239,16 @@ class VideoBackbone(VideoViT):
                 arch.embed_dim,
                 hidden_dim,
                 arch.tubelets_per_chunk,
-                temporal_kernel,
+                options.temporal_kernel,
                 device=device,
                 dtype=dtype,
             )
         self.requires_grad_(adaptation == "full")
         for module in self.adapter_modules():
             module.requires_grad_(True)
-        if chunk_group < 0:
-            raise ValueError(f"chunk_group must be >= 0, got {chunk_group}")
-        if chunk_group == 0 and (compact_checkpoints or offload_checkpoints):
-            raise ValueError("compact or offloaded checkpoints need chunk_group > 0")
-        self.chunk_group = chunk_group
-        self.activation_store = ActivationStore(compact=compact_checkpoints, offload=offload_checkpoints)
-        self.set_grad_checkpointing(checkpointing)
+        self.chunk_group = options.chunk_group
+        self.activation_store = ActivationStore(compact=options.compact_checkpoints, offload=options.offload_checkpoints)
+        self.set_grad_checkpointing(options.checkpointing)
 
     def adapter_modules(self) -> list[nn.Module]:
         """The adapter modules (in-block adapters, or the side ladder)."""
@@ -371,49 +392,31 @@ class VideoBackbone(VideoViT):
 def build_backbone(
     arch: Union[str, ViTArch],
     adaptation: Adaptation = "frozen",
-    adapter_blocks: Union[Sequence[int], Literal["all", "last-half"], None] = None,
-    adapter_ratio: float = 0.25,
-    temporal_kernel: int = 3,
-    drop_path_rate: float = 0.0,
-    checkpointing: bool = False,
-    chunk_group: int = 1,
-    compact_checkpoints: bool = False,
-    offload_checkpoints: bool = False,
+    *,
     img_size: Optional[int] = None,
     device: Optional[Union[str, torch.device]] = None,
     dtype: Optional[torch.dtype] = None,
+    **options,
 ) -> VideoBackbone:
     """Build a randomly initialised :class:`VideoBackbone`.
 
     Args:
         arch: variant name ("S", "B", "L", "H", "g") or a :class:`ViTArch`.
         adaptation: ``full``, ``frozen``, ``tia``, ``plain`` or ``side``.
-        adapter_blocks: adapted / tapped block indices, "all", "last-half", or None for the mode's default.
-        adapter_ratio: adapter hidden width / C.
-        temporal_kernel: odd kernel of the temporal convolution.
-        drop_path_rate: stochastic depth of the last block.
-        checkpointing: per-block activation checkpointing.
-        chunk_group: chunks per group of the blocks' chunk-wise work; 0 = whole window.
-        compact_checkpoints: checkpointed activations in the autocast dtype.
-        offload_checkpoints: checkpointed activations of CUDA runs in pinned CPU memory.
         img_size: image size defining the position-table grid; None keeps the arch's (224).
         device: parameter device (``"meta"`` allocates nothing).
         dtype: parameter dtype.
+        **options: the other fields of :class:`BackboneOptions` (``adapter_blocks``, ``chunk_group``, ...).
+
+    Raises:
+        TypeError: an option :class:`BackboneOptions` does not have.
     """
     shape = resolve_arch(arch)
     if img_size is not None:
         shape = dataclasses.replace(shape, img_size=img_size)
     return VideoBackbone(
         shape,
-        adaptation=adaptation,
-        adapter_blocks=adapter_blocks,
-        adapter_ratio=adapter_ratio,
-        temporal_kernel=temporal_kernel,
-        drop_path_rate=drop_path_rate,
-        checkpointing=checkpointing,
-        chunk_group=chunk_group,
-        compact_checkpoints=compact_checkpoints,
-        offload_checkpoints=offload_checkpoints,
+        BackboneOptions(adaptation, **options),
         device=torch.device(device) if device is not None else None,
         dtype=dtype,
     )
@@ -450,17 +453,10 @@ def load_backbone(
     arch: Union[str, ViTArch, None] = None,
     adaptation: Adaptation = "frozen",
     *,
-    adapter_blocks: Union[Sequence[int], Literal["all", "last-half"], None] = None,
-    adapter_ratio: float = 0.25,
-    temporal_kernel: int = 3,
-    drop_path_rate: float = 0.0,
-    checkpointing: bool = False,
-    chunk_group: int = 1,
-    compact_checkpoints: bool = False,
-    offload_checkpoints: bool = False,
     img_size: Optional[int] = None,
     device: Optional[Union[str, torch.device]] = None,
     dtype: Optional[torch.dtype] = None,
+    **options,
 ) -> VideoBackbone:
     """Build a :class:`VideoBackbone` and load pretrained weights into it.
 
@@ -469,8 +465,7 @@ def load_backbone(
             mmaction2/OpenTAD or released-AdaTAD layout, or a Hugging Face VideoMAE directory.
         arch: variant name or :class:`ViTArch`; may be omitted for a Hugging Face directory
             (read from ``config.json``); required for checkpoint files.
-        adaptation: see :class:`VideoBackbone`; the other keyword arguments are those of
-            :func:`build_backbone`.
+        adaptation, img_size, device, dtype, options: as in :func:`build_backbone`.
 
     Example:
         >>> backbone = load_backbone("vit-small-p16_videomae-k400.pth", arch="S", adaptation="tia")
@@ -484,17 +479,6 @@ def load_backbone(
                 f"pass arch (one of {', '.join(ARCHS)}){_arch_hint(weights.state)}"
             )
         arch = arch_from_huggingface_config(weights.huggingface_config, Path(source) / "config.json")
-    backbone = build_backbone(
-        arch,
-        adaptation=adaptation,
-        adapter_blocks=adapter_blocks,
-        adapter_ratio=adapter_ratio,
-        temporal_kernel=temporal_kernel,
-        drop_path_rate=drop_path_rate,
-        checkpointing=checkpointing,
-        img_size=img_size,
-        device=device,
-        dtype=dtype,
-    )
+    backbone = build_backbone(arch, adaptation, img_size=img_size, device=device, dtype=dtype, **options)
     load_state_strict(backbone, weights, allowed_missing=backbone.adapter_state_keys())
     return backbone

@@ -27,7 +27,7 @@ from tadcli.io.weights import (
     read_checkpoint_file,
 )
 from tadcli.model.adatad import AdaTAD
-from tadcli.model.backbone import VideoBackbone, build_backbone, load_backbone_weights
+from tadcli.model.backbone import BackboneOptions, VideoBackbone, load_backbone_weights
 from tadcli.model.detector.actionformer import ActionFormer, build_actionformer
 from tadcli.model.detector.checkpoint import load_opentad_detector
 from tadcli.model.postprocess import PostprocessSettings
@@ -63,8 +63,7 @@ def build_backbone_from_preset(preset: Preset, device: torch.device | str | None
     """The preset's ViT with its adaptation mode; pretrained weights loaded when ``backbone.weights`` is set
     (not on the ``meta`` device, which holds no values)."""
     adaptation = preset.adaptation
-    backbone = build_backbone(
-        vit_arch(preset.backbone),
+    options = BackboneOptions(
         adaptation=adaptation.mode,  # the preset's modes are the backbone's: tia, plain, side, full, frozen
         adapter_blocks=preset.adapter_blocks(),
         adapter_ratio=adaptation.hidden_ratio,
@@ -74,8 +73,8 @@ def build_backbone_from_preset(preset: Preset, device: torch.device | str | None
         chunk_group=adaptation.chunk_group,
         compact_checkpoints=adaptation.compact_checkpoints,
         offload_checkpoints=adaptation.offload_checkpoints,
-        device=device,
     )
+    backbone = VideoBackbone(vit_arch(preset.backbone), options, device=torch.device(device) if device is not None else None)
     if preset.backbone.weights is not None and torch.device(device or "cpu").type != "meta":
         load_backbone_weights(backbone, preset.backbone.weights)
     return backbone
