@@ -205,7 +205,7 @@ def demo(
     Writes OUT/data (dataset), OUT/run (run folder), OUT/events.json, OUT/events.srt and OUT/timeline.png.
     A few minutes on a laptop CPU with the defaults; '--videos 8 --epochs 2' for a one-minute smoke run.
     """
-    from tadcli.services.demo import DEMO_THRESHOLD
+    from tadcli.io.events import READABLE_THRESHOLD
     from tadcli.services.demo import demo as run_demo
     from tadcli.training.loop import TrainingInterrupted
 
@@ -219,7 +219,7 @@ def demo(
         raise typer.Exit(code=130) from None
     _render_eval_report(report.test, console)
     console.print(
-        f"detected {report.num_events} events scoring >= {DEMO_THRESHOLD} in the held-out video {report.video}",
+        f"detected {report.num_events} events scoring >= {READABLE_THRESHOLD} in the held-out video {report.video}",
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -682,7 +682,11 @@ def detect(
         Optional[EvalDataset], typer.Option(help="With --checkpoint: the protocol it was trained on. Default: thumos14.")
     ] = None,
     events_format: Annotated[EventsFormat, typer.Option("--format", help="Output format.")] = EventsFormat.json,
-    threshold: Annotated[float, typer.Option(help="Report events scoring at least this (0-1).")] = 0.0,
+    threshold: Annotated[
+        Optional[float],
+        typer.Option(help="Report events scoring at least this (0-1). Default: 0.2, and 0 for --format activitynet "
+                     "(a results file to be scored keeps every candidate)."),
+    ] = None,
     top_k: Annotated[Optional[int], typer.Option(help="Report at most this many events per video.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw a timeline PNG: a row per class, shade = score.")] = None,
     annotations: Annotated[

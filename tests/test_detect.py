@@ -16,9 +16,12 @@ from tadcli.config.loader import preset_to_yaml
 from tadcli.data.manifest import load_prepared_dataset
 from tadcli.data.transforms import EvalTransform, frames_from_decoder
 from tadcli.data.video import open_video
+from tadcli.inference.detector import events_from_detections
 from tadcli.inference.loading import load_run_model
+from tadcli.io.events import Event
 from tadcli.io.features import read_features
 from tadcli.io.timeline import AXIS_HEIGHT, MARGIN, PANEL_GAP, ROW_HEIGHT, TITLE_HEIGHT
+from tadcli.model.postprocess import Detections
 
 from checkpoints import opentad_names
 
@@ -50,6 +53,8 @@ def test_detect_finds_the_planted_events_in_every_format(trained_run, small_synt
     for video, entry in zip(videos, content["videos"]):
         starts = [event["start"] for event in entry["events"]]
         assert starts == sorted(starts) and entry["duration"] == video.duration and entry["fps"] == video.fps
+        # inside the video after rounding, never zero-length, and the readable default threshold (0.2)
+        assert all(0 <= e["start"] < e["end"] <= video.duration and e["score"] >= 0.2 for e in entry["events"])
         for instance in video.instances:  # the best-scoring event of the label that overlaps the action
             overlapping = [e for e in entry["events"] if e["label"] == instance.label and e["end"] > instance.start
                            and e["start"] < instance.end]
@@ -66,7 +71,7 @@ def test_detect_finds_the_planted_events_in_every_format(trained_run, small_synt
         written = sorted(tmp_path.glob(f"events*.{format}"))
         assert sum(reader(path) for path in written) == num_events, format
 
-    # the results file of detect scores exactly as tad eval --run scores the same videos
+    # the results file of detect is the file tad eval --run writes for the same videos, so it scores the same
     results, scores = tmp_path / "results.json", tmp_path / "scores.json"
     assert runner.invoke(app, ["detect", *paths, "--run", str(trained_run), "--out", str(results), "--format",
                                "activitynet", "--device", "cpu"]).exit_code == 0
@@ -75,13 +80,18 @@ def test_detect_finds_the_planted_events_in_every_format(trained_run, small_synt
     run_scores = tmp_path / "run_scores.json"
     assert runner.invoke(app, ["eval", "--run", str(trained_run), "--subset", "test", "--out", str(tmp_path / "eval"),
                                "--json", str(run_scores), "--device", "cpu"]).exit_code == 0
+    assert results.read_bytes() == (tmp_path / "eval" / "test_results.json").read_bytes()
     assert json.loads(scores.read_text())["mAP"] == json.loads(run_scores.read_text())["mAP"]
+    written = json.loads(results.read_text())["results"]
+    assert sum(map(len, written.values())) > num_events  # a results file keeps every candidate (threshold 0)
 
     image = Image.open(plot)
     image.load()
-    classes = 2  # rows per panel: every class, each with its ground-truth row
-    panel = TITLE_HEIGHT + 2 * classes * ROW_HEIGHT + AXIS_HEIGHT
-    assert image.size == (1200, 2 * MARGIN + len(paths) * panel + (len(paths) - 1) * PANEL_GAP)
+    # rows per panel: each class detected or annotated in the video, each with its ground-truth row
+    classes = [len({e["label"] for e in entry["events"]} | {i.label for i in video.instances})
+               for video, entry in zip(videos, content["videos"])]
+    panels = sum(TITLE_HEIGHT + 2 * count * ROW_HEIGHT + AXIS_HEIGHT for count in classes)
+    assert image.size == (1200, 2 * MARGIN + panels + (len(paths) - 1) * PANEL_GAP)
 
 
 def _csv_rows(path: Path) -> int:
@@ -94,6 +104,16 @@ def _srt_cues(path: Path) -> int:
     blocks = [block for block in path.read_text().strip().split("\n\n") if block]
     assert all(" --> " in block.splitlines()[1] for block in blocks)
     return len(blocks)
+
+
+def test_events_stay_inside_the_video_after_rounding_and_are_never_zero_length():
+    detections = Detections(
+        torch.tensor([[-0.004, 3.0], [27.5, 28.9166], [28.95, 29.0], [5.0, 5.004], [1.0, 1.5]]),
+        torch.tensor([0.9, 0.8, 0.7, 0.6, 0.123456]),
+        torch.tensor([0, 1, 0, 1, 0]),
+    )
+    events = events_from_detections(detections, ["a", "b"], duration=28.9167)
+    assert events == [Event("a", 0.0, 3.0, 0.9), Event("b", 27.5, 28.91, 0.8), Event("a", 1.0, 1.5, 0.1235)]
 
 
 def test_unreadable_videos_are_named_and_the_others_written(trained_run, small_synthetic, tmp_path):

@@ -16,6 +16,7 @@ from tadcli.evaluation.results import read_detection_results
 from tadcli.io.events import (
     Event,
     VideoEvents,
+    format_results,
     format_srt,
     select_events,
     srt_time,
@@ -151,6 +152,20 @@ def test_activitynet_output_reads_back_as_results(tmp_path: Path) -> None:
     assert detections.ends.tolist() == [4.0, 3.33, 3724.0]
     assert detections.labels == ["jump", "wave, big", "jump"]
     assert detections.scores.tolist() == [0.9346, 0.5, 0.2]
+
+
+def test_results_files_order_each_video_by_rounded_score_whatever_the_input_order(tmp_path: Path) -> None:
+    """Score ties are broken by file order in the official mAP: one canonical order makes equal events one file."""
+    events = [Event("jump", 5.0, 6.0, 0.70001), Event("jump", 1.0, 2.0, 0.7), Event("wave", 3.0, 4.0, 0.9),
+              Event("jump", 0.5, 2.5, 0.70002)]
+    shuffled = [events[3], events[0], events[2], events[1]]
+    text = format_results({"a": events})
+    assert format_results({"a": shuffled}) == text
+    entries = json.loads(text)["results"]["a"]
+    assert [(e["score"], e["segment"][0]) for e in entries] == [(0.9, 3.0), (0.7, 0.5), (0.7, 1.0), (0.7, 5.0)]
+    video = VideoEvents("clips/a.mp4", 12.0, 25.0, select_events(shuffled))
+    (path,) = write_events(tmp_path / "results.json", MODEL, [video], "activitynet")
+    assert path.read_text() == text  # tad detect --format activitynet writes through the same writer
 
 
 def test_perfect_events_on_real_thumos_ground_truth_score_map_one(tmp_path: Path, annotations_dir: Path) -> None:

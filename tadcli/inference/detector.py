@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,10 @@ from tadcli.data.dataset import VideoRecord
 from tadcli.errors import TadError, VideoError
 from tadcli.inference.engine import ProgressCallback, VideoStep, classifier_video_step, detect_videos
 from tadcli.inference.loading import load_checkpoint_model, load_run_model
-from tadcli.io.events import Event, VideoEvents, select_events
+from tadcli.io.events import SECONDS_DECIMALS, Event, VideoEvents, select_events
 from tadcli.model.adatad import AdaTAD
 from tadcli.model.build import postprocess_settings
-from tadcli.model.postprocess import Detections
+from tadcli.model.postprocess import Detections, round_for_output
 
 DEFAULT_CHECKPOINT_PROFILE = "thumos14"
 
@@ -156,10 +157,25 @@ class Detector:
     def _events(
         self, video: str, record: VideoRecord, detections: Detections, threshold: float, top_k: int | None
     ) -> VideoEvents:
-        events = [
-            Event(self.classes[row.label], row.start, row.end, row.score) for row in detections.to_rows()
-        ]
+        events = events_from_detections(detections, self.classes, record.duration)
         return VideoEvents(video, record.duration, record.fps, select_events(events, threshold, top_k))
+
+
+def events_from_detections(detections: Detections, classes: Sequence[str], duration: float) -> list[Event]:
+    """A video's detections in seconds as the events every output reports, in the detections' order.
+
+    Boundaries are rounded to 0.01 s and scores to 1e-4 as OpenTAD writes them
+    (:func:`tadcli.model.postprocess.round_for_output`), then kept inside the video: no start below 0, no
+    end past ``duration`` rounded down to 0.01 s (a 28.9167 s video ends events at 28.91). An event that
+    has no length left is not an event and is dropped.
+    """
+    last = math.floor(duration * 10**SECONDS_DECIMALS + 1e-6) / 10**SECONDS_DECIMALS
+    events = []
+    for row in round_for_output(detections):
+        start, end = max(row.start, 0.0), min(row.end, last)
+        if end > start:
+            events.append(Event(classes[row.label], start, end, row.score))
+    return events
 
 
 def load_detector(

@@ -13,11 +13,11 @@ from tadcli.config.schema import Preset
 from tadcli.data.dataset import VideoRecord
 from tadcli.evaluation.detection_map import DetectionMetrics, GroundTruth, evaluate_detections
 from tadcli.evaluation.results import results_columns
+from tadcli.inference.detector import events_from_detections
 from tadcli.inference.engine import ProgressCallback, VideoStep, classifier_video_step, detect_videos
 from tadcli.model.adatad import AdaTAD
-from tadcli.model.postprocess import PostprocessSettings, round_for_output
-
-RESULTS_VERSION = "tad"
+from tadcli.io.events import Event, results_content
+from tadcli.model.postprocess import PostprocessSettings
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,14 @@ class RecordsEvaluation:
     """Scores of a model on a list of videos.
 
     Attributes:
-        results: the ActivityNet-format results file content (``{"version", "results", "external_data"}``),
-            rounded as OpenTAD writes it (0.01 s, 1e-4 score); the scores below are computed on it.
+        events: ``{video_id: events}`` of the decoded videos, as ``tad detect`` reports them
+            (:func:`tadcli.inference.detector.events_from_detections`, no threshold); the scores below are
+            computed on their results file (:func:`tadcli.io.events.results_content`).
         metrics: per-class AP, mAP per threshold, average mAP, recall.
         failed: ``(video_id, error)`` of the videos that could not be decoded (no detections, scored as misses).
     """
 
-    results: dict
+    events: dict[str, list[Event]]
     metrics: DetectionMetrics
     failed: list[tuple[str, str]]
 
@@ -65,7 +66,7 @@ def evaluate_on_records(
     """
     if video_step is None:
         video_step = classifier_video_step(preset, classes, [r.video_id for r in records])
-    results: dict[str, list[dict]] = {}
+    events: dict[str, list[Event]] = {}
     failed = []
     for video in detect_videos(
         model, records, preset, profile, settings, device, batch_size, num_workers, video_step, progress
@@ -73,10 +74,7 @@ def evaluate_on_records(
         if video.result is None:
             failed.append((video.record.video_id, video.error or "decoding failed"))
             continue
-        results[video.record.video_id] = [
-            {"segment": [row.start, row.end], "label": classes[row.label], "score": row.score}
-            for row in round_for_output(video.result)
-        ]
-    content = {"version": RESULTS_VERSION, "results": results, "external_data": {}}
+        events[video.record.video_id] = events_from_detections(video.result, classes, video.record.duration)
+    results = results_content(events)["results"]
     metrics = evaluate_detections(ground_truth_of(records, classes), results_columns(results, "the detections"), tiou_thresholds)
-    return RecordsEvaluation(content, metrics, failed)
+    return RecordsEvaluation(events, metrics, failed)

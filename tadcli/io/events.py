@@ -16,6 +16,12 @@ Formats (:data:`EVENT_FORMATS`), each a function returning the text of the file:
       {"version": "VERSION 1.3", "results": {"a": [{"segment": [1.5, 4.0], "label": "jump", "score": 0.93}]},
        "external_data": {}}
 
+  It is the one results writer: ``tad detect --format activitynet`` and ``tad eval --run`` (and the
+  validation of ``tad train``) write their files through :func:`format_results`. A video's entries are in
+  :func:`results_order` (score descending, then start, end, label, on the rounded values), because the
+  official evaluator breaks score ties by file order: the same rounded events give the same file and the
+  same mAP whatever order or floating-point noise they came with.
+
 Rounding, in every format: start and end to 0.01 s, score to 1e-4, as OpenTAD's results files
 (:func:`tadcli.model.postprocess.round_for_output`; rounding values it already rounded changes
 nothing). A detector's boundaries are no finer than its grid step (a few frames), so nothing real
@@ -35,7 +41,7 @@ import io
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +54,15 @@ CSV_HEADER = ("video", "start", "end", "label", "score")
 ACTIVITYNET_VERSION = "VERSION 1.3"
 SECONDS_DECIMALS = 2
 SCORE_DECIMALS = 4
+# Default --threshold of the formats a person reads (json, csv, srt, the timeline): the detector emits up to
+# max_segments candidates per video, most of them low-scoring near-duplicates left by soft-NMS.
+READABLE_THRESHOLD = 0.2
+
+
+def default_threshold(format: str) -> float:
+    """The minimum score reported by default: :data:`READABLE_THRESHOLD`, except 0 for ``activitynet``, which is
+    written to be scored and must keep every candidate (the mAP counts the low-scoring tail too)."""
+    return 0.0 if format == "activitynet" else READABLE_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -158,17 +173,36 @@ def srt_time(seconds: float) -> str:
 
 
 def format_activitynet(videos: Sequence[VideoEvents]) -> str:
-    """The ActivityNet results file: ``{"version", "results": {video_id: [...]}, "external_data": {}}``.
+    """The ActivityNet results file of ``videos``, each named by :func:`video_id` (see :func:`format_results`).
 
     Raises:
         OutputError: two videos have the same id (file stem): their events would merge.
     """
     _check_unique_ids(videos, "activitynet")
+    return format_results({video_id(video.video): video.events for video in videos})
+
+
+def results_order(events: Iterable[Event]) -> list[Event]:
+    """Events in results-file order: score descending, then start, end and label, all as written (rounded)."""
+    def key(event: Event) -> tuple:
+        start, end, score = _rounded(event)
+        return -score, start, end, event.label
+
+    return sorted(events, key=key)
+
+
+def results_content(events_by_video: Mapping[str, Iterable[Event]]) -> dict[str, Any]:
+    """``{"version", "results": {video_id: [{"segment", "label", "score"}]}, "external_data": {}}``: videos
+    in the given order, each video's events rounded and in :func:`results_order`."""
     results = {
-        video_id(video.video): [_result_entry(event) for event in video.events] for video in videos
+        name: [_result_entry(event) for event in results_order(events)] for name, events in events_by_video.items()
     }
-    content = {"version": ACTIVITYNET_VERSION, "results": results, "external_data": {}}
-    return json.dumps(content, indent=2, allow_nan=False) + "\n"
+    return {"version": ACTIVITYNET_VERSION, "results": results, "external_data": {}}
+
+
+def format_results(events_by_video: Mapping[str, Iterable[Event]]) -> str:
+    """The text of the ActivityNet results file of ``{video_id: events}`` (:func:`results_content`), indented."""
+    return json.dumps(results_content(events_by_video), indent=2, allow_nan=False) + "\n"
 
 
 def write_events(

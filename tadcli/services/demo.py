@@ -3,8 +3,9 @@
 1. writes the built-in synthetic dataset (real mp4 videos of coloured shapes; train / val / test);
 2. trains the ``tiny`` preset on it (the GPU if there is one), validating on ``val``;
 3. evaluates the trained run on the held-out ``test`` subset (``tad eval --run``);
-4. runs ``tad detect`` on a test video and writes its events scoring at least :data:`DEMO_THRESHOLD` as
-   JSON and SRT and a timeline picture with the ground truth under the detections.
+4. runs ``tad detect`` on a test video and writes its events scoring at least ``tad detect``'s default
+   threshold (:data:`tadcli.io.events.READABLE_THRESHOLD`) as JSON and SRT and a timeline picture with the
+   ground truth under the detections.
 
 Everything lands in one folder (default ``demo/``): ``data/`` (the dataset), ``run/`` (the run directory),
 ``events.json``, ``events.srt``, ``timeline.png``. A re-run replaces the demo's own dataset and run.
@@ -26,7 +27,6 @@ DEMO_PRESET = "tiny"
 DEMO_CLASSES = 4
 # Events written for the held-out video: those scoring at least this (the mAP uses every detection). After the
 # default training, real actions score about 0.5-0.7 and the next candidates below 0.2.
-DEMO_THRESHOLD = 0.2
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,6 @@ def demo(
         run_dir,
         plot=out / "timeline.png",
         annotations=data_dir / "manifest.json",
-        threshold=DEMO_THRESHOLD,
         device=device,
         progress=progress,
     )

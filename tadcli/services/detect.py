@@ -89,7 +89,7 @@ def detect(
     classes: str | Path | None = None,
     profile: str | None = None,
     format: str = "json",
-    threshold: float = 0.0,
+    threshold: float | None = None,
     top_k: int | None = None,
     plot: str | Path | None = None,
     annotations: str | Path | None = None,
@@ -106,7 +106,8 @@ def detect(
         source: a run folder or a checkpoint file.
         preset, classes, profile: for a checkpoint file (see :func:`~tadcli.inference.detector.load_detector`).
         format: ``json``, ``csv``, ``srt`` or ``activitynet``.
-        threshold: minimum score of a reported event.
+        threshold: minimum score of a reported event; None: the format's default
+            (:func:`tadcli.io.events.default_threshold`: 0.2, and 0 for ``activitynet``).
         top_k: at most this many events per video.
         plot: also draw the timeline PNG there.
         annotations: ground truth to draw under the detections in the timeline.
@@ -114,11 +115,13 @@ def detect(
         progress: ``(description, done, total)`` callback: windows, then videos.
     """
     from tadcli.inference.detector import load_detector
-    from tadcli.io.events import EVENT_FORMATS, write_events
+    from tadcli.io.events import EVENT_FORMATS, default_threshold, write_events
     from tadcli.io.timeline import plot_timeline
 
     if format not in EVENT_FORMATS:
         raise TadError(f"unknown format '{format}' (choose {', '.join(EVENT_FORMATS)})")
+    if threshold is None:
+        threshold = default_threshold(format)
     if not 0 <= threshold <= 1:
         raise TadError(f"--threshold must lie in [0, 1], got {threshold}")
     if top_k is not None and top_k < 1:

@@ -428,6 +428,7 @@ def evaluate_model(
     from tadcli.data.dataset import records_from_prepared
     from tadcli.data.manifest import load_prepared_dataset
     from tadcli.inference.evaluate import evaluate_on_records
+    from tadcli.io.events import format_results
     from tadcli.model.build import postprocess_settings
 
     dataset = load_prepared_dataset(dataset_dir)
@@ -456,7 +457,7 @@ def evaluate_model(
     notes = [f"video {video} could not be decoded and has no detections: {error}" for video, error in evaluation.failed]
     report = _report(evaluation.metrics, subset, notes)
     out_dir, tag = Path(out_dir), tag or subset
-    write_json_atomic(out_dir / f"{tag}_results.json", evaluation.results, indent=None)
+    write_text_atomic(out_dir / f"{tag}_results.json", format_results(evaluation.events))
     return replace(report, json_path=write_json_atomic(out_dir / f"{tag}_metrics.json", report.to_json()))
 
 
