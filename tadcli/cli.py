@@ -350,11 +350,9 @@ class TrainingDisplay:
 
     def start(self, info: dict) -> None:
         self.steps_per_epoch, self.epochs = info["steps_per_epoch"], info["epochs"]
-        plan = info["plan"]
         self.console.print(
             f"training into {info['run_dir']} on {info['device']} ({info['precision']}): {self.epochs} epochs x "
-            f"{self.steps_per_epoch} steps; global batch {plan['batch_size']} = {plan['world_size']} process(es) x "
-            f"{plan['accumulation']} micro-batch(es) x {plan['micro_batch_size']} video(s)",
+            f"{self.steps_per_epoch} steps; {info['plan_text']}",
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -799,8 +797,8 @@ def profile_memory(
     batch: Annotated[
         Optional[int],
         typer.Option(
-            help="Videos per micro-batch on the device (train.micro_batch_size). Default: the preset's, else its "
-            "whole train.batch_size, as 'tad train' runs on one device; accumulation reaches train.batch_size."
+            help="Videos per micro-batch on the device (train.micro_batch_size). Default: the preset's (the "
+            "reference's per-GPU batch), as 'tad train' runs it; accumulation reaches train.batch_size."
         ),
     ] = None,
     mode: Annotated[

@@ -179,6 +179,20 @@ def test_preset_trains_with_the_spec_recipe(name):
     assert preset.backbone.patch_size == (14 if preset.backbone.size == "g" else 16)
 
 
+# spec §8 "GPUs (README)": global batch / GPUs of the reference run = the videos each GPU forwards at once
+REFERENCE_GPUS = {"activitynet": 4, "charades": 2, "thumos14": 2, "multithumos": 2, "epic-kitchens": 2}
+REFERENCE_GPUS_OF = {"anet-giant-192x4-224": 8, "charades-giant-512x1-160": 4}
+
+
+@pytest.mark.parametrize("name", RECIPE_PRESETS)
+def test_preset_forwards_the_reference_per_gpu_batch(name):
+    """The default step on any process count is the reference's per-GPU step (accumulation makes up the rest)."""
+    preset = load_preset(name)
+    gpus = REFERENCE_GPUS_OF.get(name, REFERENCE_GPUS[preset.dataset])
+    assert preset.train.micro_batch_size == preset.train.batch_size // gpus
+    assert load_preset("tiny").train.micro_batch_size == 1
+
+
 def test_activitynet_class_agnostic_presets_label_with_the_cuhk_classifier():
     for name in RECIPE_PRESETS:
         preset = load_preset(name)

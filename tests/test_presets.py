@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from tadcli.cli import app
 from tadcli.config.loader import load_preset, preset_to_yaml, shipped_preset_names
 from tadcli.config.profiles import PROFILES, get_profile
+from tadcli.data.manifest import load_prepared_dataset
 from tadcli.errors import PresetError
 
 from conftest import error_line
@@ -125,8 +126,31 @@ def test_set_overrides_are_typed_and_validated():
     assert preset.adapter_blocks() == [38, 39]
     with pytest.raises(PresetError, match=r"--set input.frames=500: input: frames must be a multiple of 16"):
         load_preset("giant-768", ["input.frames=500"])
-    with pytest.raises(PresetError, match=r"epochs 120 is past the end of the cosine schedule \(100\)"):
+    with pytest.raises(PresetError, match=r"epochs 120 is past the end of the cosine schedule \(train.cosine_epochs 100\): "
+                       r"add --set train.cosine_epochs=120, or train for at most 100 epochs"):
         load_preset("giant-768", ["train.epochs=120"])
+
+
+def test_a_schedule_shorter_than_its_warm_up_names_the_value_that_works():
+    line = error_line(runner.invoke(app, ["presets", "show", "tiny", "--set", "train.epochs=2"]))
+    assert line.endswith("warmup_epochs 2 must be below the schedule length 2 (train.epochs; train.cosine_epochs is "
+                         "unset): add --set train.warmup_epochs=1, or lengthen the schedule")
+    assert load_preset("tiny", ["train.epochs=2", "train.warmup_epochs=1"]).train.schedule_epochs == 2
+
+
+def test_presets_of_a_pretrained_vit_refuse_to_start_from_random_weights(small_synthetic, tmp_path):
+    """train and extract stop in one line before any work; backbone.weights=none is random init on purpose."""
+    video = next(iter(load_prepared_dataset(small_synthetic).videos.values())).path
+    for command in (["train", "--preset", "small-768", "--data", str(small_synthetic), "--out", str(tmp_path / "run")],
+                    ["extract", str(video), "--preset", "giant-1536", "--out", str(tmp_path / "features")]):
+        line = error_line(runner.invoke(app, command))
+        assert "needs the pretrained VideoMAE weights the paper starts from: --set backbone.weights=FILE" in line
+        assert "--set backbone.weights=none to start from random initialisation on purpose" in line
+    assert not (tmp_path / "run").exists() and not (tmp_path / "features").exists()
+    on_purpose = load_preset("small-768", ["backbone.weights=none"]).backbone
+    on_purpose.require_weights("small-768")
+    assert on_purpose.pretrained_weights is None
+    load_preset("tiny").backbone.require_weights("tiny")  # an explicit shape has no pretrained model to miss
 
 
 def test_detector_length_must_suit_the_attention_window():

@@ -22,10 +22,12 @@ from tadcli.config.loader import load_preset
 from tadcli.data.dataset import collate_windows, records_from_prepared
 from tadcli.data.manifest import load_prepared_dataset
 from tadcli.data.pipeline import train_dataset
+from tadcli.errors import TadError
 from tadcli.inference.loading import load_run_model
 from tadcli.io.rundir import read_run_config, run_paths
 from tadcli.services.eval import evaluate_model
 from tadcli.training.checkpoint import load_training_state
+from tadcli.training.loop import plan_batches
 from tadcli.training.schedule import WarmupCosineSchedule, warmup_cosine_lr
 from tadcli.training.step import NonFiniteLossError, NormalizerSlots, build_optimizer, resolve_precision, training_step
 
@@ -53,6 +55,17 @@ def test_schedule_matches_the_closed_form_on_every_group():
         assert rates["adapter"] == pytest.approx(spec_lr(t, 2e-4, warmup, total), rel=1e-12, abs=0)
     assert warmup_cosine_lr(0, 1e-4, warmup, total) == 0.0  # the very first step runs at lr exactly 0
     assert warmup_cosine_lr(warmup - 1, 1e-4, warmup, total) == pytest.approx(1e-4)
+
+
+def test_a_batch_that_does_not_split_over_the_processes_names_what_to_set():
+    with pytest.raises(TadError) as error:
+        plan_batches(load_preset("tiny", ["train.batch_size=3"]), num_videos=10, world_size=2)
+    assert str(error.value) == (
+        "train.batch_size 3 (the global batch) does not split into 2 process(es) x train.micro_batch_size 1 video(s) "
+        "x an accumulation count: run on 1 or 3 process(es), or --set train.batch_size=2"
+    )
+    plan = plan_batches(load_preset("tiny", ["train.batch_size=4"]), num_videos=10, world_size=2)
+    assert (plan.world_size, plan.accumulation, plan.micro_batch_size, plan.steps_per_epoch) == (2, 2, 1, 2)
 
 
 def _window_batches(dataset_dir: Path, preset, count: int) -> list[dict]:
@@ -237,12 +250,19 @@ def test_a_video_that_fails_to_decode_is_replaced_and_counted(small_synthetic, t
 
 
 def test_two_processes_follow_the_single_process_loss_curve(small_synthetic, tmp_path):
-    """--nproc 2 (gloo) vs one process accumulating 2 micro-batches: the same global batch, one run folder."""
-    deterministic = ["--set", "backbone.drop_path_rate=0", "--set", "detector.path_dropout=0", "--set", "train.micro_batch_size=1"]
+    """The preset's defaults compute the reference's per-GPU step on any process count: --nproc 2 (gloo, one
+    video each) and one process accumulating two one-video forwards follow the same loss curve."""
+    deterministic = ["--set", "backbone.drop_path_rate=0", "--set", "detector.path_dropout=0"]
     single, double = tmp_path / "single", tmp_path / "double"
-    subprocess.run(_train_command(small_synthetic, single, deterministic), check=True, capture_output=True)
+    alone = subprocess.run(_train_command(small_synthetic, single, deterministic), capture_output=True, text=True)
+    assert alone.returncode == 0, alone.stderr
     result = subprocess.run(_train_command(small_synthetic, double, [*deterministic, "--nproc", "2"]), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    assert "global batch 2 = 1 process(es) x 2 accumulated forward(s) x 1 video(s)" in alone.stderr
+    assert "global batch 2 = 2 process(es) x 1 accumulated forward(s) x 1 video(s)" in result.stderr
+    assert "each forward keeps its own loss normaliser" in alone.stderr
+    plan = read_run_config(single).batch_plan
+    assert (plan["world_size"], plan["accumulation"], plan["micro_batch_size"], plan["normaliser"]) == (1, 2, 1, "per forward")
 
     def curve(run_dir: Path) -> np.ndarray:
         lines = [json.loads(l) for l in run_paths(run_dir)["metrics"].read_text().splitlines()]

@@ -13,6 +13,7 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tadcli.config.profiles import PROFILES
+from tadcli.errors import PresetError
 
 BackboneSize = Literal["S", "B", "L", "H", "g"]
 AdaptationMode = Literal["tia", "plain", "side", "full", "frozen"]
@@ -24,6 +25,10 @@ DEPTH_OF_SIZE = {"S": 12, "B": 12, "L": 24, "H": 32, "g": 40}
 class Section(BaseModel):
     # every float finite: `--set train.head_lr=inf` (YAML .inf, nan) is an error, not a run that diverges
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# backbone.weights value that asks for random initialisation on purpose
+RANDOM_WEIGHTS = "none"
 
 
 class BackboneConfig(Section):
@@ -40,7 +45,9 @@ class BackboneConfig(Section):
     tubelet_size: int = Field(default=2, gt=0, description="frames per tubelet")
     pos_embed_size: int = Field(default=224, gt=0, description="image size that defines the position table")
     weights: Optional[str] = Field(
-        default=None, description="checkpoint file or Hugging Face directory; None = random init"
+        default=None,
+        description="pretrained checkpoint file or Hugging Face directory; 'none' = random initialisation on "
+        "purpose; unset: required to train or extract with a named size (S, B, L, H, g)",
     )
     drop_path_rate: float = Field(default=0.1, ge=0, lt=1, description="stochastic depth of the last block")
 
@@ -52,6 +59,26 @@ class BackboneConfig(Section):
         if self.embed_dim is not None and self.num_heads is not None and self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         return self
+
+    @property
+    def pretrained_weights(self) -> Optional[str]:
+        """The weights file to load, or None for random initialisation (unset, or :data:`RANDOM_WEIGHTS`)."""
+        return None if self.weights in (None, RANDOM_WEIGHTS) else self.weights
+
+    def require_weights(self, preset_name: str) -> None:
+        """Refuse to train or extract a named-size ViT (a VideoMAE model exists for it) from random weights
+        unless that was asked for with ``backbone.weights=none``.
+
+        Raises:
+            PresetError: ``size`` is named and ``weights`` is unset.
+        """
+        if self.size is not None and self.weights is None:
+            raise PresetError(
+                f"preset {preset_name}: its ViT-{self.size} needs the pretrained VideoMAE weights the paper starts "
+                f"from: --set backbone.weights=FILE (a VideoMAE/VideoMAEv2, mmaction2/OpenTAD or released AdaTAD "
+                f".pth/.pt/.bin/.safetensors file, or a Hugging Face folder; README 'Pretrained weights'), or "
+                f"--set backbone.weights={RANDOM_WEIGHTS} to start from random initialisation on purpose"
+            )
 
     @property
     def resolved_depth(self) -> int:
@@ -199,7 +226,8 @@ class TrainConfig(Section):
     micro_batch_size: Optional[int] = Field(
         default=None,
         gt=0,
-        description="videos per forward on one device; the rest of the global batch is gradient accumulation; "
+        description="videos per forward on one device, each forward with its own loss normaliser; the rest of "
+        "the global batch is gradient accumulation; every shipped preset sets the reference's per-GPU batch; "
         "None = batch_size / number of processes",
     )
     epochs: int = Field(default=60, gt=0, description="epochs trained (the run stops here)")
@@ -223,12 +251,18 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _schedule_is_consistent(self) -> "TrainConfig":
+        length = "train.cosine_epochs" if self.cosine_epochs is not None else "train.epochs; train.cosine_epochs is unset"
         if self.warmup_epochs >= self.schedule_epochs:
             raise ValueError(
-                f"warmup_epochs {self.warmup_epochs} must be below the schedule length {self.schedule_epochs}"
+                f"warmup_epochs {self.warmup_epochs} must be below the schedule length {self.schedule_epochs} "
+                f"({length}): add --set train.warmup_epochs={self.schedule_epochs - 1}, or lengthen the schedule"
             )
         if self.epochs > self.schedule_epochs:
-            raise ValueError(f"epochs {self.epochs} is past the end of the cosine schedule ({self.schedule_epochs})")
+            raise ValueError(
+                f"epochs {self.epochs} is past the end of the cosine schedule (train.cosine_epochs "
+                f"{self.schedule_epochs}): add --set train.cosine_epochs={self.epochs}, or train for at most "
+                f"{self.schedule_epochs} epochs"
+            )
         return self
 
 

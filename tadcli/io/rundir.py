@@ -3,7 +3,8 @@
 This layout is a contract (README, "Run directory"); every file in it is replaced atomically::
 
     RUN/
-      config.json        the fully resolved preset, the dataset profile, the class names, the tad version
+      config.json        the fully resolved preset, the dataset profile, the class names, the tad version,
+                         the batch plan (processes x accumulation x videos per forward)
       model.safetensors  the evaluated (EMA) weights of the whole model: with config.json, all that
                          evaluation and detection need
       state/training.pt  everything to resume exactly: raw trainable weights and buffers, optimizer, EMA,
@@ -50,6 +51,10 @@ class RunConfig:
         classes: class names; class index = position.
         dataset: the prepared dataset folder the run trained on (informative).
         tad_version: the version that wrote the run.
+        batch_plan: how the run's first start made each optimizer step (informative; ``None`` in runs written
+            before tad recorded it): ``batch_size`` (global), ``world_size`` (processes), ``accumulation``
+            (forwards per process and step), ``micro_batch_size`` (videos per forward), ``steps_per_epoch``
+            and ``normaliser`` (``"per forward"``: each forward keeps its own loss normaliser).
     """
 
     preset: Preset
@@ -57,9 +62,10 @@ class RunConfig:
     classes: list[str]
     dataset: str
     tad_version: str
+    batch_plan: dict | None = None
 
     def to_json(self) -> dict:
-        return {
+        content = {
             "format_version": RUN_FORMAT_VERSION,
             "tad_version": self.tad_version,
             "preset": self.preset.model_dump(mode="json"),
@@ -67,6 +73,9 @@ class RunConfig:
             "classes": list(self.classes),
             "dataset": self.dataset,
         }
+        if self.batch_plan is not None:
+            content["batch_plan"] = dict(self.batch_plan)
+        return content
 
 
 def run_paths(run_dir: str | Path) -> dict[str, Path]:
@@ -104,6 +113,7 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
             classes=[str(name) for name in content["classes"]],
             dataset=str(content.get("dataset", "")),
             tad_version=str(content.get("tad_version", "unknown")),
+            batch_plan=content.get("batch_plan"),
         )
     except json.JSONDecodeError as error:
         raise RunError(f"{path}: invalid JSON at line {error.lineno}: {error.msg}") from None

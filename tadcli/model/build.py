@@ -60,7 +60,7 @@ def vit_arch(config: BackboneConfig) -> ViTArch:
 
 
 def build_backbone_from_preset(preset: Preset, device: torch.device | str | None = None) -> VideoBackbone:
-    """The preset's ViT with its adaptation mode; pretrained weights loaded when ``backbone.weights`` is set
+    """The preset's ViT with its adaptation mode; pretrained weights loaded when ``backbone.weights`` names them
     (not on the ``meta`` device, which holds no values)."""
     adaptation = preset.adaptation
     options = BackboneOptions(
@@ -75,8 +75,9 @@ def build_backbone_from_preset(preset: Preset, device: torch.device | str | None
         offload_checkpoints=adaptation.offload_checkpoints,
     )
     backbone = VideoBackbone(vit_arch(preset.backbone), options, device=torch.device(device) if device is not None else None)
-    if preset.backbone.weights is not None and torch.device(device or "cpu").type != "meta":
-        load_backbone_weights(backbone, preset.backbone.weights)
+    weights = preset.backbone.pretrained_weights
+    if weights is not None and torch.device(device or "cpu").type != "meta":
+        load_backbone_weights(backbone, weights)
     return backbone
 
 

@@ -49,7 +49,8 @@ def extract(
         inputs: video files, folders and glob patterns.
         out_dir: the output folder.
         run: a run folder whose (EMA) backbone extracts; or ``None`` with ``preset``.
-        preset: a preset whose backbone extracts (``weights`` or the preset's ``backbone.weights``; none: random).
+        preset: a preset whose backbone extracts (``weights`` or the preset's ``backbone.weights``, required for
+            a named ViT size; ``none``: random initialisation).
         weights: pretrained backbone weights for ``preset`` (any format ``tad`` reads).
         overrides: ``--set`` overrides of ``preset``.
         profile: the sampling protocol (snippet stride); a run uses its own, a preset ``thumos14`` by default.
@@ -83,9 +84,10 @@ def extract(
         if weights is not None:
             check_input_path(weights, "backbone weights")
             resolved = resolved.model_copy(update={"backbone": resolved.backbone.model_copy(update={"weights": str(weights)})})
+        resolved.backbone.require_weights(resolved.name)
         model = build_model(resolved, num_classes=1).to(torch_device)
         profile_name = profile or DEFAULT_EXTRACT_PROFILE
-        source = resolved.backbone.weights or "random initialisation"
+        source = resolved.backbone.pretrained_weights or "random initialisation"
     dataset_profile = get_profile(profile_name)
     geometry = window_geometry(resolved, dataset_profile)
 

@@ -106,6 +106,7 @@ def train_in_process(request: TrainRequest):  # noqa: ANN201 - TrainSummary (tor
             preset, dataset_dir = config.preset, request.data or Path(config.dataset)
         else:
             preset = load_preset(request.preset or "tiny", list(request.overrides))
+            preset.backbone.require_weights(preset.name)
             dataset_dir = request.data
             if dataset_dir is None:
                 raise TadError("--data DIR is required: a dataset folder written by 'tad prepare'")
@@ -118,8 +119,6 @@ def train_in_process(request: TrainRequest):  # noqa: ANN201 - TrainSummary (tor
             if context.is_main:
                 _check_new_run_dir(run_dir)
                 run_dir.mkdir(parents=True, exist_ok=True)
-                config = RunConfig(preset, profile.name, list(dataset.classes), str(dataset.root), __version__)
-                write_run_config(run_dir, config)
             barrier()
         train_records = records_from_prepared(dataset, profile.train_subset)
         if preset.detector.class_agnostic:  # one "action" class; the video classifier names it (spec §6.2)
@@ -166,6 +165,10 @@ def train_in_process(request: TrainRequest):  # noqa: ANN201 - TrainSummary (tor
             reporter=reporter,
             num_workers=num_workers,
         )
+        if request.resume is None and context.is_main:
+            plan = {**vars(trainer.plan), "normaliser": "per forward"}
+            config = RunConfig(preset, profile.name, list(dataset.classes), str(dataset.root), __version__, plan)
+            write_run_config(run_dir, config)
         if request.resume is not None:
             trainer.resume()
         try:

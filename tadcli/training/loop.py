@@ -105,6 +105,14 @@ class BatchPlan:
     world_size: int
     steps_per_epoch: int
 
+    def describe(self) -> str:
+        """One line: how the global batch is made and that each forward keeps its own loss normaliser."""
+        return (
+            f"global batch {self.batch_size} = {self.world_size} process(es) x {self.accumulation} accumulated "
+            f"forward(s) x {self.micro_batch_size} video(s); each forward keeps its own loss normaliser, as each "
+            f"GPU of the reference does"
+        )
+
 
 def plan_batches(preset: Preset, num_videos: int, world_size: int) -> BatchPlan:
     """The batch plan of ``preset`` for ``num_videos`` training videos on ``world_size`` processes.
@@ -115,9 +123,12 @@ def plan_batches(preset: Preset, num_videos: int, world_size: int) -> BatchPlan:
     batch = preset.train.batch_size
     micro = preset.train.micro_batch_size or max(batch // world_size, 1)
     if batch % (micro * world_size):
+        counts = [n for n in range(1, batch // micro + 1) if batch % (micro * n) == 0] if batch % micro == 0 else []
+        fix = f"run on {' or '.join(map(str, counts))} process(es), or " if counts else ""
         raise TadError(
-            f"train.batch_size {batch} (the global batch) is not divisible by {world_size} process(es) x "
-            f"train.micro_batch_size {micro}; choose a micro batch and process count whose product divides it"
+            f"train.batch_size {batch} (the global batch) does not split into {world_size} process(es) x "
+            f"train.micro_batch_size {micro} video(s) x an accumulation count: {fix}"
+            f"--set train.batch_size={micro * world_size * max(1, batch // (micro * world_size))}"
         )
     if num_videos < batch:
         raise TadError(f"the training subset has {num_videos} video(s), fewer than train.batch_size {batch}")
@@ -415,6 +426,7 @@ class Trainer:
                 "start_epoch": self.position.epoch,
                 "global_step": self.position.global_step,
                 "plan": vars(self.plan),
+                "plan_text": self.plan.describe(),
                 "device": str(self.device),
                 "precision": self.precision.name,
             }
