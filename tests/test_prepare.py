@@ -231,6 +231,27 @@ def test_video_lookup_activitynet_prefix_and_ambiguous_files(videos_dir, tmp_pat
     assert "twice" not in dataset.videos
 
 
+def test_custom_videos_with_one_name_in_two_folders_are_named_by_relative_path(videos_dir, tmp_path):
+    folder = tmp_path / "cameras"
+    for camera, source in (("cam1", "a"), ("cam2", "d")):
+        (folder / camera).mkdir(parents=True)
+        shutil.copy(videos_dir / f"{source}.mp4", folder / camera / "clip.mp4")
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text("video,start,end,label,subset\ncam1/clip.mp4,0.5,1.5,jump,Train\ncam2/clip,1.0,2.0,wave,Validation\n")
+    report = prepare_dataset("custom", csv_file, folder, tmp_path / "out")
+    assert report.usable, report.summary()
+    dataset = load_prepared_dataset(tmp_path / "out")
+    assert {video_id: (video.path, video.subset) for video_id, video in dataset.videos.items()} == {
+        "cam1/clip": (folder / "cam1" / "clip.mp4", "train"),
+        "cam2/clip": (folder / "cam2" / "clip.mp4", "val"),  # subset names match case-insensitively
+    }
+    csv_file.write_text("video,start,end,label,subset\nclip,0.5,1.5,jump,train\na,1.0,2.0,wave,val\n")
+    ambiguous = prepare_dataset("custom", csv_file, folder, tmp_path / "bare")
+    (issue,) = [issue for issue in ambiguous.issues if issue.kind == "video_file_ambiguous"]
+    assert issue.detail == (f"{folder.absolute() / 'cam1' / 'clip.mp4'} and {folder.absolute() / 'cam2' / 'clip.mp4'}; "
+                            f"name one by its path relative to {folder} (e.g. cam1/clip)")
+
+
 def test_prepare_rejects_annotations_of_another_dataset(annotations_dir, tmp_path):
     with pytest.raises(DatasetError, match="multithumos-json annotations are not a thumos14 format"):
         prepare_dataset("thumos14", annotations_dir / "multithumos" / "multithumos.json", None, tmp_path / "out")

@@ -328,16 +328,19 @@ def prepare_synthetic(
 
 
 def _rename_subsets(annotation_set: AnnotationSet, renames: dict[str, str]) -> list[Issue]:
-    """Rename subsets in place (all at once: renames may swap names); one issue per renamed subset."""
+    """Rename subsets in place (all at once: renames may swap names); one issue per renamed subset.
+
+    Names match case-insensitively, the profile's own names too (``Validation`` -> ``val`` for custom data).
+    """
+    by_lower = {new.lower(): new for new in renames.values()} | {old.lower(): new for old, new in renames.items()}
     members = {old: [v for v in annotation_set.videos.values() if v.subset == old] for old in annotation_set.subsets()}
     issues = []
     for old, videos in members.items():
-        if old in renames:
+        new = by_lower.get(old.lower(), old)
+        if new != old:
             for video in videos:
-                video.subset = renames[old]
-            issues.append(
-                Issue("subset_renamed", f"'{old}' -> '{renames[old]}' ({len(videos)} videos)", subset=renames[old])
-            )
+                video.subset = new
+            issues.append(Issue("subset_renamed", f"'{old}' -> '{new}' ({len(videos)} videos)", subset=new))
     return issues
 
 
@@ -366,20 +369,26 @@ def _find_video_files(
     videos_dir: Path, annotation_set: AnnotationSet, try_v_prefix: bool
 ) -> tuple[dict[str, Path], list[Issue]]:
     """video id -> its file, for the videos with exactly one matching file; an issue for each video
-    that several files match. ``try_v_prefix``: ActivityNet ids match files with or without ``v_``."""
-    by_stem: dict[str, list[Path]] = {}
+    that several files match. An id is a file name without extension, found anywhere below ``videos_dir``, or
+    a path relative to it (``cam1/clip``: videos with the same name in different folders).
+    ``try_v_prefix``: ActivityNet ids match files with or without ``v_``."""
+    by_name: dict[str, list[Path]] = {}
     for file in sorted(videos_dir.rglob("*")):
         if file.suffix.lower() in VIDEO_EXTENSIONS and file.is_file():
-            by_stem.setdefault(file.stem, []).append(file.absolute())
+            by_name.setdefault(file.stem, []).append(file.absolute())
+            relative = file.relative_to(videos_dir).with_suffix("").as_posix()
+            if relative != file.stem:
+                by_name.setdefault(relative, []).append(file.absolute())
     found, issues = {}, []
     for video_id, video in annotation_set.videos.items():
         names = dict.fromkeys((video_id, f"v_{video_id}", video_id.removeprefix("v_")) if try_v_prefix else (video_id,))
-        matches = [file for name in names for file in by_stem.get(name, [])]
+        matches = [file for name in names for file in by_name.get(name.replace("\\", "/"), [])]
         if len(matches) == 1:
             found[video_id] = matches[0]
         elif len(matches) > 1:
-            listed = ", ".join(str(file) for file in matches)
-            issues.append(Issue("video_file_ambiguous", listed, video_id, video.subset))
+            listed = " and ".join(str(file) for file in matches)
+            hint = f"; name one by its path relative to {videos_dir} (e.g. {matches[0].relative_to(videos_dir.absolute()).with_suffix('').as_posix()})"
+            issues.append(Issue("video_file_ambiguous", listed + hint, video_id, video.subset))
     return found, issues
 
 
