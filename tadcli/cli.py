@@ -674,7 +674,9 @@ def detect(
     ] = None,
     preset: Annotated[Optional[str], typer.Option(help="With --checkpoint: its preset name or YAML file.")] = None,
     classes: Annotated[
-        Optional[Path], typer.Option(help="With --checkpoint: class names, one per line, in the model's order.")
+        Optional[Path],
+        typer.Option(help="With --checkpoint: class names, one per line, in the model's order; or 'thumos14' "
+                     "(the list of the released THUMOS14 checkpoints ships with tad)."),
     ] = None,
     dataset: Annotated[
         Optional[EvalDataset], typer.Option(help="With --checkpoint: the protocol it was trained on. Default: thumos14.")

@@ -21,6 +21,17 @@ DENSE_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 EPIC_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
+# The class order of the released THUMOS14 checkpoints: OpenTAD's category_idx.txt (alphabetical), the
+# order of tad prepare's classes.txt for THUMOS14 too.
+THUMOS14_CLASSES = (
+    "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
+    "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow",
+    "LongJump", "PoleVault", "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking",
+)
+# class lists that ship with tad, by dataset name (tad detect --classes thumos14)
+SHIPPED_CLASS_LISTS: dict[str, tuple[str, ...]] = {"thumos14": THUMOS14_CLASSES}
+
+
 class DatasetProfile(BaseModel):
     """The protocol of one dataset family."""
 

@@ -19,7 +19,7 @@ import torch
 
 from tadcli import __version__
 from tadcli.config.loader import load_preset
-from tadcli.config.profiles import DatasetProfile, get_profile
+from tadcli.config.profiles import SHIPPED_CLASS_LISTS, DatasetProfile, get_profile
 from tadcli.config.schema import Preset
 from tadcli.data.dataset import VideoRecord
 from tadcli.errors import TadError, VideoError
@@ -43,14 +43,19 @@ class VideoDetection:
 
 
 def read_class_names(path: str | Path) -> list[str]:
-    """Class names, one per line (``classes.txt`` of a prepared dataset); blank lines are ignored.
+    """Class names, one per line (``classes.txt`` of a prepared dataset); blank lines are ignored. A dataset
+    whose list ships with tad (:data:`~tadcli.config.profiles.SHIPPED_CLASS_LISTS`: ``thumos14``) may be named
+    instead of a file, when no file of that name exists.
 
     Raises:
         TadError: the file is missing, empty or repeats a name.
     """
     path = Path(path)
+    if not path.exists() and str(path) in SHIPPED_CLASS_LISTS:
+        return list(SHIPPED_CLASS_LISTS[str(path)])
     if not path.is_file():
-        raise TadError(f"{path}: class list not found (one class name per line)")
+        shipped = ", ".join(SHIPPED_CLASS_LISTS)
+        raise TadError(f"{path}: class list not found (a file with one class name per line, or a dataset: {shipped})")
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not names:
         raise TadError(f"{path}: the class list is empty")
