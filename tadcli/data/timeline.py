@@ -14,7 +14,8 @@ So every index-based computation (windows, strides, ``seconds = index / fps``) w
 A constant-rate video (every frame within half a frame of an even grid) is its own timeline: the slots
 are its frames, one to one, at the decoder's average rate, and its duration is ``frames / fps``, as
 before (so frames and times are bit-identical to reading it frame by frame). A variable-rate video gets
-``fps = 1 / median frame interval`` (its usual rate: 30 for a 30 fps phone clip with slow stretches).
+``fps`` = its usual rate, the mean of the intervals near the median one, as a fraction with a denominator
+up to 1001 (30 for a 30 fps phone clip with slow stretches, 30000/1001 for an NTSC one).
 
 Both decoders give the presentation times as float32 seconds (decord's ``get_frame_timestamp``; PyAV's
 packet timestamps converted the same way), so they build the same timeline.
@@ -24,8 +25,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
+
+MAX_RATE_DENOMINATOR = 1001  # NTSC rates are n * 1000 / 1001
 
 
 @dataclass(frozen=True)
@@ -70,14 +74,18 @@ def presentation_timeline(frame_times: np.ndarray, average_fps: float) -> Timeli
     constant = Timeline(average_fps, count, count / average_fps)
     if count < 3:
         return constant
-    frame_seconds = float(np.median(np.diff(times)))  # the usual interval
-    if frame_seconds <= 0:
+    intervals = np.diff(times)
+    median = float(np.median(intervals))
+    if median <= 0:
         return constant  # timestamps that say nothing (repeated): frames as they come
     even_grid = np.arange(count) * (times[-1] / (count - 1))
-    if np.abs(times - even_grid).max() < frame_seconds / 2:  # steady, up to timestamp rounding
+    if np.abs(times - even_grid).max() < median / 2:  # steady, up to timestamp rounding
         return constant
-    fps = 1 / frame_seconds
-    duration = float(times[-1]) + frame_seconds
+    usual = intervals[np.abs(intervals - median) < median / 2]
+    # the usual rate, averaged over its intervals (float32 times round each one), as a simple fraction
+    fps = float(Fraction(1 / float(usual.mean())).limit_denominator(MAX_RATE_DENOMINATOR))
+    frame_seconds = 1 / fps
+    duration = round(float(times[-1]) + frame_seconds, 6)
     num_slots = max(1, math.ceil(round(duration * fps, 6)))
     slot_times = np.arange(num_slots) / fps
     # the last frame presented by each slot's time; half a frame of tolerance absorbs timestamp rounding
