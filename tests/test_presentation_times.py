@@ -152,3 +152,42 @@ def test_probe_reports_variable_frame_rate_rotation_and_real_duration(vfr_video,
     assert (probe.fps, probe.num_frames, probe.duration) == (pytest.approx(FPS), 180, pytest.approx(18.0))
     rotated = probe_video(write_mp4(tmp_path / "portrait.mp4", [_upright_picture()[:32]] * 4, FPS, rotation=270))
     assert rotated.rotation == 270 and not rotated.variable_frame_rate
+
+
+def test_prepare_reports_variable_frame_rate_and_rotated_videos_with_their_real_duration(vfr_video, tmp_path):
+    import json
+    import shutil
+
+    from tadcli.data.manifest import load_prepared_dataset
+    from tadcli.services.prepare import prepare_dataset
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(vfr_video, videos / "phone.mp4")
+    write_mp4(videos / "portrait.mp4", [_upright_picture()[:32]] * 20, FPS, rotation=90)
+    annotations = tmp_path / "labels.csv"
+    # the action at 15-17 s lies past the 14.1 s that counting frames at 10 fps would give
+    annotations.write_text("video,start,end,label,subset\nphone,15.0,17.0,jump,train\nportrait,0.5,1.5,jump,val\n")
+    out = tmp_path / "prepared"
+    report = prepare_dataset("custom", annotations, videos, out)
+    assert report.usable and report.issue_counts() == {"video_variable_frame_rate": 1, "video_rotated": 1}
+    text = (out / "report.txt").read_text()
+    assert "NOTE video_variable_frame_rate x1" in text and "train/phone: " in text
+    assert "read at 10 fps, real duration 18.000 s" in text
+    assert "NOTE video_rotated x1" in text and "val/portrait: " in text and "turned 90 degrees counter-clockwise" in text
+    issues = json.loads((out / "report.json").read_text())["issues"]
+    assert {issue["kind"]: issue["video_id"] for issue in issues} == {"video_variable_frame_rate": "phone", "video_rotated": "portrait"}
+    phone = load_prepared_dataset(out).videos["phone"]
+    assert (phone.fps, phone.num_frames, phone.duration) == (10.0, 180, 18.0)
+    assert [(i.start, i.end) for i in phone.instances] == [(15.0, 17.0)]
+
+    # probes cached by an older tad lack these fields: they are not used
+    cache = out / "probe_cache.json"
+    content = json.loads(cache.read_text())
+    content["version"] = 3
+    for probe in content["probes"].values():
+        del probe["variable_frame_rate"], probe["rotation"]
+    cache.write_text(json.dumps(content))
+    again = prepare_dataset("custom", annotations, videos, out)
+    assert (again.videos_probed, again.videos_from_cache) == (2, 0)
+    assert again.issue_counts() == report.issue_counts()
