@@ -191,3 +191,47 @@ def test_prepare_reports_variable_frame_rate_and_rotated_videos_with_their_real_
     again = prepare_dataset("custom", annotations, videos, out)
     assert (again.videos_probed, again.videos_from_cache) == (2, 0)
     assert again.issue_counts() == report.issue_counts()
+
+
+def _vfr_copy(source, target, slow_from: float, slow_to: float) -> None:
+    """``source`` with two of every three frames dropped between ``slow_from`` and ``slow_to`` seconds,
+    every kept frame at its original presentation time (8 fps -> 8/3 fps there)."""
+    import av
+
+    with av.open(str(source)) as container:
+        fps = int(container.streams.video[0].average_rate)
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    slow = range(round(slow_from * fps), round(slow_to * fps))
+    kept = [i for i in range(len(frames)) if i not in slow or (i - slow.start) % 3 == 0]
+    write_mp4(target, [frames[i] for i in kept], fps, times=[i / fps for i in kept])
+
+
+def test_the_tiny_runs_map_on_vfr_copies_stays_within_ten_percent_of_the_originals(trained_run, small_synthetic, tmp_path):
+    from dataclasses import replace
+
+    from tadcli.data.dataset import records_from_prepared
+    from tadcli.data.manifest import load_prepared_dataset
+    from tadcli.inference.evaluate import evaluate_on_records
+    from tadcli.inference.loading import load_run_model
+    from tadcli.model.build import postprocess_settings
+
+    dataset = load_prepared_dataset(small_synthetic)
+    originals = records_from_prepared(dataset, "test")
+    copies = []
+    for record in originals:
+        _vfr_copy(record.path, tmp_path / record.path.name, slow_from=4.0, slow_to=10.0)
+        copy = VideoRecord.from_video(tmp_path / record.path.name, record.video_id)
+        assert copy.duration == pytest.approx(record.duration, abs=1e-3)
+        copies.append(replace(copy, segments=record.segments, labels=record.labels))
+    config, model = load_run_model(trained_run, "cpu")
+    profile = dataset.dataset_profile
+    settings = postprocess_settings(config.preset, profile)
+    thresholds = list(profile.tiou_thresholds)
+
+    def average_map(records) -> float:  # the code of `tad eval --run` and `tad detect`
+        return evaluate_on_records(model, records, config.classes, config.preset, profile, settings, thresholds).metrics.average_map
+
+    original = average_map(originals)
+    assert original > 0.5
+    # counting frames at the average rate put every action after the slow stretch seconds early: 0.80 x
+    assert average_map(copies) >= 0.9 * original
