@@ -235,3 +235,19 @@ def test_the_tiny_runs_map_on_vfr_copies_stays_within_ten_percent_of_the_origina
     assert original > 0.5
     # counting frames at the average rate put every action after the slow stretch seconds early: 0.80 x
     assert average_map(copies) >= 0.9 * original
+
+
+def test_extract_gives_each_feature_of_a_vfr_video_its_real_time(trained_run, vfr_video, tmp_path):
+    from typer.testing import CliRunner
+
+    from tadcli.cli import app
+    from tadcli.io.features import feature_times, read_features
+
+    out = tmp_path / "features"
+    result = CliRunner().invoke(app, ["extract", str(vfr_video), "--run", str(trained_run), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    features, sidecar = read_features(out / "vfr.npy")
+    # snippet stride 2 on the 10 fps timeline: a feature every 0.2 s over the real 18 s (not 141 frames' 14.1 s)
+    assert (sidecar["fps"], sidecar["duration"], sidecar["snippet_stride"]) == (10.0, 18.0, 2)
+    assert features.shape[0] == 90
+    np.testing.assert_allclose(feature_times(sidecar)[[0, 1, 89]], [0.0, 0.2, 17.8])
