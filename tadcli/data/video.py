@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from tadcli.data.timeline import presentation_timeline
+from tadcli.data.timeline import Timeline, presentation_timeline
 from tadcli.errors import VideoError
 
 if TYPE_CHECKING:
@@ -190,6 +190,15 @@ def container_problem(path: Path) -> str | None:
     return None
 
 
+def _decode_slots(decoder: _DecordDecoder | _PyAVDecoder, timeline: Timeline, slots: np.ndarray) -> np.ndarray:
+    """Frames ``[T, H, W, 3]`` of timeline ``slots``; a frame that fills several slots (a sparse or frozen
+    stretch of a variable-frame-rate video) is decoded once."""
+    if not timeline.variable_frame_rate:
+        return decoder.get_frames(slots)  # slot k is frame k
+    frames, inverse = np.unique(timeline.source_frames(slots), return_inverse=True)
+    return decoder.get_frames(frames)[inverse.reshape(-1)]
+
+
 def display_rotation(path: Path) -> int:
     """Degrees (0, 90, 180 or 270, counter-clockwise) by which players turn the frames of ``path`` to show
     them: the display matrix of its video stream (phone videos), as FFmpeg attaches it to decoded frames.
@@ -314,7 +323,7 @@ class VideoReader:
                 f"{self.path}: frame indices [{indices.min()}, {indices.max()}] outside [0, {self.num_frames})"
             )
         try:
-            frames = self._decoder.get_frames(self._timeline.source_frames(indices))
+            frames = _decode_slots(self._decoder, self._timeline, indices)
         except Exception as error:
             if not (self._fallback_allowed and self._decoder.name == "decord"):
                 raise VideoError(f"{self.path}: cannot decode frames ({self._decoder.name}: {error})") from error
@@ -327,7 +336,7 @@ class VideoReader:
         try:
             decoder = _PyAVDecoder(self.path, self._short_side, self._num_threads, self.rotation)
             timeline = presentation_timeline(decoder.frame_times, decoder.fps)
-            frames = decoder.get_frames(timeline.source_frames(indices))
+            frames = _decode_slots(decoder, timeline, indices)
         except Exception as error:
             raise VideoError(f"{self.path}: cannot decode frames (decord: {decord_error}; pyav: {error})") from error
         self._decoder, self._timeline = decoder, timeline
