@@ -6,16 +6,30 @@ second, as 8 black/white blocks), so a decoded frame says which real instant it 
 
 from __future__ import annotations
 
+import json
+import shutil
+from dataclasses import replace
+
+import av
+import decord
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
-from tadcli.data.dataset import VideoRecord
+from tadcli.cli import app
+from tadcli.data.dataset import VideoRecord, records_from_prepared
+from tadcli.data.manifest import load_prepared_dataset
 from tadcli.data.probe import probe_video
 from tadcli.data.synthetic import write_mp4
 from tadcli.data.timeline import presentation_timeline
 from tadcli.data.video import open_video
 from tadcli.errors import VideoError
+from tadcli.inference.evaluate import evaluate_on_records
+from tadcli.inference.loading import load_run_model
+from tadcli.io.features import feature_times, read_features
+from tadcli.model.build import postprocess_settings
+from tadcli.services.prepare import prepare_dataset
 
 FPS = 10
 BITS = 8
@@ -87,9 +101,6 @@ def test_a_detection_record_of_a_vfr_video_has_its_real_duration(vfr_video):
 
 @pytest.mark.parametrize("backend", ["decord", "pyav"])
 def test_a_constant_rate_video_reads_frame_for_frame_as_its_decoder_gives_it(tmp_path, backend):
-    import av
-    import decord
-
     path = write_mp4(tmp_path / "cfr.mp4", [_time_coded_frame(t) for t in range(45)], FPS)
     reader = open_video(path, backend=backend)
     assert not reader.variable_frame_rate
@@ -155,12 +166,6 @@ def test_probe_reports_variable_frame_rate_rotation_and_real_duration(vfr_video,
 
 
 def test_prepare_reports_variable_frame_rate_and_rotated_videos_with_their_real_duration(vfr_video, tmp_path):
-    import json
-    import shutil
-
-    from tadcli.data.manifest import load_prepared_dataset
-    from tadcli.services.prepare import prepare_dataset
-
     videos = tmp_path / "videos"
     videos.mkdir()
     shutil.copy(vfr_video, videos / "phone.mp4")
@@ -196,8 +201,6 @@ def test_prepare_reports_variable_frame_rate_and_rotated_videos_with_their_real_
 def _vfr_copy(source, target, slow_from: float, slow_to: float) -> None:
     """``source`` with two of every three frames dropped between ``slow_from`` and ``slow_to`` seconds,
     every kept frame at its original presentation time (8 fps -> 8/3 fps there)."""
-    import av
-
     with av.open(str(source)) as container:
         fps = int(container.streams.video[0].average_rate)
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
@@ -207,14 +210,6 @@ def _vfr_copy(source, target, slow_from: float, slow_to: float) -> None:
 
 
 def test_the_tiny_runs_map_on_vfr_copies_stays_within_ten_percent_of_the_originals(trained_run, small_synthetic, tmp_path):
-    from dataclasses import replace
-
-    from tadcli.data.dataset import records_from_prepared
-    from tadcli.data.manifest import load_prepared_dataset
-    from tadcli.inference.evaluate import evaluate_on_records
-    from tadcli.inference.loading import load_run_model
-    from tadcli.model.build import postprocess_settings
-
     dataset = load_prepared_dataset(small_synthetic)
     originals = records_from_prepared(dataset, "test")
     copies = []
@@ -238,11 +233,6 @@ def test_the_tiny_runs_map_on_vfr_copies_stays_within_ten_percent_of_the_origina
 
 
 def test_extract_gives_each_feature_of_a_vfr_video_its_real_time(trained_run, vfr_video, tmp_path):
-    from typer.testing import CliRunner
-
-    from tadcli.cli import app
-    from tadcli.io.features import feature_times, read_features
-
     out = tmp_path / "features"
     result = CliRunner().invoke(app, ["extract", str(vfr_video), "--run", str(trained_run), "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
