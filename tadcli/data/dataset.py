@@ -64,9 +64,9 @@ class VideoRecord:
     Attributes:
         video_id: the video's id.
         path: the video file.
-        fps: frames per second (of the file).
-        num_frames: frames in the file (decoder's count).
-        duration: seconds.
+        fps: frames per second of the reader's timeline (a constant-rate file's rate).
+        num_frames: frames of the reader's timeline (a constant-rate file's frames, decoder's count).
+        duration: real seconds.
         segments: float64 ``[N, 2]`` ground truth (start, end) in seconds.
         labels: int64 ``[N]`` class indices.
     """

@@ -78,6 +78,12 @@ ISSUE_KINDS: dict[str, tuple[Severity, str]] = {
         "kept with the frames that decode: the file looks truncated, segments are checked against them",
     ),
     "fps_not_profile": ("note", "kept: the profile expects videos re-encoded to its fixed fps"),
+    "video_variable_frame_rate": (
+        "note",
+        "kept: a variable frame rate; frames are read at their presentation times on an even grid of the fps "
+        "shown (sparse stretches repeat the frame shown), so every time is a real second",
+    ),
+    "video_rotated": ("note", "kept: frames are turned upright as players show them (display rotation)"),
     "subset_renamed": ("note", "subset renamed to the profile's name"),
     "subset_unused": ("note", "kept: neither the training nor the evaluation subset of the profile"),
     "video_without_instances": ("note", "kept: a video without actions (detections on it are false positives)"),
@@ -257,6 +263,22 @@ def _check_video_file(
         return None
     if probe.warning is not None:
         issues.append(Issue("video_truncated", f"{probe.path}: {probe.warning}", **where))
+    if probe.variable_frame_rate:
+        issues.append(
+            Issue(
+                "video_variable_frame_rate",
+                f"{probe.path}: read at {probe.fps:g} fps, real duration {probe.duration:.3f} s",
+                **where,
+            )
+        )
+    if probe.rotation:
+        issues.append(
+            Issue(
+                "video_rotated",
+                f"{probe.path}: turned {probe.rotation} degrees counter-clockwise, upright {probe.width}x{probe.height}",
+                **where,
+            )
+        )
     if video.duration is not None and abs(video.duration - probe.duration) > max(
         DURATION_TOLERANCE_S, DURATION_TOLERANCE_RELATIVE * probe.duration
     ):

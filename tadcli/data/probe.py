@@ -1,5 +1,7 @@
-"""Video probing for ``tad prepare``: fps, frame count, duration, size, and whether the first and last
-frames decode; in parallel, with a cache so that a re-run only probes new or changed files.
+"""Video probing for ``tad prepare``: fps, frame count, duration, size, variable frame rate, display
+rotation, and whether the first and last frames decode; in parallel, with a cache so that a re-run only
+probes new or changed files. fps, frame count and duration are those of the reader's timeline
+(:mod:`tadcli.data.timeline`): real seconds, also for a variable-frame-rate video.
 
 A probe opens the file with :func:`tadcli.data.video.open_video` (decord, PyAV when decord is missing
 or fails) and decodes frames ``0`` and ``num_frames - 1``: a file that opens but whose last frame
@@ -8,7 +10,8 @@ holds fewer frames than its container declares (a truncated download) is readabl
 
 The cache (``probe_cache.json`` in the prepared dataset folder) maps
 ``"<path>|<size in bytes>|<mtime in ns>"`` to the probe, so a replaced or modified file is probed
-again. The path is relative to the cache's folder for files inside it (the synthetic videos), so a
+again; a cache written by an older tad (another ``PROBE_CACHE_VERSION``: probes without the frame-rate
+and rotation fields) is not used. The path is relative to the cache's folder for files inside it (the synthetic videos), so a
 dataset folder that is moved, or built aside and swapped in, keeps its cache; absolute otherwise.
 It is written atomically.
 """
@@ -26,7 +29,7 @@ from tadcli.data.video import open_video
 from tadcli.errors import VideoError
 from tadcli.io.jsonio import write_json_atomic
 
-PROBE_CACHE_VERSION = 3
+PROBE_CACHE_VERSION = 4  # 4: variable_frame_rate, rotation; timeline fps, frames and duration
 CACHE_SAVE_EVERY = 100  # probes between two saves of the cache during a long run
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -43,14 +46,16 @@ class VideoProbe:
     path: str  # absolute
     size: int  # bytes
     mtime_ns: int
-    fps: float | None
-    num_frames: int | None
-    duration: float | None  # seconds, num_frames / fps
-    width: int | None
+    fps: float | None  # of the timeline: the nominal rate of a variable-frame-rate video
+    num_frames: int | None  # frames of the timeline
+    duration: float | None  # real seconds (constant rate: num_frames / fps)
+    width: int | None  # of the upright frames
     height: int | None
     backend: str | None  # decoder that read it: "decord" or "pyav"
     error: str | None
     warning: str | None = None  # readable, but something looks wrong (a truncated file)
+    variable_frame_rate: bool | None = None  # frames not evenly spaced in time
+    rotation: int | None = None  # display rotation, degrees counter-clockwise (phone videos)
 
     @property
     def readable(self) -> bool:
@@ -70,7 +75,9 @@ def probe_video(path: str | Path) -> VideoProbe:
     """Probe one video file; unreadable files give a probe with ``error`` set (never raise)."""
     path = Path(path).absolute()
     stat = path.stat()
-    measured = dict(fps=None, num_frames=None, duration=None, width=None, height=None, backend=None)
+    measured = dict(
+        fps=None, num_frames=None, duration=None, width=None, height=None, backend=None, variable_frame_rate=None, rotation=None
+    )
     try:
         reader = open_video(path)
         measured.update(fps=reader.fps, num_frames=reader.num_frames, duration=reader.duration)
@@ -83,6 +90,8 @@ def probe_video(path: str | Path) -> VideoProbe:
             width=reader.width,
             height=reader.height,
             backend=reader.backend,
+            variable_frame_rate=reader.variable_frame_rate,
+            rotation=reader.rotation,
         )
         error = None
     except VideoError as exc:

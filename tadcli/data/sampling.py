@@ -2,7 +2,9 @@
 
 Spec §6.2-§6.3 (OpenTAD ``LoadFrames``, ``random_trunc``, sliding windows, ActivityNet resize). Units:
 
-* **frame**: a decoded video frame, index ``0 .. num_frames - 1`` (decord's count), ``fps`` per second.
+* **frame**: a frame of the reader's constant-rate timeline, index ``0 .. num_frames - 1``, ``fps`` per
+  second, frame ``k`` shown at ``k / fps`` s (:mod:`tadcli.data.timeline`; for a constant-rate video, the
+  ``k``-th decoded frame, decord's count; a variable-frame-rate video is read at its presentation times).
 * **candidate**: every ``frame_stride``-th frame, ``c -> frame c * frame_stride``; a window loads
   ``F = window_size * scale_factor`` candidates.
 * **step** (detector grid, "snippet"): ``scale_factor`` candidates = ``snippet_stride = frame_stride *

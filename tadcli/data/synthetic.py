@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +34,7 @@ from tadcli.errors import DatasetError
 
 VIDEO_DIRNAME = "videos"
 ANNOTATION_FILENAME = "annotations.json"
+VARIABLE_RATE_TICKS = 60_000  # timestamp units per second of videos written with their own times (MPEG-4: <= 65535)
 
 
 def available_codec() -> str:
@@ -41,14 +42,25 @@ def available_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int, codec: str | None = None) -> Path:
+def write_mp4(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: int,
+    codec: str | None = None,
+    times: Sequence[float] | None = None,
+    rotation: int = 0,
+) -> Path:
     """Encode RGB frames into an mp4 file (``yuv420p``, one key frame per second).
 
     Args:
         path: the file to write (its directory must exist).
         frames: uint8 arrays ``[H, W, 3]`` (RGB), all the same size; H and W even.
-        fps: frames per second (an integer rate keeps timestamps exact).
+        fps: frames per second (an integer rate keeps timestamps exact); the nominal rate with ``times``.
         codec: ``"libx264"`` or ``"mpeg4"``; default :func:`available_codec`.
+        times: presentation time of each frame in seconds, increasing (a variable frame rate, kept to
+            1/60000 s); default ``index / fps``.
+        rotation: the display rotation players apply, counter-clockwise degrees (0, 90, 180, 270), stored
+            in the stream's display matrix as phones store it; the frames are written as given.
 
     Returns:
         ``path``.
@@ -59,12 +71,15 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int, codec: s
     first = next(frames, None)
     if first is None:
         raise ValueError(f"{path}: no frames to write")
+    time_base = Fraction(1, fps) if times is None else Fraction(1, VARIABLE_RATE_TICKS)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = first.shape[:2]  # must be set before the first frame is encoded
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = fps
         stream.codec_context.thread_count = 1
+        if rotation:
+            stream.set_display_rotation(rotation)
         if codec == "libx264":
             # x264's lookahead (rc-lookahead, macroblock tree) gave different frames for the same input
             # in about one run out of ten; without it, and on one thread, the output is reproducible
@@ -75,10 +90,11 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int, codec: s
             }
         else:
             stream.bit_rate = 2_000_000
-        stream.codec_context.time_base = Fraction(1, fps)
+        stream.codec_context.time_base = time_base
         for index, image in enumerate(itertools.chain([first], frames)):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = index, Fraction(1, fps)
+            frame.pts = index if times is None else round(times[index] * VARIABLE_RATE_TICKS)
+            frame.time_base = time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path

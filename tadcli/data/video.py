@@ -5,9 +5,16 @@
 ``[T, H, W, 3]`` (RGB, frames in the order of ``indices``, repeated indices allowed). That layout is what
 both decoders produce, so no copy is made here; the spatial transforms turn it into ``[T, 3, H, W]``.
 
-Frame index ``i`` is the ``i``-th frame in presentation order, the convention of decord (and of the
-annotation ``frame`` counts of OpenTAD, spec §6.3). The PyAV decoder builds the same table from the
-packets' timestamps, so both decoders return identical frames for the same index (checked in the tests).
+Frame index ``i`` is slot ``i`` of the video's constant-rate timeline (:mod:`tadcli.data.timeline`): the
+picture shown ``i / fps`` seconds after the first frame, read from the frames' presentation times, so
+that indices are real seconds even in a variable-frame-rate video. For a constant-rate video, slot ``i``
+is the ``i``-th frame in presentation order, the convention of decord (and of the annotation ``frame``
+counts of OpenTAD, spec §6.3). The PyAV decoder builds the same table from the packets' timestamps, so
+both decoders return identical frames for the same index (checked in the tests).
+
+Frames come out upright, as players show them: a video whose stream carries a display rotation (phone
+videos: 90, 180 or 270 degrees) is read with PyAV and its frames are turned. decord is not used for such
+files, because it applies some rotations itself and returns corrupt frames for others.
 
 ``short_side`` asks the decoder itself to scale frames so that their short side has that many pixels
 (aspect ratio kept, sizes rounded to even numbers). Scaling inside the decoder is several times faster
@@ -29,6 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from tadcli.data.timeline import Timeline, presentation_timeline
 from tadcli.errors import VideoError
 
 if TYPE_CHECKING:
@@ -63,9 +71,11 @@ class _DecordDecoder:
 
     name = "decord"
 
-    def __init__(self, path: Path, short_side: int | None, num_threads: int) -> None:
+    def __init__(self, path: Path, short_side: int | None, num_threads: int, rotation: int) -> None:
         import decord  # optional dependency: not available on every platform
 
+        if rotation:
+            raise ValueError(f"a video rotated by {rotation} degrees (decord does not turn it upright reliably)")
         decord.logging.set_level(decord.logging.QUIET)  # its FFmpeg would print to stderr
         reader = decord.VideoReader(str(path), num_threads=num_threads)
         source_height, source_width, _ = reader[0].shape
@@ -75,6 +85,7 @@ class _DecordDecoder:
         self._reader = reader
         self.num_frames = len(reader)
         self.fps = float(reader.get_avg_fps())
+        self.frame_times = reader.get_frame_timestamp(np.arange(self.num_frames))[:, 0]  # float32 [N] seconds
 
     def get_frames(self, indices: np.ndarray) -> np.ndarray:
         return self._reader.get_batch(indices.tolist()).asnumpy()
@@ -84,12 +95,13 @@ class _PyAVDecoder:
     """Frames through PyAV: seek to the key frame before each wanted frame, decode forward.
 
     The presentation-order frame table (timestamp of every frame, key frames) is read from the packets
-    once at opening, without decoding, so indices mean the same as decord's.
+    once at opening, without decoding, so indices mean the same as decord's. Frames of a rotated video
+    are decoded at the stored orientation and turned by ``rotation`` degrees counter-clockwise.
     """
 
     name = "pyav"
 
-    def __init__(self, path: Path, short_side: int | None, num_threads: int) -> None:
+    def __init__(self, path: Path, short_side: int | None, num_threads: int, rotation: int) -> None:
         import av
 
         self._container = av.open(str(path))
@@ -115,8 +127,16 @@ class _PyAVDecoder:
             span = Fraction(int(self._frame_pts[-1] - self._frame_pts[0])) * self._stream.time_base
             rate = Fraction(max(self.num_frames - 1, 1)) / span
         self.fps = float(rate)
+        # float32 seconds, computed as decord computes them, so both decoders build the same timeline
+        self.frame_times = (self._frame_pts * float(self._stream.time_base)).astype(np.float32)
+        self._quarter_turns = rotation // 90
         context = self._stream.codec_context
-        self.height, self.width = scaled_size(context.height, context.width, short_side)
+        stored_height, stored_width = context.height, context.width
+        if self._quarter_turns % 2:  # upright, the stored frame's width is its height
+            stored_height, stored_width = stored_width, stored_height
+        self.height, self.width = scaled_size(stored_height, stored_width, short_side)
+        # the size to scale the stored (not yet turned) frames to
+        self._stored_size = (self.width, self.height) if self._quarter_turns % 2 else (self.height, self.width)
 
     def get_frames(self, indices: np.ndarray) -> np.ndarray:
         wanted = np.unique(indices)
@@ -132,7 +152,9 @@ class _PyAVDecoder:
             for frame in frames:
                 position = self._index_of_pts.get(frame.pts, position)
                 if position == index:
-                    decoded[index] = frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
+                    height, width = self._stored_size
+                    image = frame.to_ndarray(format="rgb24", width=width, height=height)  # [H, W, 3] as stored
+                    decoded[index] = np.rot90(image, self._quarter_turns)  # upright, counter-clockwise turns
                     break
             if index not in decoded:
                 raise ValueError(f"frame {index} could not be decoded")
@@ -168,6 +190,30 @@ def container_problem(path: Path) -> str | None:
     return None
 
 
+def _decode_slots(decoder: _DecordDecoder | _PyAVDecoder, timeline: Timeline, slots: np.ndarray) -> np.ndarray:
+    """Frames ``[T, H, W, 3]`` of timeline ``slots``; a frame that fills several slots (a sparse or frozen
+    stretch of a variable-frame-rate video) is decoded once."""
+    if not timeline.variable_frame_rate:
+        return decoder.get_frames(slots)  # slot k is frame k
+    frames, inverse = np.unique(timeline.source_frames(slots), return_inverse=True)
+    return decoder.get_frames(frames)[inverse.reshape(-1)]
+
+
+def display_rotation(path: Path) -> int:
+    """Degrees (0, 90, 180 or 270, counter-clockwise) by which players turn the frames of ``path`` to show
+    them: the display matrix of its video stream (phone videos), as FFmpeg attaches it to decoded frames.
+    0 when no frame decodes (the decoders then say why)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(container.streams.video[0]):
+                return round(frame.rotation / 90) % 4 * 90
+    except av.FFmpegError:
+        pass
+    return 0
+
+
 class VideoReader:
     """An open video with random access to its frames.
 
@@ -184,9 +230,11 @@ class VideoReader:
         VideoError: the file is missing, cannot be opened by any decoder, or has no frames.
 
     Attributes:
-        path, fps (frames per second), num_frames (frames in presentation order), duration
-        (``num_frames / fps`` seconds), height and width (of the returned frames), backend (the
-        decoder in use: ``"decord"`` or ``"pyav"``).
+        path, fps (frames per second of the timeline), num_frames (frames of the timeline: a
+        constant-rate video's frames in presentation order), duration (real seconds; constant rate:
+        ``num_frames / fps``), variable_frame_rate (frames are not evenly spaced in time), rotation
+        (degrees counter-clockwise by which the stored frames are turned upright), height and width (of
+        the returned, upright frames), backend (the decoder in use: ``"decord"`` or ``"pyav"``).
     """
 
     def __init__(
@@ -205,12 +253,13 @@ class VideoReader:
         problem = container_problem(self.path)
         if problem is not None:
             raise VideoError(f"{self.path}: {problem}")
+        self.rotation = display_rotation(self.path)
         errors = []
         self._decoder: _DecordDecoder | _PyAVDecoder | None = None
         decoder_types = {"auto": (_DecordDecoder, _PyAVDecoder), "decord": (_DecordDecoder,), "pyav": (_PyAVDecoder,)}
         for decoder_type in decoder_types[backend]:
             try:
-                self._decoder = decoder_type(self.path, short_side, num_threads)
+                self._decoder = decoder_type(self.path, short_side, num_threads, self.rotation)
                 break
             except Exception as error:  # decoders raise their own types (DECORDError, av.FFmpegError, ...)
                 errors.append(f"{decoder_type.name}: {error}")
@@ -221,6 +270,7 @@ class VideoReader:
             raise VideoError(
                 f"{self.path}: video has no frames (frames={self._decoder.num_frames}, fps={self._decoder.fps})"
             )
+        self._timeline = presentation_timeline(self._decoder.frame_times, self._decoder.fps)
 
     @property
     def backend(self) -> str:
@@ -228,15 +278,19 @@ class VideoReader:
 
     @property
     def fps(self) -> float:
-        return self._decoder.fps
+        return self._timeline.fps
 
     @property
     def num_frames(self) -> int:
-        return self._decoder.num_frames
+        return self._timeline.num_frames
 
     @property
     def duration(self) -> float:
-        return self.num_frames / self.fps
+        return self._timeline.duration
+
+    @property
+    def variable_frame_rate(self) -> bool:
+        return self._timeline.variable_frame_rate
 
     @property
     def height(self) -> int:
@@ -269,7 +323,7 @@ class VideoReader:
                 f"{self.path}: frame indices [{indices.min()}, {indices.max()}] outside [0, {self.num_frames})"
             )
         try:
-            frames = self._decoder.get_frames(indices)
+            frames = _decode_slots(self._decoder, self._timeline, indices)
         except Exception as error:
             if not (self._fallback_allowed and self._decoder.name == "decord"):
                 raise VideoError(f"{self.path}: cannot decode frames ({self._decoder.name}: {error})") from error
@@ -278,13 +332,14 @@ class VideoReader:
         return torch.from_numpy(frames)
 
     def _read_with_pyav(self, indices: np.ndarray, decord_error: Exception) -> np.ndarray:
-        """Switch this reader to PyAV for good and read ``indices`` with it."""
+        """Switch this reader to PyAV for good and read ``indices`` (slots) with it."""
         try:
-            decoder = _PyAVDecoder(self.path, self._short_side, self._num_threads)
-            frames = decoder.get_frames(indices)
+            decoder = _PyAVDecoder(self.path, self._short_side, self._num_threads, self.rotation)
+            timeline = presentation_timeline(decoder.frame_times, decoder.fps)
+            frames = _decode_slots(decoder, timeline, indices)
         except Exception as error:
             raise VideoError(f"{self.path}: cannot decode frames (decord: {decord_error}; pyav: {error})") from error
-        self._decoder = decoder
+        self._decoder, self._timeline = decoder, timeline
         return frames
 
 

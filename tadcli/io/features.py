@@ -14,7 +14,9 @@ Time of feature ``i``: ``(i * snippet_stride) / fps`` seconds, the time the dete
 of its grid over the whole video (spec §5.2, :func:`tadcli.data.sampling.grid_to_seconds` with window
 start 0: no half-snippet centering). Feature ``i`` summarises the snippet of frames
 ``[i * snippet_stride, (i + 1) * snippet_stride)``, sampled every ``frame_stride`` frames. So
-``feature_seconds = [0.0, snippet_stride / fps]``, computed here, never passed in.
+``feature_seconds = [0.0, snippet_stride / fps]``, computed here, never passed in. Frames are those of the
+reader's constant-rate timeline (:mod:`tadcli.data.timeline`): frame ``k`` is the picture shown ``k / fps``
+seconds into the video, so these are real presentation times, also for a variable-frame-rate video.
 
 Both files are written atomically, the array first: a sidecar names a complete array.
 """
@@ -42,7 +44,8 @@ STATED_KEYS = ("fps", "frame_stride", "snippet_stride", "window_frames", "image_
 DERIVED_KEYS = ("video_id", "file", "format", "dtype", "layout", "num_features", "feature_dim", "feature_seconds", "time_formula")
 TIME_FORMULA = (
     "seconds(i) = feature_seconds[0] + i * feature_seconds[1] = (i * snippet_stride) / fps; "
-    "feature i covers frames [i * snippet_stride, (i + 1) * snippet_stride)"
+    "feature i covers frames [i * snippet_stride, (i + 1) * snippet_stride), frame k being the picture "
+    "shown k / fps seconds into the video (real presentation times, also at a variable frame rate)"
 )
 
 

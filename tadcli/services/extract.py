@@ -1,8 +1,9 @@
 """``tad extract``: backbone features of whole videos for feature-based detectors (ActionFormer, TriDet, ...).
 
-One ``[T, C]`` float32 array per video (``.npy`` or ``.safetensors``) and a JSON sidecar stating fps,
-frame stride, snippet stride, window, image size, backbone and weights, and the time of feature ``i``
-(:mod:`tadcli.io.features`). The backbone is a run's (its trained adapters included) or a preset's with
+One ``[T, C]`` float32 array per video (``.npy`` or ``.safetensors``) and a JSON sidecar stating the
+video's duration, fps, frame stride, snippet stride, window, image size, backbone and weights, and the
+time of feature ``i`` in real seconds (:mod:`tadcli.io.features`; variable-frame-rate videos are read at
+their presentation times). The backbone is a run's (its trained adapters included) or a preset's with
 its pretrained weights. Videos are decoded window by window (windows that do not overlap); the same
 error rules as ``tad detect`` apply.
 """
@@ -105,6 +106,7 @@ def extract(
             continue
         sidecar = {
             "video": video,
+            "duration": output.record.duration,
             "fps": output.result.fps,
             "frame_stride": geometry.frame_stride,
             "snippet_stride": output.result.snippet_stride,
