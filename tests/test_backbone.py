@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from tadcli.model import ARCHS, ViTArch, build_backbone, normalize_frames
 from tadcli.model.adapters import TemporalAdapter
-from tadcli.model.vit import sinusoid_position_table
+from tadcli.model.position import sinusoid_position_table
 
 # 3 blocks, width 32, 8-px patches on 32-px frames: 8 tubelets x 4 x 4 = 128 tokens per chunk.
 TINY = ViTArch(embed_dim=32, depth=3, num_heads=2, mlp_hidden_dim=64, patch_size=8, img_size=32)
@@ -226,7 +226,7 @@ def test_checkpointing_gives_the_same_loss_and_gradients(adaptation):
 
 
 def test_position_table_is_the_videomae_sinusoid():
-    table = sinusoid_position_table(50, 6)[0].double()
+    table = sinusoid_position_table(50, 6).double()
     n, j = 37, 3
     angle = n / 10000 ** (2 * (j // 2) / 6)
     assert table[n, j].item() == pytest.approx(math.cos(angle), abs=1e-6)
@@ -236,7 +236,7 @@ def test_position_table_is_the_videomae_sinusoid():
 def test_160_px_input_uses_the_bicubically_resized_224_px_table():
     arch = ViTArch(embed_dim=16, depth=1, num_heads=2, mlp_hidden_dim=32)  # patch 16, table for 224 px (14 x 14)
     backbone = build_backbone(arch, "frozen")
-    table = sinusoid_position_table(8 * 14 * 14, 16)
+    table = sinusoid_position_table(8 * 14 * 14, 16)[None]  # [1, N, C]
     slices = table.reshape(8, 14, 14, 16).permute(0, 3, 1, 2)
     expected = F.interpolate(slices, size=(10, 10), mode="bicubic", align_corners=False)
     expected = expected.permute(0, 2, 3, 1).reshape(1, 800, 16)

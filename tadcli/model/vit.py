@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from timm.layers import Mlp, trunc_normal_
 from torch import nn
 
+from tadcli.model.position import sinusoid_position_table
+
 
 @dataclass(frozen=True)
 class ViTArch:
@@ -75,23 +77,6 @@ ARCHS: dict[str, ViTArch] = {
     "H": ViTArch(embed_dim=1280, depth=32, num_heads=16, mlp_hidden_dim=5120),
     "g": ViTArch(embed_dim=1408, depth=40, num_heads=16, mlp_hidden_dim=6144, patch_size=14),
 }
-
-
-def sinusoid_position_table(num_tokens: int, dim: int) -> torch.Tensor:
-    """The fixed VideoMAE position table, computed in float64 and returned as float32.
-
-    ``angle[n, j] = n * 10000 ** (-2 * (j // 2) / dim)``; even channels take the sine, odd the cosine.
-
-    Returns:
-        ``[1, num_tokens, dim]`` float32.
-    """
-    position = torch.arange(num_tokens, dtype=torch.float64)[:, None]
-    exponent = 2 * torch.div(torch.arange(dim), 2, rounding_mode="floor").to(torch.float64) / dim
-    angle = position / torch.pow(10000.0, exponent)[None, :]  # [N, C]
-    table = torch.empty_like(angle)
-    table[:, 0::2] = torch.sin(angle[:, 0::2])
-    table[:, 1::2] = torch.cos(angle[:, 1::2])
-    return table.to(torch.float32)[None]
 
 
 def resize_position_table(table: torch.Tensor, tubelets: int, grid: int, new_grid: tuple[int, int]) -> torch.Tensor:
@@ -293,7 +278,7 @@ class VideoViT(nn.Module):
         dim = arch.embed_dim
         self.patch_embed = PatchEmbed3d(dim, arch.patch_size, arch.tubelet_size, device=device, dtype=dtype)
         self.pos_grid = arch.img_size // arch.patch_size
-        table = sinusoid_position_table(arch.tubelets_per_chunk * self.pos_grid**2, dim)
+        table = sinusoid_position_table(arch.tubelets_per_chunk * self.pos_grid**2, dim)[None]  # [1, N, C]
         self.register_buffer("pos_embed", table.to(device=device), persistent=False)
         rates = torch.linspace(0, drop_path_rate, arch.depth).tolist()
         self.blocks = nn.ModuleList(

@@ -299,13 +299,3 @@ class TransformerBlock(nn.Module):
         out = self.pool_skip(x) * valid + self.drop_path_attn(out)
         out = out + self.drop_path_mlp(self.mlp(self.ln2(out)) * valid)
         return out, out_mask
-
-
-def sinusoid_position_table(length: int, channels: int, device: torch.device | None = None) -> torch.Tensor:
-    """ActionFormer's absolute position table [1, C, T]: angle pos / 10000^(2*(j//2)/C), sin even j, cos odd j."""
-    position = torch.arange(length, dtype=torch.float64, device=device)[:, None]
-    exponent = 2 * (torch.arange(channels, device=device) // 2).to(torch.float64) / channels
-    angle = position / torch.pow(10000.0, exponent)[None, :]
-    table = torch.where(torch.arange(channels, device=device) % 2 == 0, torch.sin(angle), torch.cos(angle))
-    # [T, C] -> [1, C, T]
-    return table.to(torch.float32).T.unsqueeze(0)

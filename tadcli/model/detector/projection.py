@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tadcli.model.detector.blocks import ConvNormReLU, TransformerBlock, sinusoid_position_table
+from tadcli.model.detector.blocks import ConvNormReLU, TransformerBlock
+from tadcli.model.position import sinusoid_position_table
 
 
 class Conv1DTransformerProj(nn.Module):
@@ -93,7 +94,7 @@ class Conv1DTransformerProj(nn.Module):
                 for i in range(arch[2])
             ]
         )
-        pos_table = sinusoid_position_table(max_seq_len, embed_dim) / embed_dim**0.5 if use_abs_pe else None
+        pos_table = sinusoid_position_table(max_seq_len, embed_dim).T[None] / embed_dim**0.5 if use_abs_pe else None  # [1, C, T]
         self.register_buffer("pos_embed", pos_table, persistent=False)
         self._zero_biases()
 
