@@ -10,15 +10,22 @@ is a :class:`~tadcli.errors.PathError` naming the path and what is wrong with it
     json_out = check_output_file(json_out, "scores file", allow_stdout=True)  # "-": standard output
 
 ``role`` says in a few words what the path is for; it appears in the message
-(``data/x.json: video folder must be a folder, this is a file``). The checks do not create anything.
+(``data/x.json: video folder must be a folder, this is a file``). The checks leave nothing behind: an
+output location is tried for real (a file created and removed in the folder that would hold it), so a
+read-only file system, ``/proc`` or a folder root may not write to is found before the work, not after;
+a name longer than the file system allows is found too. An operating-system error while checking is one
+line as well (:func:`tadcli.errors.os_error_line`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import stat
+import tempfile
 from pathlib import Path
 
-from tadcli.errors import PathError
+from tadcli.errors import PathError, os_error_line, os_error_reason
 
 STDOUT = "-"  # the output path that means standard output, where a command allows it
 
@@ -28,6 +35,20 @@ def is_stdout(path: str | Path | None) -> bool:
     return path is not None and str(path) == STDOUT
 
 
+def _os_errors_in_one_line(check):  # noqa: ANN001, ANN202 - a decorator of the checks below
+    """An ``OSError`` met while checking (a name too long for ``stat``, ...) is one line naming the path."""
+
+    @functools.wraps(check)
+    def checked(path, *args, **kwargs):  # noqa: ANN001, ANN202
+        try:
+            return check(path, *args, **kwargs)
+        except OSError as error:
+            raise os_error_line(error, path) from None
+
+    return checked
+
+
+@_os_errors_in_one_line
 def check_input_file(path: str | Path, role: str) -> Path:
     """An existing, readable file.
 
@@ -40,6 +61,7 @@ def check_input_file(path: str | Path, role: str) -> Path:
     return _check_readable(path, role)
 
 
+@_os_errors_in_one_line
 def check_input_dir(path: str | Path, role: str) -> Path:
     """An existing, readable folder.
 
@@ -54,12 +76,14 @@ def check_input_dir(path: str | Path, role: str) -> Path:
     return path
 
 
+@_os_errors_in_one_line
 def check_input_path(path: str | Path, role: str) -> Path:
     """An existing, readable file or folder (inputs that take either, like annotation folders)."""
     path = _check_exists(Path(path), role)
     return check_input_dir(path, role) if path.is_dir() else _check_readable(path, role)
 
 
+@_os_errors_in_one_line
 def check_output_file(path: str | Path, role: str, *, allow_stdout: bool = False) -> Path:
     """A file that can be written: absent (its folder can be created) or an existing, writable file.
 
@@ -80,11 +104,14 @@ def check_output_file(path: str | Path, role: str, *, allow_stdout: bool = False
     if path.exists():
         if not os.access(path, os.W_OK):
             raise PathError(f"{path}: {role} cannot be written (permission denied)")
-        return path
+        if stat.S_ISREG(path.stat().st_mode):  # replaced by a new file beside it (tadcli.io.atomic)
+            _check_writable_folder(Path(os.path.realpath(path)).parent, path, role)
+        return path  # a device or a FIFO is written through
     _check_creatable(path, role)
     return path
 
 
+@_os_errors_in_one_line
 def check_output_dir(path: str | Path, role: str) -> Path:
     """A folder that can be written to: an existing, writable folder, or one that can be created.
 
@@ -96,6 +123,7 @@ def check_output_dir(path: str | Path, role: str) -> Path:
     if path.is_dir():
         if not os.access(path, os.W_OK | os.X_OK):
             raise PathError(f"{path}: {role} cannot be written (permission denied)")
+        _check_writable_folder(path, path, role)
         return path
     if path.exists():
         raise PathError(f"{path}: {role} must be a folder, this is a file")
@@ -116,7 +144,8 @@ def _check_readable(path: Path, role: str) -> Path:
 
 
 def _check_creatable(path: Path, role: str) -> None:
-    """The nearest existing folder above ``path`` must be a folder that can be written."""
+    """The nearest existing folder above ``path`` must be a folder that can be written, and the names still
+    to create must fit the file system."""
     ancestor = path.absolute().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -124,3 +153,20 @@ def _check_creatable(path: Path, role: str) -> None:
         raise PathError(f"{path}: cannot create the {role}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise PathError(f"{path}: cannot create the {role}: no permission to write in {ancestor}")
+    longest = os.pathconf(ancestor, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    for name in path.absolute().relative_to(ancestor).parts:
+        if len(os.fsencode(name)) > longest:
+            raise PathError(f"{path}: cannot create the {role}: the name {name[:40]}... is too long "
+                            f"({len(os.fsencode(name))} bytes; the file system allows {longest})")
+    _check_writable_folder(ancestor, path, role)
+
+
+def _check_writable_folder(folder: Path, path: Path, role: str) -> None:
+    """Create and remove a file in ``folder``: what the write will need (root passes ``os.access`` even on
+    ``/proc`` or a read-only file system)."""
+    try:
+        descriptor, name = tempfile.mkstemp(dir=folder, prefix=".tad-check-")
+    except OSError as error:
+        raise PathError(f"{path}: cannot write the {role} in {folder}: {os_error_reason(error)}") from None
+    os.close(descriptor)
+    os.unlink(name)

@@ -500,8 +500,7 @@ def evaluate_run(
         check_input_dir(dataset_dir, "prepared dataset")
     if json_out is not None:
         json_out = check_output_file(json_out, "scores file")
-    if out_dir is not None:
-        check_output_dir(out_dir, "evaluation folder")
+    out_dir = check_output_dir(out_dir if out_dir is not None else run_paths(run_dir)["eval"], "evaluation folder")
     torch_device = resolve_device(device)
     config, model = load_run_model(run_dir, torch_device)
     report = evaluate_model(
@@ -510,7 +509,7 @@ def evaluate_run(
         config.classes,
         config.preset,
         subset,
-        out_dir if out_dir is not None else run_paths(run_dir)["eval"],
+        out_dir,
         device=torch_device,
         batch_size=batch_size,
         num_workers=num_workers,
