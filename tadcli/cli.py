@@ -167,13 +167,14 @@ class PlainProgress:
     :meth:`line` formats one line (``tad train`` prints one per logged step with it).
     """
 
-    def __init__(self, console: Console, interval: float | None = None) -> None:
+    def __init__(self, console: Console, interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.console = console
         self.interval = _progress_interval() if interval is None else interval
+        self.clock = clock
         self.tasks: dict[str, dict] = {}
 
     def line(self, description: str, done: int, total: int, started: float, first_done: int = 0) -> str:
-        elapsed = time.monotonic() - started
+        elapsed = self.clock() - started
         rate = (done - first_done) / elapsed if elapsed > 0 else 0.0
         percent = f" ({100 * done / total:.0f} %)" if total else ""
         text = f"{description}: {done}/{total}{percent}, {rate:.2f}/s"
@@ -182,8 +183,9 @@ class PlainProgress:
         return text
 
     def update(self, description: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        task = self.tasks.setdefault(description, {"started": now, "first": done, "last_time": now, "last_done": done, "printed": False})
+        now = self.clock()
+        # a task is counted from 0 (its first call may already report work done), its rate from its first call
+        task = self.tasks.setdefault(description, {"started": now, "first": done, "last_time": now, "last_done": 0, "printed": False})
         waited = now - task["last_time"]
         advanced = done - task["last_done"]
         due = (waited >= self.interval and advanced >= PROGRESS_FRACTION * total and advanced > 0) or (

@@ -12,9 +12,9 @@ is a :class:`~tadcli.errors.PathError` naming the path and what is wrong with it
 ``role`` says in a few words what the path is for; it appears in the message
 (``data/x.json: video folder must be a folder, this is a file``). The checks leave nothing behind: an
 output location is tried for real (a file created and removed in the folder that would hold it), so a
-read-only file system, ``/proc`` or a folder root may not write to is found before the work, not after;
-a name longer than the file system allows is found too. An operating-system error while checking is one
-line as well (:func:`tadcli.errors.os_error_line`).
+read-only file system, ``/proc`` or a folder root may not write to is found before the work, not after.
+An operating-system error while checking (a name longer than the file system allows, ...) is one line as
+well (:func:`tadcli.errors.os_error_line`).
 """
 
 from __future__ import annotations
@@ -144,8 +144,7 @@ def _check_readable(path: Path, role: str) -> Path:
 
 
 def _check_creatable(path: Path, role: str) -> None:
-    """The nearest existing folder above ``path`` must be a folder that can be written, and the names still
-    to create must fit the file system."""
+    """The nearest existing folder above ``path`` must be a folder that can be written."""
     ancestor = path.absolute().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -153,11 +152,6 @@ def _check_creatable(path: Path, role: str) -> None:
         raise PathError(f"{path}: cannot create the {role}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise PathError(f"{path}: cannot create the {role}: no permission to write in {ancestor}")
-    longest = os.pathconf(ancestor, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
-    for name in path.absolute().relative_to(ancestor).parts:
-        if len(os.fsencode(name)) > longest:
-            raise PathError(f"{path}: cannot create the {role}: the name {name[:40]}... is too long "
-                            f"({len(os.fsencode(name))} bytes; the file system allows {longest})")
     _check_writable_folder(ancestor, path, role)
 
 

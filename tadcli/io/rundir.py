@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,7 +163,13 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> Path:
     """A state dict as safetensors, atomically (tensors copied to contiguous CPU memory)."""
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
     with atomic_path(path) as temporary:
-        save_file(tensors, str(temporary))
+        try:
+            save_file(tensors, str(temporary))
+        except Exception as error:  # safetensors' own error type: "I/O error: ... (os error 28)"
+            code = re.search(r"\(os error (\d+)\)", str(error))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(temporary)) from None
     return Path(path)
 
 
