@@ -34,7 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tadcli import __version__
-from tadcli.errors import TadError, user_error
+from tadcli.errors import TadError, TrainingInterrupted, user_error
 from tadcli.io.paths import is_stdout
 
 # Click's exceptions, wherever this Typer takes Click from (newer releases carry their own copy)
@@ -272,7 +272,6 @@ def demo(
     """
     from tadcli.services.demo import DEMO_THRESHOLD
     from tadcli.services.demo import demo as run_demo
-    from tadcli.training.loop import TrainingInterrupted
 
     try:
         with _user_errors():
@@ -508,7 +507,6 @@ def train(
     """
     from tadcli.services.train import TrainRequest
     from tadcli.services.train import train as run_training
-    from tadcli.training.loop import TrainingInterrupted
 
     request = TrainRequest(
         preset=preset,

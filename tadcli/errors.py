@@ -48,6 +48,11 @@ class OutputError(TadError):
     """An output cannot be written as asked (e.g. two videos with one id), or a file tad wrote cannot be read back."""
 
 
+class TrainingInterrupted(Exception):
+    """Ctrl-C: a resumable checkpoint was written; the CLI exits with code 130 (not a :class:`TadError`: the
+    input was fine). Here rather than in :mod:`tadcli.training.loop`, so that catching it imports no torch."""
+
+
 class DiskFullError(TadError):
     """The disk (or the file-size limit) filled up while writing: exit code 1, the message says what was kept."""
 

@@ -116,9 +116,7 @@ def detect(
         device, batch_size, num_workers: where and how the model runs.
         progress: ``(description, done, total)`` callback: windows, then videos.
     """
-    from tadcli.inference.detector import load_detector
     from tadcli.io.events import EVENT_FORMATS, format_events, write_events
-    from tadcli.io.timeline import plot_timeline
 
     if format not in EVENT_FORMATS:
         raise TadError(f"unknown format '{format}' (choose {', '.join(EVENT_FORMATS)})")
@@ -134,6 +132,9 @@ def detect(
     if plot is not None:
         plot = check_output_file(plot, "timeline picture")
     ground_truth = read_ground_truth_events(annotations) if annotations is not None else None
+    from tadcli.inference.detector import load_detector  # torch: after the checks, a wrong path is answered at once
+    from tadcli.io.timeline import plot_timeline
+
     detector = load_detector(source, preset, classes, profile, device, batch_size, num_workers)
 
     report = DetectReport(model=detector.identity)

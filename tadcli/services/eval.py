@@ -491,9 +491,7 @@ def evaluate_run(
         num_workers: decoding processes.
         progress: ``(description, done, total)`` callback.
     """
-    from tadcli.inference.loading import load_run_model
     from tadcli.io.rundir import run_paths
-    from tadcli.training.distributed import resolve_device
 
     check_input_dir(run_dir, "run folder")
     if dataset_dir is not None:
@@ -501,6 +499,9 @@ def evaluate_run(
     if json_out is not None:
         json_out = check_output_file(json_out, "scores file")
     out_dir = check_output_dir(out_dir if out_dir is not None else run_paths(run_dir)["eval"], "evaluation folder")
+    from tadcli.inference.loading import load_run_model  # torch: after the checks, a wrong path is answered at once
+    from tadcli.training.distributed import resolve_device
+
     torch_device = resolve_device(device)
     config, model = load_run_model(run_dir, torch_device)
     report = evaluate_model(

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tadcli import __version__
-from tadcli.errors import TadError
+from tadcli.errors import DiskFullError, TadError, user_error
 from tadcli.io.paths import check_input_dir, check_output_dir
 
 ReporterFactory = Callable[[], object]  # -> tadcli.training.loop.TrainingReporter
@@ -78,14 +78,16 @@ def _cpu_threads(world_size: int, num_workers: int, requested: int | None) -> in
     return max(1, (cores - num_workers * world_size) // world_size)
 
 
-def _check_options(request: TrainRequest, nproc: int) -> None:
-    """Option values, before any work starts."""
+def _check_request(request: TrainRequest, nproc: int) -> None:
+    """Option values and the new run folder, before any work starts (and before torch is imported)."""
     if nproc < 1:
         raise TadError(f"--nproc must be at least 1, got {nproc}")
     if request.num_workers is not None and request.num_workers < 0:
         raise TadError(f"--workers must be 0 (decode in the training process) or more, got {request.num_workers}")
     if request.threads is not None and request.threads < 1:
         raise TadError(f"--threads must be at least 1, got {request.threads}")
+    if request.resume is None and request.out is not None:
+        _check_new_run_dir(Path(request.out))
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
@@ -281,7 +283,7 @@ def train(request: TrainRequest, nproc: int = 1):  # noqa: ANN201 - TrainSummary
     """
     from tadcli.training.distributed import context_from_environment
 
-    _check_options(request, nproc)
+    _check_request(request, nproc)
     if nproc == 1 or context_from_environment().distributed:
         return train_in_process(request)
     return _train_in_workers(request, nproc)
@@ -321,7 +323,10 @@ def _train_in_workers(request: TrainRequest, nproc: int):  # noqa: ANN202
         kind, _, text = message.partition(": ")
         if kind.endswith("TrainingInterrupted"):
             raise TrainingInterrupted(text) from None
-        raise TadError(text if kind.endswith("Error") and text else message) from None
+        if kind.endswith("DiskFullError"):
+            raise DiskFullError(text) from None
+        killed = user_error(RuntimeError(text)) if kind.endswith("RuntimeError") else None  # a decoding worker
+        raise killed or TadError(text if kind.endswith("Error") and text else message) from None
     except mp.ProcessExitedException as error:
         raise TadError(f"a training worker died ({error}); the last checkpoint is kept") from None
     finally:

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import Preset
 from tadcli.data.dataset import TrainWindowDataset, collate_windows, worker_context
-from tadcli.errors import DiskFullError, TadError
+from tadcli.errors import DiskFullError, TadError, TrainingInterrupted
 from tadcli.io.rundir import load_weights, run_paths, save_weights
 from tadcli.model.adatad import AdaTAD
 from tadcli.training.checkpoint import (
@@ -49,11 +49,6 @@ from tadcli.training.step import LOSS_PARTS, NormalizerSlots, StepResult, build_
 
 # validate(ema_model, epoch) -> {"tiou_thresholds": [...], "mAP": [...], "average_mAP": x, ...}
 Validate = Callable[[AdaTAD, int], dict]
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C: a resumable checkpoint was written; the CLI exits with code 130 (not a :class:`TadError`: the
-    input was fine)."""
 
 
 class TrainingReporter(Protocol):
