@@ -121,8 +121,6 @@ def check_output_dir(path: str | Path, role: str) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise PathError(f"{path}: {role} cannot be written (permission denied)")
         _check_writable_folder(path, path, role)
         return path
     if path.exists():
@@ -150,14 +148,12 @@ def _check_creatable(path: Path, role: str) -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise PathError(f"{path}: cannot create the {role}: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise PathError(f"{path}: cannot create the {role}: no permission to write in {ancestor}")
     _check_writable_folder(ancestor, path, role)
 
 
 def _check_writable_folder(folder: Path, path: Path, role: str) -> None:
-    """Create and remove a file in ``folder``: what the write will need (root passes ``os.access`` even on
-    ``/proc`` or a read-only file system)."""
+    """Create and remove a file in ``folder``: what the write will need. ``os.access`` is not enough: root
+    passes it on ``/proc``, and its answer does not tell a read-only file system from a missing permission."""
     try:
         descriptor, name = tempfile.mkstemp(dir=folder, prefix=".tad-check-")
     except OSError as error:
