@@ -76,7 +76,7 @@ _REASONS = {
     errno.ENAMETOOLONG: "file name too long",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "is a folder, not a file",
-    errno.ENOENT: "no such file or folder (nothing can be created there)",
+    errno.ENOENT: "no such file or folder",
     errno.EEXIST: "already exists",
     errno.ELOOP: "too many levels of symbolic links",
     errno.ENXIO: "no such device or address",
