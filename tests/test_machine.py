@@ -13,6 +13,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import stat
 import subprocess
@@ -110,6 +111,19 @@ def test_an_os_error_is_one_line_naming_the_path_and_nothing_is_half_written(wor
     assert not leftovers(world["w"]) and not leftovers(world["run"])
     for name in ("full-data", "full-eval", "new-run", LONG_NAME[:255]):
         assert not (world["w"] / name).exists() or not any((world["w"] / name).iterdir())  # at most an empty folder
+
+
+def test_a_read_only_run_folder_is_named_before_evaluating(world):
+    """The run folder bind-mounted read-only in a private mount namespace (root can write through permissions,
+    not through a read-only mount)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    script = f'mount --bind "{world["run"]}" "{world["run"]}" && mount -o remount,bind,ro "{world["run"]}" && "{TAD}" eval --run "{world["run"]}"'
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    if "mount" in done.stderr and "error: " not in done.stderr:
+        pytest.skip(f"no private read-only mount here: {done.stderr.strip()}")
+    assert done.returncode == 2
+    assert one_error_line(done) == f"error: {world['run']}/eval: cannot write the evaluation folder in {world['run']}/eval: read-only file system"
 
 
 def test_a_decoding_worker_killed_by_the_system_is_named_with_the_setting_to_lower():
