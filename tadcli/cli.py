@@ -167,7 +167,9 @@ class PlainProgress:
     :meth:`line` formats one line (``tad train`` prints one per logged step with it).
     """
 
-    def __init__(self, console: Console, interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, console: Console, interval: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.console = console
         self.interval = _progress_interval() if interval is None else interval
         self.clock = clock
@@ -185,7 +187,9 @@ class PlainProgress:
     def update(self, description: str, done: int, total: int) -> None:
         now = self.clock()
         # a task is counted from 0 (its first call may already report work done), its rate from its first call
-        task = self.tasks.setdefault(description, {"started": now, "first": done, "last_time": now, "last_done": 0, "printed": False})
+        task = self.tasks.setdefault(
+            description, {"started": now, "first": done, "last_time": now, "last_done": 0, "printed": False}
+        )
         waited = now - task["last_time"]
         advanced = done - task["last_done"]
         due = (waited >= self.interval and advanced >= PROGRESS_FRACTION * total and advanced > 0) or (
