@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import importlib
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tadcli import __version__
-from tadcli.errors import TadError
+from tadcli.errors import TadError, TrainingInterrupted, user_error
 from tadcli.io.paths import is_stdout
 
 # Click's exceptions, wherever this Typer takes Click from (newer releases carry their own copy)
@@ -133,15 +134,17 @@ SetOpt = Annotated[
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn a :class:`TadError` into one line and exit code 2, Ctrl-C into exit code 130 (a traceback
-    only with --debug)."""
+    """Turn a :class:`TadError` into one line and its exit code (2; 1 for a disk that filled up), and what
+    the machine did (an ``OSError`` on a path, a decoding worker killed: :func:`tadcli.errors.user_error`)
+    likewise; Ctrl-C into exit code 130 (a traceback only with --debug)."""
     try:
         yield
-    except TadError as exc:
-        if _State.debug:
+    except (TadError, OSError, RuntimeError) as exc:
+        error = user_error(exc)
+        if error is None or _State.debug:
             raise
-        err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        err_console.print(Text.assemble(("error:", "bold red"), f" {error}"), soft_wrap=True)
+        raise typer.Exit(code=error.exit_code) from None
     except KeyboardInterrupt:
         if _State.debug:
             raise
@@ -149,11 +152,78 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(code=130) from None
 
 
+PROGRESS_INTERVAL_VARIABLE = "TAD_PROGRESS_INTERVAL"  # seconds between two plain progress lines (default 10)
+PROGRESS_FRACTION = 0.05  # a plain line when another 5 % is done ...
+PROGRESS_LONGEST_WAIT = 3  # ... or, with any progress, after this many intervals
+
+
+class PlainProgress:
+    """Progress as plain lines, for logs (slurm, nohup, a pipe): ``what: done/total (p %), rate/s, ETA h:mm:ss``.
+
+    The one progress mechanism of every command when stderr is not a terminal. :meth:`update` prints a line
+    for a task once ``interval`` seconds have passed since its last line (or its start) and another 5 % is
+    done, or ``3 x interval`` seconds have passed and anything is done, and a last line when it completes:
+    a short task prints nothing, a long one a line every 10-30 s (``TAD_PROGRESS_INTERVAL`` sets the 10).
+    :meth:`line` formats one line (``tad train`` prints one per logged step with it).
+    """
+
+    def __init__(
+        self, console: Console, interval: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.console = console
+        self.interval = _progress_interval() if interval is None else interval
+        self.clock = clock
+        self.tasks: dict[str, dict] = {}
+
+    def line(self, description: str, done: int, total: int, started: float, first_done: int = 0) -> str:
+        elapsed = self.clock() - started
+        rate = (done - first_done) / elapsed if elapsed > 0 else 0.0
+        percent = f" ({100 * done / total:.0f} %)" if total else ""
+        text = f"{description}: {done}/{total}{percent}, {rate:.2f}/s"
+        if rate > 0 and total >= done:
+            text += f", ETA {_clock((total - done) / rate)}"
+        return text
+
+    def update(self, description: str, done: int, total: int) -> None:
+        now = self.clock()
+        # a task is counted from 0 (its first call may already report work done), its rate from its first call
+        task = self.tasks.setdefault(
+            description, {"started": now, "first": done, "last_time": now, "last_done": 0, "printed": False}
+        )
+        waited = now - task["last_time"]
+        advanced = done - task["last_done"]
+        due = (waited >= self.interval and advanced >= PROGRESS_FRACTION * total and advanced > 0) or (
+            waited >= PROGRESS_LONGEST_WAIT * self.interval and advanced > 0
+        )
+        finished = total > 0 and done >= total and advanced > 0 and task["printed"]
+        if due or finished:
+            self.console.print(self.line(description, done, total, task["started"], task["first"]),
+                               markup=False, highlight=False, soft_wrap=True)
+            task.update(last_time=now, last_done=done, printed=True)
+
+
+def _progress_interval() -> float:
+    text = os.environ.get(PROGRESS_INTERVAL_VARIABLE, "")
+    try:
+        return max(0.0, float(text)) if text.strip() else 10.0
+    except ValueError:
+        return 10.0
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 @contextmanager
 def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A progress callback ``(description, done, total)`` rendered with rich on stderr."""
+    """A progress callback ``(description, done, total)``: a rich bar on a terminal, plain lines in a log
+    (:class:`PlainProgress`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    if not err_console.is_terminal:
+        yield PlainProgress(err_console).update
+        return
     with Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -161,7 +231,6 @@ def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
-        disable=not err_console.is_terminal,  # a log file gets the result, not bar redraws
     ) as progress:
         tasks: dict[str, int] = {}
 
@@ -207,7 +276,6 @@ def demo(
     """
     from tadcli.io.events import READABLE_THRESHOLD
     from tadcli.services.demo import demo as run_demo
-    from tadcli.training.loop import TrainingInterrupted
 
     try:
         with _user_errors():
@@ -333,7 +401,8 @@ def _render_prepare_report(report) -> None:  # noqa: ANN001 - tadcli.data.manife
 
 # ------------------------------------------------------------------------------------------- train
 class TrainingDisplay:
-    """Progress of ``tad train`` on stderr: a live rich display on a terminal, plain lines elsewhere (CI, nohup).
+    """Progress of ``tad train`` on stderr: a live rich display on a terminal, elsewhere (CI, nohup, slurm) one
+    plain line per logged step (:class:`PlainProgress` formats its step count, rate and ETA).
 
     Built in the main training process (also when ``--nproc`` starts workers), so it must be importable
     by name: the training service receives the class, not an instance.
@@ -346,10 +415,13 @@ class TrainingDisplay:
         self.task = None
         self.steps_per_epoch = 1
         self.epochs = 1
-        self.last_plain = 0.0
+        self.plain = PlainProgress(self.console)
+        self.started = time.monotonic()
+        self.first_step = 0
 
     def start(self, info: dict) -> None:
         self.steps_per_epoch, self.epochs = info["steps_per_epoch"], info["epochs"]
+        self.started, self.first_step = time.monotonic(), info["global_step"]
         self.console.print(
             f"training into {info['run_dir']} on {info['device']} ({info['precision']}): {self.epochs} epochs x "
             f"{self.steps_per_epoch} steps; {info['plan_text']}",
@@ -383,10 +455,9 @@ class TrainingDisplay:
     def step(self, record: dict) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=record["global_step"], status=self._status(record))
-        elif time.monotonic() - self.last_plain > PLAIN_PROGRESS_SECONDS:
-            self.last_plain = time.monotonic()
-            total = self.epochs * self.steps_per_epoch
-            self.console.print(f"step {record['global_step']}/{total} {self._status(record)}", markup=False, highlight=False, soft_wrap=True)
+        else:  # a log: one line per logged step
+            line = self.plain.line("step", record["global_step"], self.epochs * self.steps_per_epoch, self.started, self.first_step)
+            self.message(f"{line} | {self._status(record)}")
 
     def epoch(self, record: dict) -> None:
         if record["skipped_videos"]:
@@ -406,8 +477,6 @@ class TrainingDisplay:
             self.progress.stop()
             self.progress = None
 
-
-PLAIN_PROGRESS_SECONDS = 10.0
 
 
 @app.command()
@@ -440,7 +509,6 @@ def train(
     """
     from tadcli.services.train import TrainRequest
     from tadcli.services.train import train as run_training
-    from tadcli.training.loop import TrainingInterrupted
 
     request = TrainRequest(
         preset=preset,
@@ -665,7 +733,9 @@ VideosArg = Annotated[List[str], typer.Argument(help="Video files, folders (sear
 @app.command()
 def detect(
     videos: VideosArg,
-    out: Annotated[Path, typer.Option(help="Events file to write (srt with several videos: one file per video).")] = Path(
+    out: Annotated[
+        Path, typer.Option(help="Events file to write (srt with several videos: one file per video); '-': standard output.")
+    ] = Path(
         "events.json"
     ),
     run: Annotated[Optional[Path], typer.Option(help="A run folder written by 'tad train' (holds everything).")] = None,
@@ -724,13 +794,17 @@ def detect(
                 num_workers=workers,
                 progress=progress,
             )
+    says = err_console if is_stdout(out) else console  # standard output holds the events alone
     for video in report.videos:
         if video.events is None:
             err_console.print(f"error: {video.video}: {video.error}", markup=False, highlight=False, soft_wrap=True)
         else:
-            console.print(f"{video.video}: {len(video.events.events)} events", markup=False, highlight=False, soft_wrap=True)
+            says.print(f"{video.video}: {len(video.events.events)} events", markup=False, highlight=False, soft_wrap=True)
     for path in report.written:
-        console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+        says.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+    if report.stdout_text is not None:
+        sys.stdout.write(report.stdout_text)
+        sys.stdout.flush()
     if report.failed:
         raise typer.Exit(code=1)
 

@@ -271,5 +271,5 @@ def test_two_processes_follow_the_single_process_loss_curve(small_synthetic, tmp
     # Same data, weights and normaliser slots; only the order of float sums differs (gloo all-reduce).
     np.testing.assert_allclose(curve(double), curve(single), rtol=1e-4)
     assert sorted(p.name for p in double.iterdir()) == [
-        "config.json", "eval", "metrics.jsonl", "model.safetensors", "state", "tensorboard"
-    ]
+        ".lock", "config.json", "eval", "metrics.jsonl", "model.safetensors", "state", "tensorboard"
+    ]  # .lock: the parent of the two workers held the folder's writer lock

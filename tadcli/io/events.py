@@ -225,20 +225,31 @@ def write_events(
         OutputError: two videos share an id where the format names videos by id (``activitynet``, ``srt``).
     """
     path = Path(path)
-    if format == "json":
-        return [write_text_atomic(path, format_json(model_info, videos))]
-    if format == "csv":
-        return [write_text_atomic(path, format_csv(videos))]
-    if format == "activitynet":
-        return [write_text_atomic(path, format_activitynet(videos))]
-    if format == "srt":
-        if len(videos) == 1:
-            return [write_text_atomic(path, format_srt(videos[0]))]
+    if format == "srt" and len(videos) != 1:
         _check_unique_ids(videos, "srt")
         return [
             write_text_atomic(path.with_name(f"{path.stem}.{video_id(video.video)}.srt"), format_srt(video))
             for video in videos
         ]
+    return [write_text_atomic(path, format_events(model_info, videos, format))]
+
+
+def format_events(model_info: dict[str, Any], videos: Sequence[VideoEvents], format: str = "json") -> str:
+    """The text of one events file in ``format`` (what :func:`write_events` writes; ``srt``: of one video).
+
+    Raises:
+        ValueError: unknown format, or ``srt`` for other than one video.
+    """
+    if format == "json":
+        return format_json(model_info, videos)
+    if format == "csv":
+        return format_csv(videos)
+    if format == "activitynet":
+        return format_activitynet(videos)
+    if format == "srt":
+        if len(videos) != 1:
+            raise ValueError(f"an srt text holds the events of one video, got {len(videos)}")
+        return format_srt(videos[0])
     raise ValueError(f"unknown events format {format!r}; expected one of {', '.join(EVENT_FORMATS)}")
 
 

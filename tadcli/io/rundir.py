@@ -12,13 +12,25 @@ This layout is a contract (README, "Run directory"); every file in it is replace
       metrics.jsonl      one JSON object per line: {"kind": "train", ...} per logged step,
                          {"kind": "eval", ...} per evaluation, {"kind": "epoch", ...} per epoch summary
       eval/              results and scores of each evaluation (epoch_NNN_results.json, epoch_NNN_metrics.json)
+      .lock              the writer's lock: a process training in the folder holds an OS file lock on it
+                         (:func:`run_lock`) and wrote its PID there; the system drops the lock when the
+                         process ends, however it ends, so a killed run never leaves a stale lock
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; one writer per run folder is then up to the user
+    fcntl = None
 
 import torch
 from pydantic import ValidationError
@@ -26,7 +38,7 @@ from safetensors.torch import load_file, save_file
 
 from tadcli.config.schema import Preset
 from tadcli.errors import TadError
-from tadcli.io.atomic import atomic_path, write_text_atomic
+from tadcli.io.atomic import atomic_path, new_file_mode, write_text_atomic
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -34,6 +46,7 @@ STATE_DIR = "state"
 STATE_FILE = "training.pt"
 METRICS_FILE = "metrics.jsonl"
 EVAL_DIR = "eval"
+LOCK_FILE = ".lock"
 RUN_FORMAT_VERSION = 1
 
 
@@ -89,6 +102,37 @@ def run_paths(run_dir: str | Path) -> dict[str, Path]:
     }
 
 
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run folder's writer lock for the block: one process trains in a run folder at a time.
+
+    The lock is ``flock`` on ``RUN/.lock``: the system releases it when the process ends (a kill
+    included), so it never goes stale; the file keeps the PID of the last holder, for the message.
+
+    Raises:
+        RunError: another process holds the lock (its PID named).
+    """
+    if fcntl is None:
+        yield
+        return
+    path = Path(run_dir) / LOCK_FILE
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, new_file_mode())
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunError(
+                f"{run_dir}: another process (PID {holder}) is training in this run folder; wait for it to end "
+                "or stop it, then run again"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
 def write_run_config(run_dir: str | Path, config: RunConfig) -> Path:
     return write_text_atomic(run_paths(run_dir)["config"], json.dumps(config.to_json(), indent=2) + "\n")
 
@@ -129,7 +173,13 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> Path:
     """A state dict as safetensors, atomically (tensors copied to contiguous CPU memory)."""
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
     with atomic_path(path) as temporary:
-        save_file(tensors, str(temporary))
+        try:
+            save_file(tensors, str(temporary))
+        except Exception as error:  # safetensors' own error type: "I/O error: ... (os error 28)"
+            code = re.search(r"\(os error (\d+)\)", str(error))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(temporary)) from None
     return Path(path)
 
 

@@ -12,6 +12,10 @@ Without :meth:`StagedFolder.commit` (an exception, a Ctrl-C, or a decision not t
 folder is removed and ``out_dir`` is left exactly as it was. The swap is two renames, during which
 Ctrl-C is held back until both are done; only a hard kill between them can leave the old content in
 ``.<name>.tad-old-*`` beside the target, with the new one in ``.<name>.tad-new-*``.
+
+An operating-system error inside the block (a full disk, permission denied, ...) becomes one line
+(:func:`tadcli.errors.os_error_line`) naming the file as it would have been in ``target``, not in the
+staged folder, and saying that ``target`` was left as it was.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tadcli.errors import os_error_line
 from tadcli.io.atomic import new_folder_mode
 
 NEW_PREFIX = ".{name}.tad-new-"
@@ -62,13 +67,34 @@ class StagedFolder:
 
 @contextmanager
 def staged_folder(target: str | Path) -> Iterator[StagedFolder]:
-    """A :class:`StagedFolder` for ``target``, removed on leaving unless committed."""
-    staged = StagedFolder(target)
+    """A :class:`StagedFolder` for ``target``, removed on leaving unless committed.
+
+    Raises:
+        PathError, DiskFullError: an operating-system error in the block (``target`` is left as it was).
+    """
+    kept = f"{target} was left as it was" if Path(target).exists() else f"{target} was not written"
+    try:
+        staged = StagedFolder(target)
+    except OSError as error:
+        raise os_error_line(error, kept=kept) from None
     try:
         yield staged
+    except OSError as error:
+        raise os_error_line(error, _as_in_target(error.filename, staged), kept) from None
     finally:
         if not staged.committed:
             staged.discard()
+
+
+def _as_in_target(filename: str | bytes | None, staged: StagedFolder) -> Path | None:
+    """A file of the staged folder named as it would be in the target (other paths as they are)."""
+    if filename is None:
+        return None
+    path = Path(os.fsdecode(filename)).absolute()
+    try:
+        return staged.target / path.relative_to(staged.path)
+    except ValueError:
+        return path
 
 
 @contextmanager

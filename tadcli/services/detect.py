@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tadcli.data.annotations import VIDEO_EXTENSIONS
 from tadcli.errors import TadError
-from tadcli.io.paths import check_input_file, check_output_file
+from tadcli.io.paths import check_input_file, check_output_file, is_stdout
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -30,11 +30,13 @@ class DetectReport:
         videos: one entry per input video, in order (``events`` None for a failed one, with its ``error``).
         written: the files written (events files, then the timeline).
         model: the identity of the model, as the JSON output states it.
+        stdout_text: with ``out`` = ``-``, the events text for standard output (the CLI prints it).
     """
 
     videos: list = field(default_factory=list)  # tadcli.inference.detector.VideoDetection
     written: list[Path] = field(default_factory=list)
     model: dict = field(default_factory=dict)
+    stdout_text: str | None = None
 
     @property
     def failed(self) -> list:
@@ -102,7 +104,8 @@ def detect(
 
     Args:
         inputs: video files, folders and glob patterns.
-        out: the events file (``srt`` with several videos: one file per video beside it).
+        out: the events file (``srt`` with several videos: one file per video beside it); ``-``: standard
+            output (:attr:`DetectReport.stdout_text`; ``srt``: one video).
         source: a run folder or a checkpoint file.
         preset, classes, profile: for a checkpoint file (see :func:`~tadcli.inference.detector.load_detector`).
         format: ``json``, ``csv``, ``srt`` or ``activitynet``.
@@ -114,9 +117,7 @@ def detect(
         device, batch_size, num_workers: where and how the model runs.
         progress: ``(description, done, total)`` callback: windows, then videos.
     """
-    from tadcli.inference.detector import load_detector
-    from tadcli.io.events import EVENT_FORMATS, default_threshold, write_events
-    from tadcli.io.timeline import plot_timeline
+    from tadcli.io.events import EVENT_FORMATS, default_threshold, format_events, write_events
 
     if format not in EVENT_FORMATS:
         raise TadError(f"unknown format '{format}' (choose {', '.join(EVENT_FORMATS)})")
@@ -127,10 +128,16 @@ def detect(
     if top_k is not None and top_k < 1:
         raise TadError(f"--top-k must be at least 1, got {top_k}")
     videos = expand_video_inputs(inputs)
-    out = check_output_file(out, "events file")
+    out = check_output_file(out, "events file", allow_stdout=True)
+    if is_stdout(out) and format == "srt" and len(videos) > 1:
+        raise TadError(f"--out -: srt subtitles to standard output hold one video, got {len(videos)}; give --out FILE "
+                       "(one .srt per video) or another --format")
     if plot is not None:
         plot = check_output_file(plot, "timeline picture")
     ground_truth = read_ground_truth_events(annotations) if annotations is not None else None
+    from tadcli.inference.detector import load_detector  # torch: after the checks, a wrong path is answered at once
+    from tadcli.io.timeline import plot_timeline
+
     detector = load_detector(source, preset, classes, profile, device, batch_size, num_workers)
 
     report = DetectReport(model=detector.identity)
@@ -139,7 +146,9 @@ def detect(
         if progress is not None:
             progress("videos", len(report.videos), len(videos))
     found = [video.events for video in report.videos if video.events is not None]
-    if found:
+    if found and is_stdout(out):
+        report.stdout_text = format_events(detector.identity, found, format)
+    elif found:
         report.written.extend(write_events(out, detector.identity, found, format))
         if plot is not None:
             report.written.append(plot_timeline(plot, found, ground_truth))

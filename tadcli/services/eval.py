@@ -492,17 +492,17 @@ def evaluate_run(
         num_workers: decoding processes.
         progress: ``(description, done, total)`` callback.
     """
-    from tadcli.inference.loading import load_run_model
     from tadcli.io.rundir import run_paths
-    from tadcli.training.distributed import resolve_device
 
     check_input_dir(run_dir, "run folder")
     if dataset_dir is not None:
         check_input_dir(dataset_dir, "prepared dataset")
     if json_out is not None:
         json_out = check_output_file(json_out, "scores file")
-    if out_dir is not None:
-        check_output_dir(out_dir, "evaluation folder")
+    out_dir = check_output_dir(out_dir if out_dir is not None else run_paths(run_dir)["eval"], "evaluation folder")
+    from tadcli.inference.loading import load_run_model  # torch: after the checks, a wrong path is answered at once
+    from tadcli.training.distributed import resolve_device
+
     torch_device = resolve_device(device)
     config, model = load_run_model(run_dir, torch_device)
     report = evaluate_model(
@@ -511,7 +511,7 @@ def evaluate_run(
         config.classes,
         config.preset,
         subset,
-        out_dir if out_dir is not None else run_paths(run_dir)["eval"],
+        out_dir,
         device=torch_device,
         batch_size=batch_size,
         num_workers=num_workers,

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import Preset
 from tadcli.data.dataset import TrainWindowDataset, collate_windows, worker_context
-from tadcli.errors import TadError
+from tadcli.errors import DiskFullError, TadError, TrainingInterrupted
 from tadcli.io.rundir import load_weights, run_paths, save_weights
 from tadcli.model.adatad import AdaTAD
 from tadcli.training.checkpoint import (
@@ -49,11 +49,6 @@ from tadcli.training.step import LOSS_PARTS, NormalizerSlots, StepResult, build_
 
 # validate(ema_model, epoch) -> {"tiou_thresholds": [...], "mAP": [...], "average_mAP": x, ...}
 Validate = Callable[[AdaTAD, int], dict]
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C: a resumable checkpoint was written; the CLI exits with code 130 (not a :class:`TadError`: the
-    input was fine)."""
 
 
 class TrainingReporter(Protocol):
@@ -301,7 +296,6 @@ class Trainer:
         rng = gather_to_main(capture_rng_state(), self.context)
         slots = gather_to_main(self.normalizers.state_dict(), self.context)
         if self.context.is_main:
-            save_weights(run_paths(self.run_dir)["weights"], self.evaluated_model.state_dict())
             state = {
                 "position": vars(self.position),
                 "model": self._raw_state(),
@@ -317,7 +311,14 @@ class Trainer:
                     "skipped_videos": self.summary.skipped_videos,
                 },
             }
-            save_training_state(self.run_dir, state)
+            try:
+                save_weights(run_paths(self.run_dir)["weights"], self.evaluated_model.state_dict())
+                save_training_state(self.run_dir, state)
+            except DiskFullError as error:
+                raise DiskFullError(
+                    f"{error}; once there is space, 'tad train --resume {self.run_dir}' continues from the last "
+                    "complete checkpoint (or from the beginning if there is none)"
+                ) from None
         barrier()
 
     def resume(self) -> None:
@@ -375,10 +376,10 @@ class Trainer:
             "num_positives": result.num_positives,
             "samples_per_second": result.num_videos / max(seconds, 1e-9),
         }
-        if self.context.is_main:
-            if self.position.global_step % self.log_interval == 0 or step_in_epoch + 1 == self.plan.steps_per_epoch:
-                self.metrics.append(record)
-                self.tensorboard.step(record)
+        logged = self.position.global_step % self.log_interval == 0 or step_in_epoch + 1 == self.plan.steps_per_epoch
+        if self.context.is_main and logged:
+            self.metrics.append(record)
+            self.tensorboard.step(record)
             self.reporter.step(record)
 
     def _evaluate(self, epoch: int) -> None:
