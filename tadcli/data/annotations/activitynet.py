@@ -35,7 +35,7 @@ from tadcli.data.annotations._fields import (
     sorted_labels,
 )
 from tadcli.data.annotations.lists import read_class_list
-from tadcli.data.annotations.types import AnnotationFormat, AnnotationSet, VideoAnnotation
+from tadcli.data.annotations.types import AnnotationFormat, AnnotationSet, Instance, VideoAnnotation
 from tadcli.errors import AnnotationError
 
 BSN_ANNOTATION_FILE = "anet_anno_action.json"
@@ -51,10 +51,7 @@ def read_activitynet_json(path: Path, classes_override: list[str] | None = None)
     for video_id, entry in database.items():
         where = f"{path}: video {video_id}"
         entry = require_mapping(entry, where)
-        instances = [
-            parse_instance(item.get("segment"), item.get("label"), f"{where}: annotations[{index}]")
-            for index, item in enumerate(require_list(entry.get("annotations", []), f"{where}: annotations"))
-        ]
+        instances = _instances(entry, where)
         videos[video_id] = VideoAnnotation(
             video_id=video_id,
             subset=require_str(entry.get("subset"), f"{where}: subset"),
@@ -73,6 +70,14 @@ def read_activitynet_json(path: Path, classes_override: list[str] | None = None)
     else:
         classes = sorted_labels(videos.values())
     return AnnotationSet(videos=videos, classes=classes, format=AnnotationFormat.ACTIVITYNET_JSON)
+
+
+def _instances(entry: dict, where: str) -> list[Instance]:
+    """The ``"annotations"`` of a video entry, ``[{"segment": [start, end], "label"}]`` in seconds."""
+    return [
+        parse_instance(item.get("segment"), item.get("label"), f"{where}: annotations[{index}]")
+        for index, item in enumerate(require_list(entry.get("annotations", []), f"{where}: annotations"))
+    ]
 
 
 def read_activitynet_bsn(path: Path) -> AnnotationSet:
@@ -102,10 +107,7 @@ def read_activitynet_bsn(path: Path) -> AnnotationSet:
         if video_id not in info:
             raise AnnotationError(f"{where}: not listed in {info_file.name}, so its subset is unknown")
         subset, fps, num_frames = info[video_id]
-        instances = [
-            parse_instance(item.get("segment"), item.get("label"), f"{where}: annotations[{index}]")
-            for index, item in enumerate(require_list(entry.get("annotations", []), f"{where}: annotations"))
-        ]
+        instances = _instances(entry, where)
         videos[video_id] = VideoAnnotation(
             video_id=video_id,
             subset=subset,
