@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tadcli.data.annotations import AMBIGUOUS_LABEL, AnnotationSet, Instance, detect_annotation_format, read_annotations
+from tadcli.data.annotations import (
+    AMBIGUOUS_LABEL,
+    AnnotationSet,
+    Instance,
+    detect_annotation_format,
+    read_annotations,
+    read_class_list,
+)
 from tadcli.errors import AnnotationError
 
 SHARED_ANNOTATIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "annotations"  # see conftest.py
@@ -119,6 +126,23 @@ def test_multithumos_class_list_file_names_all_65(tmp_path):
     (tmp_path / "short.txt").write_text("a\nb\n")
     with pytest.raises(AnnotationError, match="65 classes"):
         read_annotations(tmp_path / "multithumos.json", class_list=tmp_path / "short.txt")
+
+
+def test_one_class_list_reader_for_annotations_and_checkpoints(tmp_path, monkeypatch):
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text("video,start,end,label\nclip01,1.0,2.0,jump\n")
+    (tmp_path / "classes.txt").write_text("wave\n\njump\n")  # blank lines are ignored
+    assert read_annotations(csv_file, class_list=tmp_path / "classes.txt").classes == ["wave", "jump"]
+    (tmp_path / "twice.txt").write_text("jump\nwave\njump\n")
+    with pytest.raises(AnnotationError, match="repeats jump"):
+        read_annotations(csv_file, class_list=tmp_path / "twice.txt")
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(AnnotationError, match="class list is empty"):
+        read_annotations(csv_file, class_list=tmp_path / "empty.txt")
+    monkeypatch.chdir(tmp_path)  # a dataset whose list ships with tad names it where no such file exists
+    assert read_class_list("thumos14")[:2] == ["BaseballPitch", "BasketballDunk"]
+    with pytest.raises(AnnotationError, match="class list not found.*thumos14"):
+        read_class_list("thumos15")
 
 
 @needs_shared

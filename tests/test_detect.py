@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 import tadcli
 from tadcli.cli import app
 from tadcli.config.loader import preset_to_yaml
+from tadcli.data.annotations import read_class_list
 from tadcli.data.manifest import load_prepared_dataset
 from tadcli.data.transforms import EvalTransform, frames_from_decoder
 from tadcli.data.video import open_video
-from tadcli.inference.detector import events_from_detections, read_class_names
+from tadcli.inference.detector import events_from_detections
 from tadcli.inference.loading import load_run_model
 from tadcli.io.events import Event
 from tadcli.io.features import read_features
@@ -118,10 +119,10 @@ def test_events_stay_inside_the_video_after_rounding_and_are_never_zero_length()
 
 def test_the_thumos14_class_list_ships_with_tad(annotations_dir, tmp_path, monkeypatch):
     official = (annotations_dir / "thumos14" / "category_idx.txt").read_text().split()
-    assert read_class_names("thumos14") == official  # the order of the released checkpoints
+    assert read_class_list("thumos14") == official  # the order of the released checkpoints
     monkeypatch.chdir(tmp_path)
     Path("thumos14").write_text("mine\nyours\n")  # a file of that name is read as the file it is
-    assert read_class_names("thumos14") == ["mine", "yours"]
+    assert read_class_list("thumos14") == ["mine", "yours"]
 
 
 def test_unreadable_videos_are_named_and_the_others_written(trained_run, small_synthetic, tmp_path):

@@ -6,7 +6,7 @@ rotating, ...). Every class has its own shape, colour and motion, so a small mod
 pixels in minutes on a CPU. Videos are encoded with PyAV (H.264 ``yuv420p`` through libx264 when
 available, else MPEG-4 Part 2), which both decord and PyAV read.
 
-The annotation file is the ``custom-json`` schema of :mod:`tadcli.data.annotations`, with subsets
+The annotation file is the ``custom-json`` schema of :mod:`tadcli.data.annotations.custom`, with subsets
 ``train``, ``val`` and ``test``. Everything is a function of ``seed``: the annotation bytes and the
 decoded frames are identical for the same seed (the encoder runs on one thread without lookahead, see
 :func:`write_mp4`).

@@ -19,8 +19,9 @@ import torch
 
 from tadcli import __version__
 from tadcli.config.loader import load_preset
-from tadcli.config.profiles import SHIPPED_CLASS_LISTS, DatasetProfile, get_profile
+from tadcli.config.profiles import DatasetProfile, get_profile
 from tadcli.config.schema import Preset
+from tadcli.data.annotations import read_class_list
 from tadcli.data.dataset import VideoRecord
 from tadcli.errors import TadError, VideoError
 from tadcli.inference.engine import ProgressCallback, VideoStep, classifier_video_step, detect_videos
@@ -40,29 +41,6 @@ class VideoDetection:
     video: str
     events: VideoEvents | None
     error: str | None = None
-
-
-def read_class_names(path: str | Path) -> list[str]:
-    """Class names, one per line (``classes.txt`` of a prepared dataset); blank lines are ignored. A dataset
-    whose list ships with tad (:data:`~tadcli.config.profiles.SHIPPED_CLASS_LISTS`: ``thumos14``) may be named
-    instead of a file, when no file of that name exists.
-
-    Raises:
-        TadError: the file is missing, empty or repeats a name.
-    """
-    path = Path(path)
-    if not path.exists() and str(path) in SHIPPED_CLASS_LISTS:
-        return list(SHIPPED_CLASS_LISTS[str(path)])
-    if not path.is_file():
-        shipped = ", ".join(SHIPPED_CLASS_LISTS)
-        raise TadError(f"{path}: class list not found (a file with one class name per line, or a dataset: {shipped})")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not names:
-        raise TadError(f"{path}: the class list is empty")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise TadError(f"{path}: the class list repeats {', '.join(repeated)}")
-    return names
 
 
 class Detector:
@@ -228,7 +206,7 @@ def load_detector(
     if preset is None or classes is None:
         raise TadError(f"{source}: a checkpoint file needs --preset and --classes (a run folder holds both)")
     resolved = preset if isinstance(preset, Preset) else load_preset(preset, [])
-    names = list(classes) if isinstance(classes, (list, tuple)) else read_class_names(classes)
+    names = list(classes) if isinstance(classes, (list, tuple)) else read_class_list(classes)
     model = load_checkpoint_model(source, resolved, len(names), torch_device)
     profile_name = profile or DEFAULT_CHECKPOINT_PROFILE
     identity = {

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tadcli.config.profiles import ACTIVITYNET_TIOU, get_profile, subset_renames
-from tadcli.data.annotations import AMBIGUOUS_LABEL, AnnotationSet, read_annotations
+from tadcli.data.annotations import AMBIGUOUS_LABEL, BSN_VIDEO_PREFIX, AnnotationFormat, AnnotationSet, read_annotations
 from tadcli.data.manifest import MANIFEST_FILE
 from tadcli.errors import AnnotationError, DatasetError
 from tadcli.evaluation.detection_map import (
@@ -71,18 +71,7 @@ if TYPE_CHECKING:
 ProgressCallback = Callable[[str, int, int], None]
 
 NUM_LOWEST_CLASSES = 5
-BSN_VIDEO_PREFIX = "v_"
 DEFAULT_SUBSET = "validation"
-
-# Annotation formats whose reader fixes the subset names: the dataset profile and the subset scored.
-_FORMAT_DATASET = {
-    "thumos14-txt": ("thumos14", "test"),
-    "multithumos-json": ("multithumos", "testing"),
-    "charades-csv": ("charades", "testing"),
-    "activitynet-bsn": ("activitynet", "validation"),
-    "epic-kitchens-verb": ("epic-kitchens", "val"),
-    "epic-kitchens-noun": ("epic-kitchens", "val"),
-}
 
 
 @dataclass(frozen=True)
@@ -156,7 +145,7 @@ def evaluate_predictions(
     dataset: str | None = None,
     json_out: str | Path | None = None,
     progress: ProgressCallback | None = None,
-    annotation_format: str | None = None,
+    annotation_format: AnnotationFormat | str | None = None,
     strict: bool = False,
     csv_out: str | Path | None = None,
 ) -> EvalReport:
@@ -172,7 +161,7 @@ def evaluate_predictions(
             giving default thresholds and subset.
         json_out: also write :meth:`EvalReport.to_json` there, atomically.
         progress: optional ``(description, done, total)`` callback.
-        annotation_format: one of :data:`tadcli.data.annotations.ANNOTATION_FORMATS`; ``None``
+        annotation_format: a :class:`tadcli.data.annotations.AnnotationFormat` (or its value); ``None``
             detects it (EPIC-Kitchens CSVs need ``epic-kitchens-verb`` or ``epic-kitchens-noun``).
         strict: a prediction whose end precedes its start is an error instead of a warning.
         csv_out: also write :meth:`EvalReport.per_class_table` there as CSV, atomically.
@@ -198,13 +187,13 @@ def evaluate_predictions(
     if prepared_profile is not None and annotations.is_dir():
         annotations = annotations / MANIFEST_FILE
     annotation_set = read_annotations(annotations, format=annotation_format)
-    fixed = _FORMAT_DATASET.get(annotation_set.format)
-    profile_name = dataset or (fixed[0] if fixed else prepared_profile)
+    rules = annotation_set.format.rules  # formats whose reader fixes the subset names name a profile and subset
+    profile_name = dataset or rules.profile or prepared_profile
     profile = get_profile(profile_name) if profile_name is not None else None
     thresholds = list(tiou) if tiou is not None else list(profile.tiou_thresholds if profile else ACTIVITYNET_TIOU)
     notes: list[str] = []
     if subset is None:
-        preferred = fixed[1] if fixed else None
+        preferred = rules.eval_subset
         if preferred is None and profile is not None:
             preferred = _named_in_file(annotation_set, profile.name, profile.eval_subset, notes)
         subset = _default_subset(annotation_set, preferred)
@@ -266,8 +255,8 @@ def _subset_ground_truth(
     annotation_set: AnnotationSet, path: Path, subset: str, notes: list[str]
 ) -> tuple[GroundTruth, set[str]]:
     """Ground truth of ``subset`` in file order, and the ids of all the subset's videos."""
-    drop_ambiguous = annotation_set.format == "thumos14-txt"
-    strip_prefix = annotation_set.format == "activitynet-bsn"
+    drop_ambiguous = annotation_set.format.rules.drops_ambiguous
+    strip_prefix = annotation_set.format.rules.strips_bsn_prefix
     video_ids, starts, ends, labels = [], [], [], []
     subset_videos: set[str] = set()
     num_ambiguous = 0

@@ -47,7 +47,14 @@ from pathlib import Path
 from typing import Callable
 
 from tadcli.config.profiles import get_profile, subset_renames
-from tadcli.data.annotations import VIDEO_EXTENSIONS, AnnotationSet, read_annotations, read_video_list
+from tadcli.data.annotations import (
+    DATASET_FORMATS,
+    VIDEO_EXTENSIONS,
+    AnnotationFormat,
+    AnnotationSet,
+    read_annotations,
+    read_video_list,
+)
 from tadcli.data.manifest import (
     MANIFEST_FILE,
     PROBE_CACHE_FILE,
@@ -68,16 +75,7 @@ from tadcli.io.staging import StagedFolder, staged_folder
 
 ProgressCallback = Callable[[str, int, int], None]
 
-DATASET_FORMATS: dict[str, tuple[str, ...]] = {
-    "thumos14": ("thumos14-txt", "activitynet-json"),
-    "activitynet": ("activitynet-json", "activitynet-bsn"),
-    "charades": ("charades-csv", "activitynet-json"),
-    "multithumos": ("multithumos-json", "activitynet-json"),
-    "epic-kitchens": ("epic-kitchens-noun", "epic-kitchens-verb", "activitynet-json"),
-    "custom": ("custom-csv", "custom-json", "activitynet-json"),
-    "synthetic": ("custom-json",),
-}
-DEFAULT_EPIC_FORMAT = "epic-kitchens-noun"
+DEFAULT_EPIC_FORMAT = AnnotationFormat.EPIC_KITCHENS_NOUN
 
 def prepare_dataset(
     dataset: str,
@@ -85,7 +83,7 @@ def prepare_dataset(
     videos_dir: str | Path | None,
     out_dir: str | Path,
     *,
-    annotation_format: str | None = None,
+    annotation_format: AnnotationFormat | str | None = None,
     class_list: str | Path | None = None,
     blocked: str | Path | None = None,
     workers: int = 2,
@@ -143,7 +141,7 @@ def _prepare_staged(
     dataset: str,
     annotations: Path,
     videos_dir: Path | None,
-    annotation_format: str | None,
+    annotation_format: AnnotationFormat | str | None,
     class_list: Path | None,
     workers: int,
     progress: ProgressCallback | None,
