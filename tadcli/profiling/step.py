@@ -42,6 +42,7 @@ from tadcli.model.build import build_model
 from tadcli.model.chunked import offload_leaves_the_device, representative_groups
 from tadcli.profiling.fake import FakeSession, ValueFreeMemory
 from tadcli.profiling.gpus import GpuSpec
+from tadcli.profiling.replay import CallTraces
 from tadcli.profiling.tracker import LiveTensorMemory, MemoryPeak
 from tadcli.training.ema import ModelEMA
 from tadcli.training.step import NormalizerSlots, Precision, build_optimizer, training_step
@@ -50,6 +51,9 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 # CUDA context, cuBLAS/cuDNN handles and workspaces: outside the caching allocator's tensors (an allowance)
 CUDA_CONTEXT_BYTES = 512 << 20
 GT_SEGMENTS_PER_VIDEO = ((0.1, 0.25), (0.4, 0.6), (0.7, 0.95))  # fractions of the window, in grid steps
+# recordings of the model's repeated calls (tadcli.profiling.replay), per target: every prediction in this
+# process reuses them (the blocks of one model, the configurations of a suggestion search)
+_CALL_TRACES: dict[Target, CallTraces] = {}
 
 
 @dataclass(frozen=True)
@@ -175,11 +179,13 @@ def micro_batches_run(workload: Workload) -> int:
 
 
 @contextlib.contextmanager
-def _as_on(target: Target) -> Iterator[None]:
-    """What a fake CPU step needs to count what ``target`` holds: representative chunk groups always; on CUDA
-    the fused attention kernel and offloaded activations off the device."""
+def _as_on(target: Target, tracker: ValueFreeMemory) -> Iterator[None]:
+    """What a fake CPU step needs to count what ``target`` holds: representative chunk groups and repeated
+    calls replayed into ``tracker`` always; on CUDA the fused attention kernel and offloaded activations off
+    the device."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(representative_groups())
+        stack.enter_context(_CALL_TRACES.setdefault(target, CallTraces()).replaying(tracker))
         stack.enter_context(_attention_kernel(target))
         if target.device == "cuda":
             stack.enter_context(offload_leaves_the_device())
@@ -288,7 +294,7 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
         training = _set_up_training(model, workload, torch.device(target.device))
     tracker = ValueFreeMemory(cuda_allocator=cuda_target)
     tracker.add(t for tensors in _training_groups(training).values() for t in tensors)
-    with session.active(tracker), _as_on(target):
+    with session.active(tracker), _as_on(target, tracker):
         count = micro_batches_run(workload)
         if cuda_target:
             batches: Sequence[dict] = _BatchesMadeOnUse(workload, count)
@@ -303,7 +309,7 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
         weights = [*model.parameters(), *model.buffers()]
         tracker = ValueFreeMemory(cuda_allocator=cuda_target)
         tracker.add(weights)
-        with session.active(tracker), _as_on(target):
+        with session.active(tracker), _as_on(target, tracker):
             _run_inference(model, workload, precision, cpu, fake=True)
         inference_memory = StepMemory.from_peak(tracker.peak({"weights": weights}))
     return Profile(workload, target, total, trainable, training_memory, inference_memory)
