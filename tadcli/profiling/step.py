@@ -30,7 +30,8 @@ or host memory the copies take.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -368,3 +369,59 @@ def measure(workload: Workload, target: Target, device: torch.device) -> Measure
     with tracker:
         _run_inference(model, workload, precision, device, fake=False)
     return Measurement("cpu", training_peak, tracker.peak().total)
+
+
+@dataclass(frozen=True)
+class StepsMeasurement:
+    """Peaks (bytes) over several real training steps and the seconds of each step.
+
+    CUDA: ``max_memory_allocated`` and ``max_memory_reserved``; CPU: the live-tensor tracker (``reserved`` =
+    ``allocated``, and the steps are timed with the tracker on).
+    """
+
+    device: str
+    allocated: int
+    reserved: int
+    seconds: tuple[float, ...]
+
+
+def _timed(run: Callable[[], None], cuda: bool) -> float:
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    run()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def measure_training_steps(workload: Workload, target: Target, device: torch.device, steps: int = 2) -> StepsMeasurement:
+    """Run ``steps`` real training steps of ``workload`` on ``device`` as ``tad train`` does (all its
+    micro-batches, gradient clipping, AdamW, EMA) from a random-initialised model, and measure them.
+
+    The peaks start once the model, the optimizer state and the EMA exist; ``target`` gives the precision (CUDA
+    only; the CPU computes in fp32).
+    """
+    torch.manual_seed(0)
+    cuda = device.type == "cuda"
+    precision = _precision(target, cuda) if cuda else Precision("cpu", None)
+    model = build_model(_without_weights_file(workload.preset), workload.num_classes, device=device)
+    training = _set_up_training(model, workload, device)
+    batches = [_micro_batch(workload, fake=False) for _ in range(workload.accumulation)]
+
+    def step() -> None:
+        _run_training_step(training, batches, workload, precision, device)
+
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        seconds = tuple(_timed(step, cuda) for _ in range(steps))
+        allocated, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+        return StepsMeasurement(torch.cuda.get_device_name(device), allocated, reserved, seconds)
+    tracker = LiveTensorMemory()
+    tracker.add(t for tensors in _training_groups(training).values() for t in tensors)
+    with tracker:
+        tracker.add(t for batch in batches for t in (batch["frames"], batch["masks"]))
+        seconds = tuple(_timed(step, cuda) for _ in range(steps))
+    peak = tracker.peak().total
+    return StepsMeasurement("cpu", peak, peak, seconds)
