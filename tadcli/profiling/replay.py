@@ -12,7 +12,8 @@ peak, reserved segments and live set at the peak, to the byte, in a fraction of 
 
 Only calls that leave nothing behind but their result are replayed: a call that frees a tensor it did not
 allocate, keeps one besides its result, or returns a tensor with a graph or one it did not allocate is
-recorded as not replayable and always runs.
+recorded as not replayable and always runs. Under autocast that includes every call that uses trainable
+weights: autocast keeps their low-precision copies until it exits (full fine-tuning's blocks, the adapters).
 """
 
 from __future__ import annotations
