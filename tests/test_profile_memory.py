@@ -132,7 +132,6 @@ def test_a_script_without_a_main_guard_predicts_in_worker_processes(tmp_path):
         import json
         from tadcli.config.loader import load_preset
         from tadcli.profiling.parallel import Predictor
-from tadcli.profiling.replay import CallTraces
         from tadcli.profiling.step import Target, Workload, predict
         target = Target("cpu", "fp32")
         workloads = [Workload(load_preset("tiny", ["train.batch_size=1", f"input.frames={16 * (4 + i)}"]), 1, 1, 20)
