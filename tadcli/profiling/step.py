@@ -290,8 +290,8 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
     cuda_target = target.device == "cuda"
     precision = _precision(target, real_cuda=False)
     session = FakeSession()
+    session.materialize(model, cpu)
     with session.active():
-        model.to_empty(device=cpu)
         training = _set_up_training(model, workload, torch.device(target.device))
     tracker = ValueFreeMemory(cuda_allocator=cuda_target)
     tracker.add(t for tensors in _training_groups(training).values() for t in tensors)
