@@ -21,6 +21,7 @@ from tadcli.profiling import step as profiling_step
 from tadcli.errors import PresetError
 from tadcli.profiling.gpus import GIB
 from tadcli.profiling.parallel import Predictor
+from tadcli.profiling.replay import CallTraces
 from tadcli.profiling.step import Profile, Target, Workload
 from tadcli.profiling.suggest import Change, axes, suggest
 from tadcli.profiling.tracker import LiveTensorMemory, cuda_block_bytes
@@ -200,6 +201,26 @@ def test_running_only_the_representative_chunk_groups_predicts_the_same_bytes(mo
     representative = rows()
     monkeypatch.setattr(profiling_step, "representative_groups", contextlib.nullcontext)
     assert representative == rows()  # every group run
+
+
+@pytest.mark.parametrize(
+    "mode, device", [("tia", "cuda"), ("side", "cuda"), ("frozen", "cuda"), ("tia", "cpu"), ("full-checkpointing", "cpu")]
+)
+def test_replayed_block_calls_predict_the_same_bytes_as_running_every_call(mode, device, monkeypatch):
+    # 4 blocks of 13 chunks in groups of 2: the frozen transformer parts repeat from block to block
+    overrides = [ONE_MICRO_BATCH, "input.frames=208", "adaptation.chunk_group=2", "adaptation.checkpointing=true"]
+
+    def rows() -> list:
+        plan = tadcli.profile_memory("tiny", overrides, mode=mode, device=device, suggest_changes=False)
+        return [(row.profile.training, row.profile.inference) for row in plan.rows]
+
+    replays = []
+    replay = LiveTensorMemory.replay
+    monkeypatch.setattr(LiveTensorMemory, "replay", lambda *args: replays.append(1) or replay(*args))
+    first, again = rows(), rows()  # the first records each call once, the second replays all it can
+    assert len(replays) > 0
+    monkeypatch.setattr(CallTraces, "replaying", lambda self, tracker: contextlib.nullcontext())
+    assert first == again == rows()  # every call run
 
 
 def test_representative_chunk_groups_refuse_real_tensors():

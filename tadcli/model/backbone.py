@@ -350,7 +350,8 @@ class VideoBackbone(VideoViT):
                         taps.append(x)
             return pool_tubelets(self.norm(self.ladders(taps, temporal_size)), tokens_per_tubelet)
         with_graph = torch.is_grad_enabled() and self.adaptation != "frozen"
-        with torch.set_grad_enabled(with_graph):
+        # a frozen patch embedding keeps no graph: its chunk groups run like any loop without one
+        with torch.set_grad_enabled(with_graph and (frames.requires_grad or _has_trainable(self.patch_embed))):
             x, tokens_per_tubelet = self.embed_chunks(frames)
         needs_graph = [x.requires_grad or _has_trainable(block) for block in self.blocks]
         first = needs_graph.index(True) if with_graph and any(needs_graph) else len(self.blocks)

@@ -28,15 +28,20 @@ first (it creates the output and the gradient sums), the second (the steady stat
 allocates and frees the same bytes in the same order) and a shorter last one; loops that keep a graph per
 group run them all. The predicted peak is the same to the byte as running every group, for a fraction
 of the fake-tensor dispatch time.
+
+The calls that repeat from block to block (a transformer part, an adapter, a frozen block's recompute and
+backward) go through :func:`same_as_before` with a key holding everything their memory depends on; under
+:func:`repeated_calls` (a memory prediction, :mod:`tadcli.profiling.replay`) a call seen before is counted from
+a recording instead of run again. Outside it they simply run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, TypeVar, Union
 
 import torch
 from torch import nn
@@ -49,8 +54,14 @@ Adapter = Union[TemporalAdapter, PlainAdapter]
 DropMasks = Optional[tuple[torch.Tensor, torch.Tensor]]
 
 
+Result = TypeVar("Result")
+RepeatedCall = Callable[[Hashable, Callable[[], Result]], Result]  # (key, call) -> the call's result
+
 _REPRESENTATIVE_GROUPS = contextvars.ContextVar("representative_groups", default=False)
 _OFFLOAD_STAND_IN = contextvars.ContextVar("offload_stand_in", default=False)
+_REPEATED_CALLS: contextvars.ContextVar[Optional[RepeatedCall]] = contextvars.ContextVar("repeated", default=None)
+# module attributes that change values but not memory: the drop-path rate's masks are inputs of the calls
+_VALUE_ONLY_ATTRIBUTES = frozenset({"drop_path"})
 # groups before a loop's steady state: the first creates the outputs and the gradient sums; every later full
 # group allocates and frees the same bytes in the same order as the second
 _WARM_UP_GROUPS = 1
@@ -80,6 +91,59 @@ def representative_groups() -> contextlib.AbstractContextManager[None]:
     unwritten, so entering it outside a ``FakeTensorMode`` is an error.
     """
     return _fake_tensors_only(_REPRESENTATIVE_GROUPS, "representative_groups")
+
+
+@contextlib.contextmanager
+def repeated_calls(run: RepeatedCall) -> Iterator[None]:
+    """Calls marked with :func:`same_as_before` go through ``run(key, call)`` (fake tensors only)."""
+    if detect_fake_mode() is None:
+        raise RuntimeError("repeated_calls is for memory predictions on fake tensors only")
+    token = _REPEATED_CALLS.set(run)
+    try:
+        yield
+    finally:
+        _REPEATED_CALLS.reset(token)
+
+
+def same_as_before(key: Callable[[], Hashable], call: Callable[[], Result]) -> Result:
+    """``call()``, or under :func:`repeated_calls` its ``run(key(), call)``. ``key`` must hold everything the
+    memory of the call depends on besides grad mode and autocast: module structures, input layouts, options."""
+    run = _REPEATED_CALLS.get()
+    if run is None:
+        return call()
+    return run((key(), _REPRESENTATIVE_GROUPS.get(), _OFFLOAD_STAND_IN.get()), call)
+
+
+def structure(module: Optional[nn.Module]) -> Hashable:
+    """What of a module decides the memory of a call with given inputs: its submodules' types, modes and
+    settings, its parameters' and buffers' shapes, dtypes and ``requires_grad``; not their values."""
+    if module is None:
+        return None
+    parts = []
+    for name, sub in module.named_modules():
+        settings = tuple(
+            (key, value)
+            for key, value in vars(sub).items()
+            if not key.startswith("_")
+            and key not in _VALUE_ONLY_ATTRIBUTES
+            and isinstance(value, (bool, int, float, str, tuple, type(None)))
+        )
+        parts.append((name, type(sub).__qualname__, settings))
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    parts.extend((name, layout(tensor)) for name, tensor in tensors)
+    return tuple(parts)
+
+
+def layout(tensor: Optional[torch.Tensor]) -> Hashable:
+    """A tensor's shape, strides, offset, dtype, device and ``requires_grad`` (None stays None)."""
+    if tensor is None:
+        return None
+    shape, stride = tuple(tensor.shape), tensor.stride()
+    return shape, stride, tensor.storage_offset(), tensor.dtype, tensor.device.type, tensor.requires_grad
+
+
+def _mask_layouts(masks: DropMasks) -> Hashable:
+    return None if masks is None else tuple(layout(mask) for mask in masks)
 
 
 def groups_to_run(count: int, group: int) -> list[slice]:
@@ -196,15 +260,32 @@ def run_groups(fn: Callable[[slice], torch.Tensor], count: int, group: int) -> t
 
 def run_transformer(block: Block, x: torch.Tensor, masks: DropMasks, group: int) -> torch.Tensor:
     """``block.transformer`` over ``x`` [N, L, C], ``group`` chunks at a time (no graph needed)."""
-    return run_groups(lambda part: block.transformer(x[part], _masks_of(masks, part)), x.shape[0], group)
+    return same_as_before(
+        lambda: ("transformer", structure(block), layout(x), _mask_layouts(masks), group),
+        lambda: run_groups(lambda part: block.transformer(x[part], _masks_of(masks, part)), x.shape[0], group),
+    )
 
 
 def run_adapter(adapter: Optional[Adapter], y: torch.Tensor, temporal_size: int, group: int) -> torch.Tensor:
     """The block's adapter over ``y``; its wide output projection ``group`` chunks at a time."""
     if adapter is None:
         return y
-    mixed = adapter.mix(adapter.down_proj(y), temporal_size)
-    return run_groups(lambda part: adapter.output(y[part], mixed[part]), y.shape[0], group)
+
+    def run() -> torch.Tensor:
+        mixed = adapter.mix(adapter.down_proj(y), temporal_size)
+        return run_groups(lambda part: adapter.output(y[part], mixed[part]), y.shape[0], group)
+
+    return same_as_before(lambda: ("adapter", structure(adapter), layout(y), temporal_size, group), run)
+
+
+def _mix_values(adapter: Adapter, y: torch.Tensor, temporal_size: int) -> torch.Tensor:
+    """``mix(down_proj(y))`` without a graph."""
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return adapter.mix(adapter.down_proj(y), temporal_size)
+
+    return same_as_before(lambda: ("mix", structure(adapter), layout(y), temporal_size), run)
 
 
 def _trainable(module: Optional[nn.Module]) -> list[nn.Parameter]:
@@ -334,19 +415,38 @@ def _backward_groups(
     params: list[nn.Parameter],
     group: int,
     sums: _GradSums,
+    key: Optional[Callable[[torch.Tensor, slice], Hashable]] = None,
 ) -> None:
     """For each group of chunks: recompute ``fn(source(part), part)`` with a graph and back-propagate
-    ``grad_out(part)``; the input gradient goes to ``grad_in[part]`` (which may be ``grad_out``'s buffer)."""
+    ``grad_out(part)``; the input gradient goes to ``grad_in[part]`` (which may be ``grad_out``'s buffer).
+    ``key(x, part)``: without ``params``, each group's recompute and backward is a repeated call with that key
+    (:func:`same_as_before`)."""
     for part in groups_to_run(grad_in.shape[0], group):
         with torch.no_grad():
             x = source(part)
         x.requires_grad_(True)
-        with torch.enable_grad():
-            out = fn(x, part)
-        grad_x, *grad_params = torch.autograd.grad(out, [x, *params], grad_out(part))
-        sums.add(params, grad_params)
-        grad_in[part] = grad_x
-        del x, out, grad_x, grad_params  # not alive during the next group's recompute
+        if key is not None and not params:
+            same_as_before(lambda: key(x, part), lambda: _backward_group(fn, x, part, grad_out, grad_in, [], sums))
+        else:
+            _backward_group(fn, x, part, grad_out, grad_in, params, sums)
+        del x  # not alive during the next group's recompute
+
+
+def _backward_group(
+    fn: Callable[[torch.Tensor, slice], torch.Tensor],
+    x: torch.Tensor,
+    part: slice,
+    grad_out: Callable[[slice], torch.Tensor],
+    grad_in: torch.Tensor,
+    params: list[nn.Parameter],
+    sums: _GradSums,
+) -> None:
+    """One group of :func:`_backward_groups`: ``fn(x, part)`` with a graph, back-propagated."""
+    with torch.enable_grad():
+        out = fn(x, part)
+    grad_x, *grad_params = torch.autograd.grad(out, [x, *params], grad_out(part))
+    sums.add(params, grad_params)
+    grad_in[part] = grad_x
 
 
 class BlockStack(torch.autograd.Function):
@@ -399,8 +499,7 @@ class BlockStack(torch.autograd.Function):
             y, adapter = kept(index), blocks[index].adapter
             if adapter is None:
                 return y, None
-            with torch.no_grad():
-                return y, adapter.mix(adapter.down_proj(y), plan.temporal_size)
+            return y, _mix_values(adapter, y, plan.temporal_size)
 
         def input_of(index: int, state: Optional[tuple]) -> Callable[[slice], torch.Tensor]:
             """Per group, the input of block ``index`` (``len(blocks)``: of the pooling), from ``state_of(index - 1)``
@@ -455,7 +554,12 @@ class BlockStack(torch.autograd.Function):
                     return block.transformer(tokens, _masks_of(masks, part))
 
                 source = input_of(index, state)
-                _backward_groups(transformer, source, lambda part: grad[part], grad, params, group, sums)
+
+                def key(tokens: torch.Tensor, part: slice, block: Block = block, masks: DropMasks = masks) -> Hashable:
+                    masks = _mask_layouts(_masks_of(masks, part))
+                    return "transformer backward", structure(block), masks, layout(tokens), layout(grad[part])
+
+                _backward_groups(transformer, source, lambda part: grad[part], grad, params, group, sums, key)
                 del source  # it holds the state too
         grad_input = grad if ctx.input_requires_grad else None
         return (None, grad_input, *[sums.of(param) for param in ctx.params])

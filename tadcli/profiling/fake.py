@@ -85,6 +85,11 @@ class FakeSession:
     def __init__(self) -> None:
         self.mode = FakeTensorMode(allow_non_fake_inputs=True)
 
+    def materialize(self, module: torch.nn.Module, device: torch.device) -> None:
+        """A ``meta`` module's parameters and buffers become fake tensors on ``device``: what ``to_empty`` gives
+        under this mode, without dispatching an op per tensor (each fake tensor wraps the meta one)."""
+        module._apply(lambda tensor: FakeTensor(self.mode, tensor, device))
+
     @contextlib.contextmanager
     def active(self, dispatch: TorchDispatchMode | None = None) -> Iterator[None]:
         """Fake tensors with ``dispatch`` on top (default :class:`ValueFreeOps`)."""

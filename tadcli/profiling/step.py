@@ -30,7 +30,8 @@ or host memory the copies take.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +43,7 @@ from tadcli.model.build import build_model
 from tadcli.model.chunked import offload_leaves_the_device, representative_groups
 from tadcli.profiling.fake import FakeSession, ValueFreeMemory
 from tadcli.profiling.gpus import GpuSpec
+from tadcli.profiling.replay import CallTraces
 from tadcli.profiling.tracker import LiveTensorMemory, MemoryPeak
 from tadcli.training.ema import ModelEMA
 from tadcli.training.step import NormalizerSlots, Precision, build_optimizer, training_step
@@ -50,6 +52,9 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 # CUDA context, cuBLAS/cuDNN handles and workspaces: outside the caching allocator's tensors (an allowance)
 CUDA_CONTEXT_BYTES = 512 << 20
 GT_SEGMENTS_PER_VIDEO = ((0.1, 0.25), (0.4, 0.6), (0.7, 0.95))  # fractions of the window, in grid steps
+# recordings of the model's repeated calls (tadcli.profiling.replay), per target: every prediction in this
+# process reuses them (the blocks of one model, the configurations of a suggestion search)
+_CALL_TRACES: dict[Target, CallTraces] = {}
 
 
 @dataclass(frozen=True)
@@ -175,11 +180,13 @@ def micro_batches_run(workload: Workload) -> int:
 
 
 @contextlib.contextmanager
-def _as_on(target: Target) -> Iterator[None]:
-    """What a fake CPU step needs to count what ``target`` holds: representative chunk groups always; on CUDA
-    the fused attention kernel and offloaded activations off the device."""
+def _as_on(target: Target, tracker: ValueFreeMemory) -> Iterator[None]:
+    """What a fake CPU step needs to count what ``target`` holds: representative chunk groups and repeated
+    calls replayed into ``tracker`` always; on CUDA the fused attention kernel and offloaded activations off
+    the device."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(representative_groups())
+        stack.enter_context(_CALL_TRACES.setdefault(target, CallTraces()).replaying(tracker))
         stack.enter_context(_attention_kernel(target))
         if target.device == "cuda":
             stack.enter_context(offload_leaves_the_device())
@@ -283,12 +290,12 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
     cuda_target = target.device == "cuda"
     precision = _precision(target, real_cuda=False)
     session = FakeSession()
+    session.materialize(model, cpu)
     with session.active():
-        model.to_empty(device=cpu)
         training = _set_up_training(model, workload, torch.device(target.device))
     tracker = ValueFreeMemory(cuda_allocator=cuda_target)
     tracker.add(t for tensors in _training_groups(training).values() for t in tensors)
-    with session.active(tracker), _as_on(target):
+    with session.active(tracker), _as_on(target, tracker):
         count = micro_batches_run(workload)
         if cuda_target:
             batches: Sequence[dict] = _BatchesMadeOnUse(workload, count)
@@ -303,7 +310,7 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
         weights = [*model.parameters(), *model.buffers()]
         tracker = ValueFreeMemory(cuda_allocator=cuda_target)
         tracker.add(weights)
-        with session.active(tracker), _as_on(target):
+        with session.active(tracker), _as_on(target, tracker):
             _run_inference(model, workload, precision, cpu, fake=True)
         inference_memory = StepMemory.from_peak(tracker.peak({"weights": weights}))
     return Profile(workload, target, total, trainable, training_memory, inference_memory)
@@ -362,3 +369,59 @@ def measure(workload: Workload, target: Target, device: torch.device) -> Measure
     with tracker:
         _run_inference(model, workload, precision, device, fake=False)
     return Measurement("cpu", training_peak, tracker.peak().total)
+
+
+@dataclass(frozen=True)
+class StepsMeasurement:
+    """Peaks (bytes) over several real training steps and the seconds of each step.
+
+    CUDA: ``max_memory_allocated`` and ``max_memory_reserved``; CPU: the live-tensor tracker (``reserved`` =
+    ``allocated``, and the steps are timed with the tracker on).
+    """
+
+    device: str
+    allocated: int
+    reserved: int
+    seconds: tuple[float, ...]
+
+
+def _timed(run: Callable[[], None], cuda: bool) -> float:
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    run()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def measure_training_steps(workload: Workload, target: Target, device: torch.device, steps: int = 2) -> StepsMeasurement:
+    """Run ``steps`` real training steps of ``workload`` on ``device`` as ``tad train`` does (all its
+    micro-batches, gradient clipping, AdamW, EMA) from a random-initialised model, and measure them.
+
+    The peaks start once the model, the optimizer state and the EMA exist; ``target`` gives the precision (CUDA
+    only; the CPU computes in fp32).
+    """
+    torch.manual_seed(0)
+    cuda = device.type == "cuda"
+    precision = _precision(target, cuda) if cuda else Precision("cpu", None)
+    model = build_model(_without_weights_file(workload.preset), workload.num_classes, device=device)
+    training = _set_up_training(model, workload, device)
+    batches = [_micro_batch(workload, fake=False) for _ in range(workload.accumulation)]
+
+    def step() -> None:
+        _run_training_step(training, batches, workload, precision, device)
+
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        seconds = tuple(_timed(step, cuda) for _ in range(steps))
+        allocated, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+        return StepsMeasurement(torch.cuda.get_device_name(device), allocated, reserved, seconds)
+    tracker = LiveTensorMemory()
+    tracker.add(t for tensors in _training_groups(training).values() for t in tensors)
+    with tracker:
+        tracker.add(t for batch in batches for t in (batch["frames"], batch["masks"]))
+        seconds = tuple(_timed(step, cuda) for _ in range(steps))
+    peak = tracker.peak().total
+    return StepsMeasurement("cpu", peak, peak, seconds)

@@ -7,6 +7,10 @@ counted with :meth:`LiveTensorMemory.add`. It works the same on real tensors (a 
 tensors (a prediction, :mod:`tadcli.profiling.fake`), so the two count exactly the same things. It does
 not see scratch memory that a kernel allocates and frees inside itself, nor storages resized in place.
 
+:meth:`LiveTensorMemory.recording` records the allocations and frees of a block of code, and
+:meth:`LiveTensorMemory.replay` counts a recorded sequence again without running anything
+(:mod:`tadcli.profiling.replay`: repeated calls of a memory prediction).
+
 With ``cuda_allocator=True`` every storage is counted as the CUDA caching allocator serves it: rounded up
 to 512-byte blocks (what ``torch.cuda.max_memory_allocated`` reports), and the reserved segments are
 estimated from the live blocks: blocks up to 1 MiB share 2 MiB segments, blocks under 10 MiB share 20 MiB
@@ -15,11 +19,12 @@ segments, larger ones get their own segment rounded up to 2 MiB (``c10/cuda/CUDA
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import weakref
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -44,6 +49,38 @@ def round_up(value: int, multiple: int) -> int:
 def cuda_block_bytes(nbytes: int) -> int:
     """Bytes the CUDA caching allocator hands out for a request of ``nbytes`` (0 stays 0)."""
     return 0 if nbytes == 0 else round_up(max(nbytes, CUDA_BLOCK), CUDA_BLOCK)
+
+
+FREED = -1  # the size of a free in a recorded sequence of events
+
+
+@dataclass
+class Recording:
+    """What a block of code allocated and freed, in order (:meth:`LiveTensorMemory.recording`).
+
+    Attributes:
+        events: ``(storage, bytes)`` per allocation and ``(storage, FREED)`` per free; storages are numbered
+            in the order the block allocated them.
+        storages: storage key -> its number, for the storages allocated in the block and still live.
+        frees_older: the block freed a storage allocated before it.
+    """
+
+    events: list[tuple[int, int]] = field(default_factory=list)
+    storages: dict[int, int] = field(default_factory=dict)
+    frees_older: bool = False
+    _count: int = 0
+
+    def allocated(self, key: int, nbytes: int) -> None:
+        self.storages[key] = number = self._count
+        self._count += 1
+        self.events.append((number, nbytes))
+
+    def freed(self, key: int) -> None:
+        number = self.storages.pop(key, None)
+        if number is None:
+            self.frees_older = True
+        else:
+            self.events.append((number, FREED))
 
 
 @dataclass(frozen=True)
@@ -89,6 +126,9 @@ class LiveTensorMemory(TorchDispatchMode):
         self._reserved_peak = 0
         self._peak_live: dict[int, tuple[int, int]] = {}
         self._peak_pending = False  # the peak rose since the last snapshot of the live set
+        self._recording: Recording | None = None
+        self._paused = False  # ops run without counting their outputs
+        self._replayed_keys = itertools.count(-1, -1)  # keys of replayed storages that exist nowhere (< 0)
 
     def _pool(self, nbytes: int) -> tuple[int, int]:
         """(pool index, bytes the pool's segments hold for it) of a block."""
@@ -110,6 +150,10 @@ class LiveTensorMemory(TorchDispatchMode):
         if key in self._live:
             return
         nbytes = cuda_block_bytes(storage.nbytes()) if self.cuda_allocator else storage.nbytes()
+        self._allocate(key, nbytes)
+        self._watchers[key] = weakref.ref(storage, functools.partial(self._release, key))
+
+    def _allocate(self, key: int, nbytes: int) -> None:
         self._live[key] = (next(self._entries), nbytes)
         self._current += nbytes
         if self.cuda_allocator:
@@ -119,13 +163,16 @@ class LiveTensorMemory(TorchDispatchMode):
         if self._current > self._peak:
             self._peak = self._current
             self._peak_pending = True
-        self._watchers[key] = weakref.ref(storage, functools.partial(self._release, key))
+        if self._recording is not None:
+            self._recording.allocated(key, nbytes)
 
     def _release(self, key: int, _reference: weakref.ref | None = None) -> None:
         if self._peak_pending:  # the moment before the first release after a rise is a peak
             self._peak_live = dict(self._live)
             self._peak_pending = False
-        del self._watchers[key]
+        self._watchers.pop(key, None)  # a replayed storage that exists nowhere has no watcher
+        if self._recording is not None:
+            self._recording.freed(key)
         _, nbytes = self._live.pop(key)
         self._current -= nbytes
         if self.cuda_allocator:
@@ -145,6 +192,45 @@ class LiveTensorMemory(TorchDispatchMode):
         if self.cuda_allocator:
             self._reserved_peak = self._reserved_now()
 
+    @property
+    def is_recording(self) -> bool:
+        return self._recording is not None
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[Recording]:
+        """Record the allocations and frees counted inside (not nested)."""
+        if self._recording is not None:
+            raise RuntimeError("a recording is already running")
+        self._recording = recording = Recording()
+        try:
+            yield recording
+        finally:
+            self._recording = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Ops run inside are not counted (the tensors a replay hands back, counted by :meth:`replay`)."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
+    def replay(self, events: Iterable[tuple[int, int]], bound: Mapping[int, torch.UntypedStorage]) -> None:
+        """Count a recorded sequence of :attr:`Recording.events` again, exactly as when it was recorded:
+        the same peak, reserved segments and live set at the peak. ``bound``: the storages that stand for some
+        of the recorded ones (those still live at the end), counted until they are freed."""
+        keys: dict[int, int] = {}
+        for number, nbytes in events:
+            if nbytes == FREED:
+                self._release(keys.pop(number))
+                continue
+            storage = bound.get(number)
+            keys[number] = key = next(self._replayed_keys) if storage is None else storage._cdata
+            self._allocate(key, nbytes)
+            if storage is not None:
+                self._watchers[key] = weakref.ref(storage, functools.partial(self._release, key))
+
     def add(self, tensors: Iterable[torch.Tensor]) -> None:
         """Count tensors that already exist (parameters, optimizer state, inputs) until they are freed."""
         for tensor in tensors:
@@ -156,7 +242,7 @@ class LiveTensorMemory(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - dispatch protocol
         out = self.run(func, args, kwargs or {})
-        if func is _DEVICE_QUERY:
+        if func is _DEVICE_QUERY or self._paused:
             return out
         unaliased = self._unaliased_outputs.get(func)
         if unaliased is None:
