@@ -130,7 +130,9 @@ class IssueKind(StrEnum):
         "video_rotated", Severity.NOTE, "kept: frames are turned upright as players show them (display rotation)"
     )
     SUBSET_RENAMED = ("subset_renamed", Severity.NOTE, "subset renamed to the profile's name")
-    SUBSET_UNUSED = ("subset_unused", Severity.NOTE, "kept: neither the training nor the evaluation subset of the profile")
+    SUBSET_UNUSED = (
+        "subset_unused", Severity.NOTE, "kept: neither the training nor the evaluation subset of the profile"
+    )
     VIDEO_WITHOUT_INSTANCES = (
         "video_without_instances",
         Severity.NOTE,
