@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tadcli.evaluation import Detections, GroundTruth, evaluate_detections
+from tadcli.evaluation import DetectionTable, GroundTruth, evaluate_detections
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
@@ -79,11 +79,11 @@ def write_files(directory: Path, gt_rows: list[tuple], det_rows: list[tuple]) ->
     return gt_path, results_path
 
 
-def to_inputs(gt_rows: list[tuple], det_rows: list[tuple]) -> tuple[GroundTruth, Detections]:
+def to_inputs(gt_rows: list[tuple], det_rows: list[tuple]) -> tuple[GroundTruth, DetectionTable]:
     gt = GroundTruth(
         [r[0] for r in gt_rows], np.array([r[1] for r in gt_rows]), np.array([r[2] for r in gt_rows]), [r[3] for r in gt_rows]
     )
-    dets = Detections(
+    dets = DetectionTable(
         [r[0] for r in det_rows],
         np.array([r[1] for r in det_rows]),
         np.array([r[2] for r in det_rows]),

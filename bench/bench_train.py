@@ -23,8 +23,8 @@ import torch
 
 import tadcli
 from tadcli.config.loader import load_preset
-from tadcli.data.dataset import collate_windows, records_from_prepared
-from tadcli.data.manifest import load_prepared_dataset
+from tadcli.data.dataset import collate_windows
+from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
 from tadcli.data.pipeline import train_dataset
 from tadcli.services.prepare import prepare_synthetic
 from tadcli.services.train import TrainRequest, train

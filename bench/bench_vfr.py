@@ -69,8 +69,8 @@ def main() -> None:
     if not (work / "run" / "model.safetensors").is_file():
         prepare_and_train(work)
 
-    from tadcli.data.dataset import VideoRecord, records_from_prepared
-    from tadcli.data.manifest import load_prepared_dataset
+    from tadcli.data.dataset import VideoRecord
+    from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
     from tadcli.inference.evaluate import evaluate_on_records
     from tadcli.inference.loading import load_run_model
     from tadcli.model.build import postprocess_settings

@@ -41,7 +41,7 @@ _PUBLIC = {
     "VideoEvents": "tadcli.io.events",
     # data
     "read_annotations": "tadcli.data.annotations",
-    "load_prepared_dataset": "tadcli.data.manifest",
+    "load_prepared_dataset": "tadcli.data.prepared",
     "read_video_classifier": "tadcli.data.video_classifier",
     # evaluation
     "evaluate_detections": "tadcli.evaluation.detection_map",

@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tadcli.cli import app
-from tadcli.data.manifest import load_prepared_dataset
+from tadcli.data.prepared import load_prepared_dataset
 from tadcli.data.synthetic import write_mp4
 from tadcli.services.prepare import check_dataset, prepare_dataset, prepare_synthetic
 

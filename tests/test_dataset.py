@@ -17,9 +17,8 @@ from tadcli.data.dataset import (
     VideoRecord,
     collate_windows,
     make_dataloader,
-    records_from_prepared,
 )
-from tadcli.data.manifest import load_prepared_dataset
+from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
 from tadcli.data.synthetic import write_synthetic_videos
 from tadcli.data.transforms import EvalTransform, TrainTransform
 from tadcli.services.prepare import prepare_dataset

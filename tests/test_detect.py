@@ -14,7 +14,7 @@ import tadcli
 from tadcli.cli import app
 from tadcli.config.loader import preset_to_yaml
 from tadcli.data.annotations import read_class_list
-from tadcli.data.manifest import load_prepared_dataset
+from tadcli.data.prepared import load_prepared_dataset
 from tadcli.data.transforms import EvalTransform, frames_from_decoder
 from tadcli.data.video import open_video
 from tadcli.inference.detector import events_from_detections

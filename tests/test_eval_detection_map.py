@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tadcli.evaluation.detection_map import (
-    Detections,
+    DetectionTable,
     GroundTruth,
     evaluate_detections,
     interpolated_average_precision,
@@ -23,8 +23,8 @@ def make_gt(*rows: tuple[str, float, float, str]) -> GroundTruth:
     )
 
 
-def make_dets(*rows: tuple[str, float, float, str, float]) -> Detections:
-    return Detections(
+def make_dets(*rows: tuple[str, float, float, str, float]) -> DetectionTable:
+    return DetectionTable(
         video_ids=[r[0] for r in rows],
         starts=np.array([r[1] for r in rows], dtype=np.float64),
         ends=np.array([r[2] for r in rows], dtype=np.float64),
@@ -33,7 +33,7 @@ def make_dets(*rows: tuple[str, float, float, str, float]) -> Detections:
     )
 
 
-def ap_of(gt: GroundTruth, dets: Detections, thresholds=(0.5,)) -> list[float]:
+def ap_of(gt: GroundTruth, dets: DetectionTable, thresholds=(0.5,)) -> list[float]:
     """AP of the only class at each threshold."""
     metrics = evaluate_detections(gt, dets, thresholds)
     assert len(metrics.classes) == 1

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tadcli.evaluation.detection_map import Detections, GroundTruth, evaluate_detections
+from tadcli.evaluation.detection_map import DetectionTable, GroundTruth, evaluate_detections
 
 
 def official_segment_iou(target_segment, candidate_segments):
@@ -146,7 +146,7 @@ def to_inputs(gt_rows, det_rows):
         ends=np.array([r[2] for r in gt_rows], dtype=np.float64),
         labels=[r[3] for r in gt_rows],
     )
-    dets = Detections(
+    dets = DetectionTable(
         video_ids=[r[0] for r in det_rows],
         starts=np.array([r[1] for r in det_rows], dtype=np.float64),
         ends=np.array([r[2] for r in det_rows], dtype=np.float64),

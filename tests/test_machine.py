@@ -60,7 +60,7 @@ def leftovers(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, small_synthetic) -> dict[str, Path]:
     """A run trained one epoch, a held-out video, a file where folders are asked for."""
-    from tadcli.data.manifest import load_prepared_dataset
+    from tadcli.data.prepared import load_prepared_dataset
     from tadcli.services.train import TrainRequest, train
 
     root = tmp_path_factory.mktemp("machine")

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from tadcli.cli import app
 from tadcli.data.annotations import Instance, read_annotations
-from tadcli.data.manifest import load_prepared_dataset
+from tadcli.data.prepared import load_prepared_dataset
 from tadcli.errors import DatasetError
 from tadcli.services.prepare import check_dataset, prepare_dataset
 

@@ -18,8 +18,8 @@ import torch
 from typer.testing import CliRunner
 
 from tadcli.cli import app
-from tadcli.data.dataset import VideoRecord, records_from_prepared
-from tadcli.data.manifest import load_prepared_dataset
+from tadcli.data.dataset import VideoRecord
+from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
 from tadcli.data.probe import probe_video
 from tadcli.data.synthetic import write_mp4
 from tadcli.data.timeline import presentation_timeline

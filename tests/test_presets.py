@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from tadcli.cli import app
 from tadcli.config.loader import load_preset, preset_to_yaml, shipped_preset_names
 from tadcli.config.profiles import PROFILES, get_profile
-from tadcli.data.manifest import load_prepared_dataset
+from tadcli.data.prepared import load_prepared_dataset
 from tadcli.errors import PresetError
 
 from conftest import error_line

@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 
 import tadcli
 from tadcli.config.loader import load_preset
-from tadcli.data.dataset import collate_windows, records_from_prepared
-from tadcli.data.manifest import load_prepared_dataset
+from tadcli.data.dataset import collate_windows
+from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
 from tadcli.data.pipeline import train_dataset
 from tadcli.errors import TadError
 from tadcli.inference.loading import load_run_model

@@ -39,7 +39,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from tadcli.data.manifest import PreparedDataset
 from tadcli.data.sampling import (
     Window,
     grid_to_seconds,
@@ -96,35 +95,6 @@ class VideoRecord:
             segments=np.zeros((0, 2)),
             labels=np.zeros(0, dtype=np.int64),
         )
-
-
-def records_from_prepared(dataset: PreparedDataset, subset: str) -> list[VideoRecord]:
-    """The videos of one subset of a prepared dataset (:func:`tadcli.data.manifest.load_prepared_dataset`).
-
-    Raises:
-        DatasetError: the subset is absent, or the dataset was prepared without videos (no path, fps or
-            frame count to read frames with).
-    """
-    class_index = {name: index for index, name in enumerate(dataset.classes)}
-    records = []
-    for video in dataset.subset(subset):
-        if video.path is None or video.fps is None or video.num_frames is None or video.duration is None:
-            raise DatasetError(
-                f"{dataset.root}: video '{video.video_id}' has no probed file (prepared without --videos); "
-                "prepare the dataset with its videos to train or evaluate on it"
-            )
-        records.append(
-            VideoRecord(
-                video_id=video.video_id,
-                path=video.path,
-                fps=video.fps,
-                num_frames=video.num_frames,
-                duration=video.duration,
-                segments=np.array([[i.start, i.end] for i in video.instances], dtype=np.float64).reshape(-1, 2),
-                labels=np.array([class_index[i.label] for i in video.instances], dtype=np.int64),
-            )
-        )
-    return records
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,14 @@ training and evaluation pipelines (spec §6.4: "Resize short side").
 
 A reader keeps the file open; open one per DataLoader worker (see ``tadcli.data.dataset``), never share
 one across processes.
+
+:data:`VIDEO_EXTENSIONS` are the files taken for videos where a folder is searched (``tad prepare``,
+``tad detect``, ``tad extract``: :func:`expand_video_inputs`).
 """
 
 from __future__ import annotations
 
+import glob
 import itertools
 import logging
 from collections.abc import Sequence
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from tadcli.data.timeline import Timeline, presentation_timeline
-from tadcli.errors import VideoError
+from tadcli.errors import TadError, VideoError
 
 if TYPE_CHECKING:
     import torch
@@ -45,6 +49,36 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Backend = Literal["auto", "decord", "pyav"]
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
+
+
+def expand_video_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for video files (sorted), glob patterns expanded (sorted).
+
+    Raises:
+        TadError: an input matches nothing, or nothing is left.
+    """
+    videos: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            if not found:
+                raise TadError(f"{path}: the folder holds no video file ({', '.join(VIDEO_EXTENSIONS)})")
+            videos.extend(found)
+        elif path.exists():
+            videos.append(path)
+        elif glob.has_magic(str(item)):
+            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
+            if not matches:
+                raise TadError(f"{item}: the pattern matches no file")
+            videos.extend(matches)
+        else:
+            raise TadError(f"{path}: video not found")
+    if not videos:
+        raise TadError("no video given")
+    return videos
 
 
 def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:

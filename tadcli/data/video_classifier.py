@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tadcli.data.annotations import load_json
+from tadcli.data.annotations import BSN_VIDEO_PREFIX, load_json, without_bsn_prefix
 from tadcli.errors import AnnotationError
 
-VIDEO_PREFIX = "v_"  # ActivityNet file names; classifier files and annotations use the bare id
 _EXAMPLES = 3
 
 
@@ -81,8 +80,8 @@ def video_class_scores(scores: Mapping[str, torch.Tensor], video_id: str) -> tor
 
 
 def _lookup_key(scores: Mapping[str, torch.Tensor], video_id: str) -> str | None:
-    bare = video_id.removeprefix(VIDEO_PREFIX)
-    return next((key for key in (video_id, bare, VIDEO_PREFIX + bare) if key in scores), None)
+    bare = without_bsn_prefix(video_id)  # ActivityNet ids: file names have the prefix, classifier files may not
+    return next((key for key in (video_id, bare, BSN_VIDEO_PREFIX + bare) if key in scores), None)
 
 
 def _file_classes(content: dict, path: Path) -> list[str]:

@@ -1,10 +1,12 @@
-"""Detection metrics: the official ActivityNet detection mAP and the results-file reader."""
+"""Detection metrics: the official ActivityNet detection mAP (:mod:`.detection_map`), the results-file reader
+(:mod:`.results`), the choice of ground truth a results file is scored against (:mod:`.ground_truth`) and the
+report the user reads (:mod:`.report`)."""
 
 from __future__ import annotations
 
 from tadcli.evaluation.detection_map import (
     DetectionMetrics,
-    Detections,
+    DetectionTable,
     GroundTruth,
     evaluate_detections,
     interpolated_average_precision,
@@ -14,7 +16,7 @@ from tadcli.evaluation.results import read_detection_results
 
 __all__ = [
     "DetectionMetrics",
-    "Detections",
+    "DetectionTable",
     "GroundTruth",
     "evaluate_detections",
     "interpolated_average_precision",

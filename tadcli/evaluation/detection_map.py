@@ -80,7 +80,7 @@ class GroundTruth:
 
 
 @dataclass(frozen=True)
-class Detections:
+class DetectionTable:
     """Detections to score, one row per detection, in file order (which breaks score ties).
 
     Args:
@@ -142,7 +142,7 @@ class DetectionMetrics:
 
 def evaluate_detections(
     ground_truth: GroundTruth,
-    detections: Detections,
+    detections: DetectionTable,
     tiou_thresholds: Sequence[float],
 ) -> DetectionMetrics:
     """Score detections against ground truth at each tIoU threshold, as the official evaluator does.
@@ -256,7 +256,7 @@ def _class_average_precision(is_true_positive: np.ndarray, num_positives: float)
 
 
 def _rank_detections(
-    detections: Detections, class_index: dict[str, int], video_index: dict[str, int]
+    detections: DetectionTable, class_index: dict[str, int], video_index: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Detections with a ground-truth class, grouped by class and ranked by descending score.
 
@@ -276,7 +276,7 @@ def _rank_detections(
 
 def _candidate_pairs(
     ground_truth: GroundTruth,
-    detections: Detections,
+    detections: DetectionTable,
     det_rows: np.ndarray,
     det_class: np.ndarray,
     det_video: np.ndarray,

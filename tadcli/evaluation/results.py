@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from tadcli.errors import AnnotationError
-from tadcli.evaluation.detection_map import Detections
+from tadcli.evaluation.detection_map import DetectionTable
 
 
-def read_detection_results(path: str | Path, strict: bool = False) -> Detections:
-    """Read an ActivityNet-format results file into :class:`Detections`, in file order.
+def read_detection_results(path: str | Path, strict: bool = False) -> DetectionTable:
+    """Read an ActivityNet-format results file into :class:`DetectionTable`, in file order.
 
     Args:
         path: the results JSON file.
@@ -55,14 +55,14 @@ def read_detection_results(path: str | Path, strict: bool = False) -> Detections
     return results_columns(results, path, strict)
 
 
-def results_columns(results: dict, source: str | Path, strict: bool = False) -> Detections:
+def results_columns(results: dict, source: str | Path, strict: bool = False) -> DetectionTable:
     """The ``results`` mapping of a results file (``{video: [{"segment", "label", "score"}]}``) as
-    :class:`Detections`, in order; ``source`` names it in errors (see :func:`read_detection_results`)."""
+    :class:`DetectionTable`, in order; ``source`` names it in errors (see :func:`read_detection_results`)."""
     detections = _well_formed_columns(results, strict)
     return detections if detections is not None else _checked_columns(results, source, strict)
 
 
-def _well_formed_columns(results: dict, strict: bool) -> Detections | None:
+def _well_formed_columns(results: dict, strict: bool) -> DetectionTable | None:
     """The detections of a well-formed file, checked in bulk; ``None`` at the first doubt.
 
     The fast path for large files: columns are gathered with list comprehensions and checked with
@@ -96,7 +96,7 @@ def _well_formed_columns(results: dict, strict: bool) -> Detections | None:
         return None
     if strict and not (bounds[:, 1] >= bounds[:, 0]).all():
         return None
-    return Detections(
+    return DetectionTable(
         video_ids=video_ids,
         starts=np.ascontiguousarray(bounds[:, 0]),
         ends=np.ascontiguousarray(bounds[:, 1]),
@@ -105,7 +105,7 @@ def _well_formed_columns(results: dict, strict: bool) -> Detections | None:
     )
 
 
-def _checked_columns(results: dict, path: str | Path, strict: bool) -> Detections:
+def _checked_columns(results: dict, path: str | Path, strict: bool) -> DetectionTable:
     """The detections, entry by entry, raising :class:`AnnotationError` at the first bad one."""
     video_ids: list[str] = []
     starts: list[float] = []
@@ -122,7 +122,7 @@ def _checked_columns(results: dict, path: str | Path, strict: bool) -> Detection
             labels.append(label)
             scores.append(score)
         video_ids.extend([video_id] * len(entries))
-    return Detections(
+    return DetectionTable(
         video_ids=video_ids,
         starts=np.array(starts, dtype=np.float64),
         ends=np.array(ends, dtype=np.float64),

@@ -70,7 +70,7 @@ def demo(
         progress: ``(description, done, total)`` for dataset writing, evaluation and detection.
         reporter_factory: the training display (see :func:`tadcli.services.train.train`).
     """
-    from tadcli.data.manifest import load_prepared_dataset
+    from tadcli.data.prepared import load_prepared_dataset
     from tadcli.io.events import write_events
     from tadcli.services.detect import detect
     from tadcli.services.eval import evaluate_run

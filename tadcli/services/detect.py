@@ -10,12 +10,11 @@ are still written, and :attr:`DetectReport.failed` tells the CLI to exit non-zer
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tadcli.data.annotations import VIDEO_EXTENSIONS
+from tadcli.data.video import expand_video_inputs
 from tadcli.errors import TadError
 from tadcli.io.paths import check_input_file, check_output_file, is_stdout
 
@@ -41,34 +40,6 @@ class DetectReport:
     @property
     def failed(self) -> list:
         return [video for video in self.videos if video.events is None]
-
-
-def expand_video_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders searched recursively for video files (sorted), glob patterns expanded (sorted).
-
-    Raises:
-        TadError: an input matches nothing, or nothing is left.
-    """
-    videos: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-            if not found:
-                raise TadError(f"{path}: the folder holds no video file ({', '.join(VIDEO_EXTENSIONS)})")
-            videos.extend(found)
-        elif path.exists():
-            videos.append(path)
-        elif glob.has_magic(str(item)):
-            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
-            if not matches:
-                raise TadError(f"{item}: the pattern matches no file")
-            videos.extend(matches)
-        else:
-            raise TadError(f"{path}: video not found")
-    if not videos:
-        raise TadError("no video given")
-    return videos
 
 
 def read_ground_truth_events(annotations: str | Path) -> dict:

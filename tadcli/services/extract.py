@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tadcli.data.video import expand_video_inputs
 from tadcli.errors import TadError
 from tadcli.io.paths import check_input_path, check_output_dir
-from tadcli.services.detect import expand_video_inputs
 
 ProgressCallback = Callable[[str, int, int], None]
 DEFAULT_EXTRACT_PROFILE = "thumos14"

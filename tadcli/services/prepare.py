@@ -1,10 +1,11 @@
 """`tad prepare`: official annotation files + a video folder -> one checked dataset folder.
 
-``prepare_dataset`` reads the annotations raw (:mod:`tadcli.data.annotations`), renames subsets to the
-dataset profile's names, finds and probes every video (:mod:`tadcli.data.probe`, cached), applies the
-checks of :mod:`tadcli.data.manifest` and writes the folder described there. ``check_dataset`` runs the
+``prepare_dataset`` reads the annotations raw (:mod:`tadcli.data.annotations`), applies the rules of
+:mod:`tadcli.data.checks` (subsets renamed to the dataset profile's names, blocked videos, video files
+found by id, then every per-video and per-instance check), probes every video (:mod:`tadcli.data.probe`,
+cached) and writes the folder described in :mod:`tadcli.data.prepared`. ``check_dataset`` runs the
 same checks on a prepared folder; ``prepare_synthetic`` writes the built-in synthetic dataset and
-prepares it. Each returns a :class:`~tadcli.data.manifest.DatasetReport`: ``report.usable`` decides the
+prepares it. Each returns a :class:`~tadcli.data.report.DatasetReport`: ``report.usable`` decides the
 exit code, ``report.summary()`` is the text to show.
 
 Subset names follow the OpenTAD / ActionFormer convention of each profile:
@@ -47,35 +48,34 @@ from pathlib import Path
 from typing import Callable
 
 from tadcli.config.profiles import get_profile, subset_renames
-from tadcli.data.annotations import (
-    DATASET_FORMATS,
-    VIDEO_EXTENSIONS,
-    AnnotationFormat,
-    AnnotationSet,
-    read_annotations,
-    read_video_list,
+from tadcli.data.annotations import AnnotationFormat, AnnotationSet, read_annotations, read_video_list
+from tadcli.data.checks import (
+    Issue,
+    IssueKind,
+    check_dataset_format,
+    check_subsets,
+    choose_annotation_format,
+    clean_videos,
+    count_subsets,
+    drop_blocked_videos,
+    find_video_files,
+    rename_subsets,
 )
-from tadcli.data.manifest import (
+from tadcli.data.prepared import (
     MANIFEST_FILE,
     PROBE_CACHE_FILE,
     REPORT_JSON_FILE,
-    DatasetReport,
-    Issue,
-    check_subsets,
-    clean_videos,
-    count_subsets,
     load_prepared_dataset,
     write_prepared_dataset,
-    write_report,
 )
 from tadcli.data.probe import VideoProbe, probe_videos
+from tadcli.data.report import DatasetReport, write_report
 from tadcli.errors import DatasetError
 from tadcli.io.paths import check_input_dir, check_input_file, check_input_path, check_output_dir
 from tadcli.io.staging import StagedFolder, staged_folder
 
 ProgressCallback = Callable[[str, int, int], None]
 
-DEFAULT_EPIC_FORMAT = AnnotationFormat.EPIC_KITCHENS_NOUN
 
 def prepare_dataset(
     dataset: str,
@@ -153,30 +153,18 @@ def _prepare_staged(
     ``blocked``: videos removed from the evaluated subset."""
     profile = get_profile(dataset)
     out_dir = staged.target
-    issues: list[Issue] = []
-    if dataset == "epic-kitchens" and annotation_format is None and annotations.suffix.lower() != ".json":
-        annotation_format = DEFAULT_EPIC_FORMAT
-        issues.append(
-            Issue(
-                "default_choice",
-                f"EPIC-Kitchens task: noun (format {DEFAULT_EPIC_FORMAT}); use epic-kitchens-verb for verbs",
-            )
-        )
+    annotation_format, issues = choose_annotation_format(dataset, annotations, annotation_format)
     _report_progress(progress, "reading annotations", 0, 1)
     annotation_set = read_annotations(annotations, annotation_format, class_list=class_list)
     _report_progress(progress, "reading annotations", 1, 1)
-    if annotation_set.format not in DATASET_FORMATS[dataset]:
-        raise DatasetError(
-            f"{annotations}: {annotation_set.format} annotations are not a {dataset} format "
-            f"(expected {', '.join(DATASET_FORMATS[dataset])})"
-        )
-    issues += _rename_subsets(annotation_set, subset_renames(dataset, annotation_set.format))
+    check_dataset_format(annotation_set, annotations, dataset)
+    issues += rename_subsets(annotation_set, subset_renames(dataset, annotation_set.format))
     if blocked is not None:
-        issues += _drop_blocked_videos(annotation_set, read_video_list(blocked), profile.eval_subset, dataset)
+        issues += drop_blocked_videos(annotation_set, read_video_list(blocked), profile.eval_subset, dataset)
 
     video_paths, probes, probed, from_cache = None, None, 0, 0
     if videos_dir is not None:
-        video_paths, ambiguous = _find_video_files(videos_dir, annotation_set, dataset == "activitynet")
+        video_paths, ambiguous = find_video_files(videos_dir, annotation_set, dataset == "activitynet")
         for issue in ambiguous:  # dropped here, so that they are not also reported missing
             del annotation_set.videos[issue.video_id]
         issues += ambiguous
@@ -200,7 +188,8 @@ def _prepare_staged(
         annotations=_recorded_path(shown_annotations, out_dir),
     )
     if not report.usable and (out_dir / MANIFEST_FILE).is_file():
-        report.issues.append(Issue("previous_dataset_kept", f"{out_dir} still holds the dataset prepared before"))
+        kept = Issue(IssueKind.PREVIOUS_DATASET_KEPT, f"{out_dir} still holds the dataset prepared before")
+        report.issues.append(kept)
         return report  # the staged folder is removed: the earlier dataset stays byte for byte
     write_report(staged.path, report)
     if report.usable:
@@ -273,14 +262,13 @@ def check_dataset(
     """
     dataset = load_prepared_dataset(check_input_dir(dataset_dir, "dataset folder"))
     profile = dataset.dataset_profile
-    annotation_set = dataset.annotation_set()
     probes, probed, from_cache = None, 0, 0
     if all(video.path is not None for video in dataset.videos.values()):
         existing = [video.path for video in dataset.videos.values() if video.path.is_file()]
         run = probe_videos(existing, dataset.root / PROBE_CACHE_FILE, workers, progress)
         probes = {video.video_id: run.probes.get(str(video.path.absolute())) for video in dataset.videos.values()}
         probed, from_cache = run.probed, run.from_cache
-    videos, issues = clean_videos(annotation_set.videos, dataset.classes, probes, profile)
+    videos, issues = clean_videos(dataset.video_annotations(), dataset.classes, probes, profile)
     issues += check_subsets(videos, dataset.classes, profile)
     return DatasetReport(
         mode="check",
@@ -323,71 +311,6 @@ def prepare_synthetic(
             staged, "synthetic", annotation_file, staged.path / VIDEO_DIRNAME, "custom-json", None, workers, progress,
             shown_annotations=out_dir / ANNOTATION_FILENAME,
         )
-
-
-def _rename_subsets(annotation_set: AnnotationSet, renames: dict[str, str]) -> list[Issue]:
-    """Rename subsets in place (all at once: renames may swap names); one issue per renamed subset.
-
-    Names match case-insensitively, the profile's own names too (``Validation`` -> ``val`` for custom data).
-    """
-    by_lower = {new.lower(): new for new in renames.values()} | {old.lower(): new for old, new in renames.items()}
-    members = {old: [v for v in annotation_set.videos.values() if v.subset == old] for old in annotation_set.subsets()}
-    issues = []
-    for old, videos in members.items():
-        new = by_lower.get(old.lower(), old)
-        if new != old:
-            for video in videos:
-                video.subset = new
-            issues.append(Issue("subset_renamed", f"'{old}' -> '{new}' ({len(videos)} videos)", subset=new))
-    return issues
-
-
-def _drop_blocked_videos(
-    annotation_set: AnnotationSet, blocked: list[str], eval_subset: str, dataset: str
-) -> list[Issue]:
-    """Remove the listed videos from the evaluated subset, in place; one issue per video, one note for
-    the listed ids that are not in it."""
-    def key(video_id: str) -> str:
-        return video_id.removeprefix("v_") if dataset == "activitynet" else video_id
-
-    wanted = {key(video_id) for video_id in blocked}
-    issues, found = [], set()
-    for video_id, video in list(annotation_set.videos.items()):
-        if video.subset == eval_subset and key(video_id) in wanted:
-            found.add(key(video_id))
-            issues.append(Issue("video_blocked", f"{len(video.instances)} instances", video_id, eval_subset))
-            del annotation_set.videos[video_id]
-    absent = sorted(wanted - found)
-    if absent:
-        issues.append(Issue("blocked_video_absent", f"{len(absent)} listed ids, e.g. {absent[:3]}", subset=eval_subset))
-    return issues
-
-
-def _find_video_files(
-    videos_dir: Path, annotation_set: AnnotationSet, try_v_prefix: bool
-) -> tuple[dict[str, Path], list[Issue]]:
-    """video id -> its file, for the videos with exactly one matching file; an issue for each video
-    that several files match. An id is a file name without extension, found anywhere below ``videos_dir``, or
-    a path relative to it (``cam1/clip``: videos with the same name in different folders).
-    ``try_v_prefix``: ActivityNet ids match files with or without ``v_``."""
-    by_name: dict[str, list[Path]] = {}
-    for file in sorted(videos_dir.rglob("*")):
-        if file.suffix.lower() in VIDEO_EXTENSIONS and file.is_file():
-            by_name.setdefault(file.stem, []).append(file.absolute())
-            relative = file.relative_to(videos_dir).with_suffix("").as_posix()
-            if relative != file.stem:
-                by_name.setdefault(relative, []).append(file.absolute())
-    found, issues = {}, []
-    for video_id, video in annotation_set.videos.items():
-        names = dict.fromkeys((video_id, f"v_{video_id}", video_id.removeprefix("v_")) if try_v_prefix else (video_id,))
-        matches = [file for name in names for file in by_name.get(name.replace("\\", "/"), [])]
-        if len(matches) == 1:
-            found[video_id] = matches[0]
-        elif len(matches) > 1:
-            listed = " and ".join(str(file) for file in matches)
-            hint = f"; name one by its path relative to {videos_dir} (e.g. {matches[0].relative_to(videos_dir.absolute()).with_suffix('').as_posix()})"
-            issues.append(Issue("video_file_ambiguous", listed + hint, video_id, video.subset))
-    return found, issues
 
 
 def _probes_by_video(

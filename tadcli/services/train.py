@@ -153,8 +153,7 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
     import torch
 
     from tadcli.config.loader import load_preset
-    from tadcli.data.dataset import records_from_prepared
-    from tadcli.data.manifest import load_prepared_dataset
+    from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
     from tadcli.data.pipeline import train_dataset
     from tadcli.io.rundir import RunConfig, read_run_config, run_lock, run_paths, write_run_config
     from tadcli.model.build import build_model
@@ -302,7 +301,7 @@ def _train_in_workers(request: TrainRequest, nproc: int):  # noqa: ANN202
 
     if request.resume is None and request.out is None:
         from tadcli.config.loader import load_preset
-        from tadcli.data.manifest import load_prepared_dataset
+        from tadcli.data.prepared import load_prepared_dataset
 
         if request.data is None:
             raise TadError("--data DIR is required: a dataset folder written by 'tad prepare'")

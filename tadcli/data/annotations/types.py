@@ -16,10 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from tadcli.data.video import VIDEO_EXTENSIONS
+
 __all__ = [
     "AMBIGUOUS_LABEL",
     "BSN_VIDEO_PREFIX",
-    "VIDEO_EXTENSIONS",
+    "without_bsn_prefix",
+    "bsn_prefix_variants",
+    "other_bsn_spelling",
     "AnnotationFormat",
     "FormatRules",
     "DATASET_FORMATS",
@@ -31,7 +35,21 @@ __all__ = [
 
 AMBIGUOUS_LABEL = "Ambiguous"  # THUMOS14 segments excluded from evaluation; not a class
 BSN_VIDEO_PREFIX = "v_"  # BSN's ActivityNet ids are the YouTube ids with this prefix (file names of the videos)
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
+
+
+def without_bsn_prefix(video_id: str) -> str:
+    """The ActivityNet (YouTube) id of a video named with or without BSN's :data:`BSN_VIDEO_PREFIX`."""
+    return video_id.removeprefix(BSN_VIDEO_PREFIX)
+
+
+def bsn_prefix_variants(video_id: str) -> tuple[str, ...]:
+    """The names an ActivityNet video may have in files: as given, with and without the prefix (no repeats)."""
+    return tuple(dict.fromkeys((video_id, BSN_VIDEO_PREFIX + video_id, without_bsn_prefix(video_id))))
+
+
+def other_bsn_spelling(video_id: str) -> str:
+    """The same ActivityNet video under the other spelling: without the prefix when it has it, else with it."""
+    return without_bsn_prefix(video_id) if video_id.startswith(BSN_VIDEO_PREFIX) else BSN_VIDEO_PREFIX + video_id
 
 
 class AnnotationFormat(StrEnum):
