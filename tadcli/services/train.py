@@ -114,7 +114,8 @@ def _check_empty_run_dir(run_dir: Path) -> None:
     """A new run's folder holds nothing but its lock."""
     from tadcli.io.rundir import run_paths
 
-    if any(entry != run_paths(run_dir).lock for entry in run_dir.iterdir()):
+    lock = run_paths(run_dir).lock
+    if any(entry != lock for entry in run_dir.iterdir()):
         raise TadError(f"--out {run_dir}: the folder is not empty; continue that run with --resume {run_dir}, or choose another --out")
 
 
