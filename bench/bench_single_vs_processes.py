@@ -55,7 +55,7 @@ def step_losses(data: Path, out: Path, epochs: int, overrides: tuple[str, ...], 
     command = [sys.executable, "-m", "tadcli", "train", "--preset", "tiny", "--data", str(data), "--out", str(out),
                "--device", "cpu", "--threads", "1", "--nproc", str(nproc), *sets]
     subprocess.run(command, check=True, capture_output=True)
-    records = [json.loads(line) for line in run_paths(out)["metrics"].read_text().splitlines()]
+    records = [json.loads(line) for line in run_paths(out).metrics.read_text().splitlines()]
     return np.array([r["loss_total"] for r in records if r["kind"] == "train"])
 
 

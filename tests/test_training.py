@@ -23,11 +23,12 @@ from tadcli.data.dataset import collate_windows
 from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
 from tadcli.data.pipeline import train_dataset
 from tadcli.errors import TadError
+from tadcli.inference.evaluate import evaluate_on_dataset
 from tadcli.inference.loading import load_run_model
-from tadcli.io.rundir import read_run_config, run_paths
-from tadcli.services.eval import evaluate_model
+from tadcli.io.rundir import RunError, read_run_config, run_paths
+from tadcli.training.batching import plan_batches
 from tadcli.training.checkpoint import load_training_state
-from tadcli.training.loop import plan_batches
+from tadcli.training.distributed import launch_workers
 from tadcli.training.schedule import WarmupCosineSchedule, warmup_cosine_lr
 from tadcli.training.step import NonFiniteLossError, NormalizerSlots, build_optimizer, resolve_precision, training_step
 
@@ -126,12 +127,12 @@ def test_a_non_finite_loss_stops_naming_the_step_and_part_and_changes_nothing(sm
 def test_a_short_run_learns_and_leaves_a_complete_run_directory(trained_run, small_synthetic, tmp_path):
     paths = run_paths(trained_run)
     for key in ("config", "weights", "state", "metrics"):
-        assert paths[key].is_file(), key
+        assert getattr(paths, key).is_file(), key
     config = read_run_config(trained_run)
     assert config.classes == load_prepared_dataset(small_synthetic).classes
     assert config.profile == "synthetic" and config.preset.train.epochs == TRAINED_EPOCHS
 
-    lines = [json.loads(line) for line in paths["metrics"].read_text().splitlines()]
+    lines = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
     assert len([line for line in lines if line["kind"] == "train"]) == TRAINED_EPOCHS * 4  # 8 videos, batch 2
     last_epoch = TRAINED_EPOCHS - 1
     assert [line["epoch"] for line in lines if line["kind"] == "eval"] == [last_epoch]  # the last epoch is always evaluated
@@ -152,8 +153,8 @@ def test_a_short_run_learns_and_leaves_a_complete_run_directory(trained_run, sma
     assert [event.value for event in events.Scalars("val/average_mAP")] == pytest.approx(
         [line["average_mAP"] for line in lines if line["kind"] == "eval"], rel=1e-6)
 
-    trained = evaluate_model(trained_model, small_synthetic, config.classes, config.preset, "val", tmp_path, tag="trained")
-    untrained = evaluate_model(untrained_model, small_synthetic, config.classes, config.preset, "val", tmp_path, tag="untrained")
+    trained = evaluate_on_dataset(trained_model, small_synthetic, config.classes, config.preset, "val", tmp_path, tag="trained")
+    untrained = evaluate_on_dataset(untrained_model, small_synthetic, config.classes, config.preset, "val", tmp_path, tag="untrained")
     assert trained.average_mAP > untrained.average_mAP + 0.2
     assert trained.mAP[0] > 0.5  # tIoU 0.3
 
@@ -174,7 +175,7 @@ def _train_command(data: Path, out: Path, extra: list[str]) -> list[str]:
 
 def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     state = load_training_state(run_dir)
-    return {**load_file(str(run_paths(run_dir)["weights"])), **{f"raw.{k}": v for k, v in state["model"].items()}}
+    return {**load_file(str(run_paths(run_dir).weights)), **{f"raw.{k}": v for k, v in state["model"].items()}}
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(small_synthetic, tmp_path):
@@ -183,7 +184,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(small_synthetic, tmp
     subprocess.run(_train_command(small_synthetic, reference, []), check=True, capture_output=True)
 
     process = subprocess.Popen(_train_command(small_synthetic, killed, []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = run_paths(killed)["metrics"]
+    metrics = run_paths(killed).metrics
     _wait_for_step(metrics, lambda record: record.get("epoch") == 1)  # epoch 0 is checkpointed by then
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -206,7 +207,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(small_synthetic, tmp
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen(_train_command(small_synthetic, interrupted, []), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
-    _wait_for_step(run_paths(interrupted)["metrics"], lambda record: record.get("global_step", 0) >= 1)
+    _wait_for_step(run_paths(interrupted).metrics, lambda record: record.get("global_step", 0) >= 1)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -244,7 +245,7 @@ def test_a_video_that_fails_to_decode_is_replaced_and_counted(small_synthetic, t
     out = tmp_path / "run"
     result = subprocess.run(_train_command(dataset, out, ["--set", "train.epochs=2"]), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    epochs = [json.loads(l) for l in run_paths(out)["metrics"].read_text().splitlines() if '"epoch"' in l and '"kind": "epoch"' in l]
+    epochs = [json.loads(l) for l in run_paths(out).metrics.read_text().splitlines() if '"epoch"' in l and '"kind": "epoch"' in l]
     assert [record["skipped_videos"] for record in epochs] == [1, 1]  # its slot got another video, each epoch
     assert "1 sample(s) replaced" in result.stderr
 
@@ -265,7 +266,7 @@ def test_two_processes_follow_the_single_process_loss_curve(small_synthetic, tmp
     assert (plan["world_size"], plan["accumulation"], plan["micro_batch_size"], plan["normaliser"]) == (1, 2, 1, "per forward")
 
     def curve(run_dir: Path) -> np.ndarray:
-        lines = [json.loads(l) for l in run_paths(run_dir)["metrics"].read_text().splitlines()]
+        lines = [json.loads(l) for l in run_paths(run_dir).metrics.read_text().splitlines()]
         return np.array([l["loss_total"] for l in lines if l["kind"] == "train"])
 
     # Same data, weights and normaliser slots; only the order of float sums differs (gloo all-reduce).
@@ -273,3 +274,37 @@ def test_two_processes_follow_the_single_process_loss_curve(small_synthetic, tmp
     assert sorted(p.name for p in double.iterdir()) == [
         ".lock", "config.json", "eval", "metrics.jsonl", "model.safetensors", "state", "tensorboard"
     ]  # .lock: the parent of the two workers held the folder's writer lock
+
+
+def test_a_worker_process_error_reaches_the_parent_as_its_own_class(tmp_path):
+    """--nproc workers: a tad error in a worker is raised in the parent with its class, message and exit code
+    (not parsed from the worker's traceback text)."""
+    missing = tmp_path / "missing"
+    with pytest.raises(RunError) as raised:
+        launch_workers(1, read_run_config, (missing,))
+    assert str(raised.value) == f"{missing}: no such run folder"
+    assert raised.value.exit_code == 2
+
+
+def test_validation_during_training_reads_the_prepared_dataset_once(small_synthetic, tmp_path, monkeypatch):
+    from tadcli.data import manifest
+    from tadcli.inference import evaluate
+    from tadcli.services.train import TrainRequest, train
+
+    reads = []
+
+    def counted(dataset_dir):  # noqa: ANN001, ANN202
+        reads.append(dataset_dir)
+        return load_prepared_dataset(dataset_dir)
+
+    monkeypatch.setattr(manifest, "load_prepared_dataset", counted)
+    monkeypatch.setattr(evaluate, "load_prepared_dataset", counted)
+    out = tmp_path / "run"
+    overrides = [*FAST_TINY, "train.epochs=2", "train.eval_start_epoch=0", "train.eval_interval=1"]
+    train(TrainRequest("tiny", small_synthetic, out, overrides, device="cpu", threads=1))
+    lines = [json.loads(line) for line in run_paths(out).metrics.read_text().splitlines()]
+    assert [line["epoch"] for line in lines if line["kind"] == "eval"] == [0, 1]
+    assert sorted(p.name for p in run_paths(out).eval.iterdir()) == [
+        "epoch_000_metrics.json", "epoch_000_results.json", "epoch_001_metrics.json", "epoch_001_results.json"
+    ]
+    assert len(reads) == 1

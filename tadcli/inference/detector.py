@@ -185,7 +185,7 @@ def load_detector(
     Raises:
         TadError: a missing or unreadable run or checkpoint, a preset or class list that does not fit.
     """
-    from tadcli.training.distributed import resolve_device
+    from tadcli.devices import resolve_device
 
     torch_device = resolve_device(device)
     source = Path(run_or_checkpoint)

@@ -27,12 +27,12 @@ def load_run_model(run_dir: str | Path, device: torch.device | str = "cpu") -> t
         WeightFormatError: the weights do not fit the model the config describes.
     """
     config = read_run_config(run_dir)
-    state = load_weights(run_paths(run_dir)["weights"])
+    state = load_weights(run_paths(run_dir).weights)
     model = build_model(without_pretrained_weights(config.preset), num_classes=config.preset.num_detector_classes(len(config.classes)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise WeightFormatError(
-            f"{run_paths(run_dir)['weights']}: does not fit the run's model "
+            f"{run_paths(run_dir).weights}: does not fit the run's model "
             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
     return config, model.to(device).eval()

@@ -91,15 +91,30 @@ class RunConfig:
         return content
 
 
-def run_paths(run_dir: str | Path) -> dict[str, Path]:
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run directory (the layout in the module doc)."""
+
+    root: Path
+    config: Path
+    weights: Path
+    state: Path
+    metrics: Path
+    eval: Path
+    lock: Path
+
+
+def run_paths(run_dir: str | Path) -> RunPaths:
     run_dir = Path(run_dir)
-    return {
-        "config": run_dir / CONFIG_FILE,
-        "weights": run_dir / WEIGHTS_FILE,
-        "state": run_dir / STATE_DIR / STATE_FILE,
-        "metrics": run_dir / METRICS_FILE,
-        "eval": run_dir / EVAL_DIR,
-    }
+    return RunPaths(
+        root=run_dir,
+        config=run_dir / CONFIG_FILE,
+        weights=run_dir / WEIGHTS_FILE,
+        state=run_dir / STATE_DIR / STATE_FILE,
+        metrics=run_dir / METRICS_FILE,
+        eval=run_dir / EVAL_DIR,
+        lock=run_dir / LOCK_FILE,
+    )
 
 
 @contextmanager
@@ -115,7 +130,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    path = Path(run_dir) / LOCK_FILE
+    path = run_paths(run_dir).lock
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, new_file_mode())
     try:
         try:
@@ -134,7 +149,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
 
 
 def write_run_config(run_dir: str | Path, config: RunConfig) -> Path:
-    return write_text_atomic(run_paths(run_dir)["config"], json.dumps(config.to_json(), indent=2) + "\n")
+    return write_text_atomic(run_paths(run_dir).config, json.dumps(config.to_json(), indent=2) + "\n")
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
@@ -143,7 +158,7 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     Raises:
         RunError: no run there, or its config does not validate.
     """
-    path = run_paths(run_dir)["config"]
+    path = run_paths(run_dir).config
     if not Path(run_dir).is_dir():
         raise RunError(f"{run_dir}: no such run folder")
     if not path.is_file():

@@ -133,71 +133,6 @@ def _prepared_profile(annotations: Path) -> str | None:
 
 
 # ------------------------------------------------------------------------------------- tad eval --run
-def evaluate_model(
-    model,  # noqa: ANN001 - tadcli.model.adatad.AdaTAD (torch is imported lazily)
-    dataset_dir: str | Path,
-    classes: Sequence[str],
-    preset,  # noqa: ANN001 - tadcli.config.schema.Preset
-    subset: str | None,
-    out_dir: str | Path,
-    tag: str | None = None,
-    device="cpu",  # noqa: ANN001 - torch.device or name
-    batch_size: int = 1,
-    num_workers: int = 0,
-    progress: ProgressCallback | None = None,
-) -> EvalReport:
-    """Detect on a subset of a prepared dataset with ``model`` and score it, as ``tad eval --run`` does.
-
-    Writes ``out_dir/{tag}_results.json`` (ActivityNet format, what ``tad eval --predictions`` reads) and
-    ``out_dir/{tag}_metrics.json`` (the ``--json`` content; ``tag`` defaults to the subset). Sliding windows or resizing as the dataset
-    profile says, per-window decoding, one soft-NMS per video (spec §5.4); the tIoU thresholds are the
-    preset's ``evaluation.tiou_thresholds`` or the profile's.
-
-    Raises:
-        DatasetError: unreadable dataset, absent subset, or classes that differ from the model's.
-    """
-    from tadcli.data.prepared import records_from_prepared
-    from tadcli.inference.evaluate import evaluate_on_records
-    from tadcli.io.events import format_results
-    from tadcli.model.build import postprocess_settings
-
-    dataset = load_prepared_dataset(dataset_dir)
-    profile = dataset.dataset_profile
-    if list(dataset.classes) != list(classes):
-        raise DatasetError(
-            f"{dataset.root}: its {len(dataset.classes)} classes differ from the model's {len(classes)} "
-            f"(first difference: {_first_difference(dataset.classes, classes)})"
-        )
-    subset = subset or profile.eval_subset
-    records = records_from_prepared(dataset, subset)
-    thresholds = preset.evaluation.tiou_thresholds or list(profile.tiou_thresholds)
-    evaluation = evaluate_on_records(
-        model,
-        records,
-        classes,
-        preset,
-        profile,
-        postprocess_settings(preset, profile),
-        thresholds,
-        device=device,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
-    )
-    notes = [f"video {video} could not be decoded and has no detections: {error}" for video, error in evaluation.failed]
-    report = report_from_metrics(evaluation.metrics, subset, notes)
-    out_dir, tag = Path(out_dir), tag or subset
-    write_text_atomic(out_dir / f"{tag}_results.json", format_results(evaluation.events))
-    return replace(report, json_path=write_json_atomic(out_dir / f"{tag}_metrics.json", report.to_json()))
-
-
-def _first_difference(a: Sequence[str], b: Sequence[str]) -> str:
-    for index, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return f"class {index} is '{x}' vs '{y}'"
-    return f"{len(a)} vs {len(b)} classes"
-
-
 def evaluate_run(
     run_dir: str | Path,
     dataset_dir: str | Path | None = None,
@@ -229,13 +164,14 @@ def evaluate_run(
         check_input_dir(dataset_dir, "prepared dataset")
     if json_out is not None:
         json_out = check_output_file(json_out, "scores file")
-    out_dir = check_output_dir(out_dir if out_dir is not None else run_paths(run_dir)["eval"], "evaluation folder")
+    out_dir = check_output_dir(out_dir if out_dir is not None else run_paths(run_dir).eval, "evaluation folder")
+    from tadcli.inference.evaluate import evaluate_on_dataset
     from tadcli.inference.loading import load_run_model  # torch: after the checks, a wrong path is answered at once
-    from tadcli.training.distributed import resolve_device
+    from tadcli.devices import resolve_device
 
     torch_device = resolve_device(device)
     config, model = load_run_model(run_dir, torch_device)
-    report = evaluate_model(
+    report = evaluate_on_dataset(
         model,
         dataset_dir if dataset_dir is not None else config.dataset,
         config.classes,

@@ -68,7 +68,7 @@ def extract(
     from tadcli.inference.loading import load_run_model
     from tadcli.io.features import FEATURE_FORMATS, write_features
     from tadcli.model.build import build_model
-    from tadcli.training.distributed import resolve_device
+    from tadcli.devices import resolve_device
 
     if format not in FEATURE_FORMATS:
         raise TadError(f"unknown format '{format}' (choose {', '.join(FEATURE_FORMATS)})")

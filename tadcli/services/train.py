@@ -22,10 +22,10 @@ from datetime import datetime
 from pathlib import Path
 
 from tadcli import __version__
-from tadcli.errors import DiskFullError, TadError, user_error
+from tadcli.errors import TadError
 from tadcli.io.paths import check_input_dir, check_output_dir
 
-ReporterFactory = Callable[[], object]  # -> tadcli.training.loop.TrainingReporter
+ReporterFactory = Callable[[], object]  # -> tadcli.training.reporting.TrainingReporter
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,20 @@ def default_run_dir(preset_name: str, profile: str) -> Path:
     return Path("runs") / f"{preset_name}-{profile}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+def _new_run(request: TrainRequest):  # noqa: ANN202 - (Preset, PreparedDataset, Path)
+    """A new run's preset, prepared dataset and folder (``--out``, or :func:`default_run_dir`)."""
+    from tadcli.config.loader import load_preset
+    from tadcli.data.prepared import load_prepared_dataset
+
+    preset = load_preset(request.preset or "tiny", list(request.overrides))
+    preset.backbone.require_weights(preset.name)
+    if request.data is None:
+        raise TadError("--data DIR is required: a dataset folder written by 'tad prepare'")
+    dataset = load_prepared_dataset(check_input_dir(request.data, "prepared dataset"))
+    run_dir = Path(request.out) if request.out is not None else default_run_dir(preset.name, dataset.dataset_profile.name)
+    return preset, dataset, run_dir
+
+
 def _cpu_threads(world_size: int, num_workers: int, requested: int | None) -> int:
     """Intra-op threads per training process: the cores left by the decoding workers, shared among the
     processes (oversubscribed cores make torch's threads wait on each other: 8-30x slower, BENCHMARKS.md)."""
@@ -98,9 +112,10 @@ def _check_new_run_dir(run_dir: Path) -> None:
 
 def _check_empty_run_dir(run_dir: Path) -> None:
     """A new run's folder holds nothing but its lock."""
-    from tadcli.io.rundir import LOCK_FILE
+    from tadcli.io.rundir import run_paths
 
-    if any(entry.name != LOCK_FILE for entry in run_dir.iterdir()):
+    lock = run_paths(run_dir).lock
+    if any(entry != lock for entry in run_dir.iterdir()):
         raise TadError(f"--out {run_dir}: the folder is not empty; continue that run with --resume {run_dir}, or choose another --out")
 
 
@@ -135,7 +150,8 @@ def train_in_process(request: TrainRequest):  # noqa: ANN201 - TrainSummary (tor
 
     Returns the summary on the main rank, ``None`` on the others.
     """
-    from tadcli.training.distributed import context_from_environment, init_distributed, resolve_device, shutdown_distributed
+    from tadcli.devices import resolve_device
+    from tadcli.training.distributed import context_from_environment, init_distributed, shutdown_distributed
 
     context = context_from_environment()
     device = resolve_device(request.device, context.local_rank)
@@ -152,12 +168,11 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
     import numpy as np
     import torch
 
-    from tadcli.config.loader import load_preset
     from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
     from tadcli.data.pipeline import train_dataset
+    from tadcli.inference.evaluate import DatasetEvaluator
     from tadcli.io.rundir import RunConfig, read_run_config, run_lock, run_paths, write_run_config
     from tadcli.model.build import build_model
-    from tadcli.services.eval import evaluate_model
     from tadcli.training.distributed import barrier
     from tadcli.training.loop import Trainer, seed_everything
 
@@ -171,27 +186,21 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
             check_output_dir(run_dir, "run folder")
             held.enter_context(run_lock(run_dir))
         preset, dataset_dir = resumed_preset(config.preset, request.overrides), request.data or Path(config.dataset)
+        dataset = load_prepared_dataset(check_input_dir(dataset_dir, "prepared dataset"))
+        if list(dataset.classes) != config.classes:
+            raise TadError(f"{dataset.root}: its classes differ from those the run {run_dir} trained on")
     else:
-        preset = load_preset(request.preset or "tiny", list(request.overrides))
-        preset.backbone.require_weights(preset.name)
-        dataset_dir = request.data
-        if dataset_dir is None:
-            raise TadError("--data DIR is required: a dataset folder written by 'tad prepare'")
-    dataset = load_prepared_dataset(check_input_dir(dataset_dir, "prepared dataset"))
-    profile = dataset.dataset_profile
-    if request.resume is not None and list(dataset.classes) != config.classes:
-        raise TadError(f"{dataset.root}: its classes differ from those the run {run_dir} trained on")
-    if request.resume is None:
-        run_dir = Path(request.out) if request.out is not None else default_run_dir(preset.name, profile.name)
+        preset, dataset, run_dir = _new_run(request)
         if context.is_main:
             _check_new_run_dir(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             if take_lock:
                 held.enter_context(run_lock(run_dir))
             _check_empty_run_dir(run_dir)
-            config = RunConfig(preset, profile.name, list(dataset.classes), str(dataset.root), __version__)
+            config = RunConfig(preset, dataset.dataset_profile.name, list(dataset.classes), str(dataset.root), __version__)
             write_run_config(run_dir, config)
         barrier()
+    profile = dataset.dataset_profile
     train_records = records_from_prepared(dataset, profile.train_subset)
     if preset.detector.class_agnostic:  # one "action" class; the video classifier names it (spec §6.2)
         train_records = [replace(r, labels=np.zeros_like(r.labels)) for r in train_records]
@@ -203,27 +212,6 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
     model = build_model(preset, num_classes=preset.num_detector_classes(len(dataset.classes))).to(device)
     seed_everything(preset.train.seed + context.rank)  # then per-rank randomness (drop path)
 
-    def validate(evaluated_model, epoch: int) -> dict:  # noqa: ANN001 - AdaTAD
-        report = evaluate_model(
-            evaluated_model,
-            dataset.root,
-            dataset.classes,
-            preset,
-            profile.eval_subset,
-            run_paths(run_dir)["eval"],
-            tag=f"epoch_{epoch:03d}",
-            device=device,
-            batch_size=request.eval_batch_size,
-            num_workers=num_workers,
-        )
-        return {
-            "subset": report.subset,
-            "tiou_thresholds": report.tiou_thresholds,
-            "mAP": report.mAP,
-            "average_mAP": report.average_mAP,
-            "failed_videos": len(report.notes),
-        }
-
     reporter = request.reporter_factory() if (request.reporter_factory is not None and context.is_main) else None
     trainer = Trainer(
         model,
@@ -233,7 +221,9 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
         run_dir,
         device,
         context,
-        validate=validate,
+        evaluator=DatasetEvaluator(
+            dataset, dataset.classes, preset, profile.eval_subset, run_paths(run_dir).eval, device, request.eval_batch_size, num_workers
+        ),
         reporter=reporter,
         num_workers=num_workers,
     )
@@ -255,7 +245,7 @@ def _resume(trainer, run_dir: Path, config, preset, reporter, is_main: bool) -> 
     run given more epochs records them in its ``config.json``."""
     from tadcli.io.rundir import run_paths, write_run_config
 
-    if run_paths(run_dir)["state"].is_file():
+    if run_paths(run_dir).state.is_file():
         trainer.resume()
     elif is_main:
         note = f"{run_dir} has no checkpoint yet (its training stopped before the first one): training it from the beginning"
@@ -278,7 +268,7 @@ def train(request: TrainRequest, nproc: int = 1):  # noqa: ANN201 - TrainSummary
     """Train as ``request`` says, in this process or in ``nproc`` local worker processes (DDP).
 
     Returns:
-        The :class:`~tadcli.training.loop.TrainSummary` (with ``nproc`` > 1, read back from the run directory).
+        The :class:`~tadcli.training.reporting.TrainSummary` (with ``nproc`` > 1, read back from the run directory).
 
     Raises:
         TadError: bad input (preset, dataset, device, run folder), a non-finite loss, CUDA out of memory.
@@ -296,18 +286,11 @@ def _train_in_workers(request: TrainRequest, nproc: int):  # noqa: ANN202
     import torch.multiprocessing as mp
 
     from tadcli.io.rundir import read_run_config, run_lock
+    from tadcli.training.checkpoint import summary_from_run
     from tadcli.training.distributed import launch_workers
-    from tadcli.training.loop import TrainingInterrupted, summary_from_run
 
     if request.resume is None and request.out is None:
-        from tadcli.config.loader import load_preset
-        from tadcli.data.prepared import load_prepared_dataset
-
-        if request.data is None:
-            raise TadError("--data DIR is required: a dataset folder written by 'tad prepare'")
-        preset = load_preset(request.preset or "tiny", list(request.overrides))
-        profile = load_prepared_dataset(request.data).profile
-        request = TrainRequest(**{**vars(request), "out": default_run_dir(preset.name, profile)})
+        request = replace(request, out=_new_run(request)[2])
     run_dir = Path(request.resume or request.out)
     if request.resume is None:
         _check_new_run_dir(run_dir)
@@ -316,20 +299,16 @@ def _train_in_workers(request: TrainRequest, nproc: int):  # noqa: ANN202
         read_run_config(run_dir)  # a missing or foreign folder is named before anything else
         check_output_dir(run_dir, "run folder")
     # this process holds the run folder's lock for its workers; Ctrl-C reaches every worker (same process
-    # group): they checkpoint and stop, this process waits for them
+    # group): they checkpoint and stop, this process waits for them. A worker's TadError or
+    # TrainingInterrupted is raised here as its own class (launch_workers).
     previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
         with run_lock(run_dir):
             launch_workers(nproc, train_in_process, (replace(request, lock_held=True),))
-    except mp.ProcessRaisedException as error:
+    except mp.ProcessRaisedException as error:  # none of tad's errors: the last line of the worker's traceback
         message = _last_line(str(error))
         kind, _, text = message.partition(": ")
-        if kind.endswith("TrainingInterrupted"):
-            raise TrainingInterrupted(text) from None
-        if kind.endswith("DiskFullError"):
-            raise DiskFullError(text) from None
-        killed = user_error(RuntimeError(text)) if kind.endswith("RuntimeError") else None  # a decoding worker
-        raise killed or TadError(text if kind.endswith("Error") and text else message) from None
+        raise TadError(text if kind.endswith("Error") and text else message) from None
     except mp.ProcessExitedException as error:
         raise TadError(f"a training worker died ({error}); the last checkpoint is kept") from None
     finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 
 from tadcli.io.atomic import atomic_path, write_text_atomic
 from tadcli.io.rundir import RunError, run_paths
+from tadcli.training.reporting import TrainSummary
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,101 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass(frozen=True)
+class TrainingState:
+    """Everything a run needs to continue exactly (the content of ``RUN/state/training.pt``).
+
+    Attributes:
+        position: where training stands.
+        model: the raw model's trainable parameters and every buffer (frozen weights: ``model.safetensors``).
+        ema: the EMA's tracked entries (empty without EMA).
+        optimizer: the optimizer's state dict.
+        scaler: the grad scaler's state dict.
+        normalizers: each rank's loss-normaliser slots, by rank.
+        rng: each rank's RNG states (:func:`capture_rng_state`), by rank.
+        world_size: the number of processes that trained (a resume needs as many).
+        best_evaluation: the best validation so far (``EvalRecord.to_json()``), or ``None``.
+        last_evaluation: the last validation, or ``None``.
+        skipped_videos: training samples replaced so far because their video failed to decode.
+    """
+
+    position: TrainingPosition
+    model: dict[str, torch.Tensor]
+    ema: dict
+    optimizer: dict
+    scaler: dict
+    normalizers: list = field(default_factory=list)
+    rng: list = field(default_factory=list)
+    world_size: int = 1
+    best_evaluation: dict | None = None
+    last_evaluation: dict | None = None
+    skipped_videos: int = 0
+
+    def to_dict(self) -> dict:
+        """The file's content: plain containers of tensors (what ``torch.load(weights_only=True)`` reads)."""
+        return {
+            "position": vars(self.position),
+            "model": self.model,
+            "ema": self.ema,
+            "optimizer": self.optimizer,
+            "scaler": self.scaler,
+            "normalizers": self.normalizers,
+            "rng": self.rng,
+            "world_size": self.world_size,
+            "summary": {
+                "best_evaluation": self.best_evaluation,
+                "last_evaluation": self.last_evaluation,
+                "skipped_videos": self.skipped_videos,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict) -> TrainingState:
+        summary = state["summary"]
+        return cls(
+            position=TrainingPosition(**state["position"]),
+            model=state["model"],
+            ema=state["ema"],
+            optimizer=state["optimizer"],
+            scaler=state["scaler"],
+            normalizers=state["normalizers"],
+            rng=state["rng"],
+            world_size=state["world_size"],
+            best_evaluation=summary["best_evaluation"],
+            last_evaluation=summary["last_evaluation"],
+            skipped_videos=summary["skipped_videos"],
+        )
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Write ``RUN/state/training.pt`` in one step."""
+        return save_training_state(run_dir, self.to_dict())
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> TrainingState:
+        """Read ``RUN/state/training.pt``.
+
+        Raises:
+            RunError: the run has no resumable state or it cannot be read.
+        """
+        return cls.from_dict(load_training_state(run_dir))
+
+
+def summary_from_run(run_dir: str | Path) -> TrainSummary:
+    """The summary of a run as its last checkpoint records it (what a parent of worker processes reports)."""
+    state = TrainingState.load(run_dir)
+    return TrainSummary(
+        Path(run_dir),
+        epochs=state.position.epoch,
+        global_step=state.position.global_step,
+        last_evaluation=state.last_evaluation,
+        best_evaluation=state.best_evaluation,
+        skipped_videos=state.skipped_videos,
+    )
+
+
 def save_training_state(run_dir: str | Path, state: dict) -> Path:
     """Write ``state`` (tensors, plain containers) to ``RUN/state/training.pt`` in one step."""
-    path = run_paths(run_dir)["state"]
+    path = run_paths(run_dir).state
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
     return path
@@ -74,7 +167,7 @@ def load_training_state(run_dir: str | Path) -> dict:
     Raises:
         RunError: the run has no resumable state or it cannot be read.
     """
-    path = run_paths(run_dir)["state"]
+    path = run_paths(run_dir).state
     if not path.is_file():
         raise RunError(f"{run_dir}: nothing to resume ({path} missing: the run saved no checkpoint)")
     try:

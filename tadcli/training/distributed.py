@@ -1,4 +1,4 @@
-"""Processes and devices: one process, ``torchrun``, or ``tad train --nproc N`` starting the same workers itself.
+"""Processes: one process, ``torchrun``, or ``tad train --nproc N`` starting the same workers itself.
 
 Under ``torchrun`` (or the workers :func:`launch_workers` starts) the usual variables ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` are set; :func:`init_distributed`
@@ -12,16 +12,13 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.queues import SimpleQueue
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tadcli.errors import TadError
-
-
-class DeviceError(TadError):
-    """The requested device is not available."""
+from tadcli.errors import TrainingInterrupted, user_error
 
 
 @dataclass(frozen=True)
@@ -39,24 +36,6 @@ class DistributedContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(request: str, local_rank: int = 0) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; CUDA processes use GPU ``local_rank``.
-
-    Raises:
-        DeviceError: CUDA asked for but not available, or an unknown name.
-    """
-    if request == "auto":
-        request = "cuda" if torch.cuda.is_available() else "cpu"
-    if request == "cpu":
-        return torch.device("cpu")
-    if request.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--device {request}: CUDA is not available on this machine (use --device cpu)")
-        device = torch.device(request)
-        return device if device.index is not None else torch.device("cuda", local_rank % torch.cuda.device_count())
-    raise DeviceError(f"unknown device '{request}' (choose auto, cpu, cuda or cuda:N)")
 
 
 def context_from_environment() -> DistributedContext:
@@ -105,7 +84,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _worker(local_rank: int, nproc: int, port: int, function: Callable, args: tuple) -> None:
+def _worker(local_rank: int, nproc: int, port: int, function: Callable, args: tuple, failures: SimpleQueue) -> None:
     os.environ.update(
         {
             "RANK": str(local_rank),
@@ -116,14 +95,47 @@ def _worker(local_rank: int, nproc: int, port: int, function: Callable, args: tu
             "MASTER_PORT": str(port),
         }
     )
-    function(*args)
+    try:
+        function(*args)
+    except Exception as error:
+        typed = error if isinstance(error, TrainingInterrupted) else user_error(error)
+        if typed is not None:  # the parent raises it again as its own class
+            failures.put(WorkerFailure(local_rank, type(typed), str(typed)))
+        raise
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    """What a worker process sends its parent when it fails with one of tad's errors: the class and message."""
+
+    rank: int
+    error_type: type[BaseException]
+    message: str
 
 
 def launch_workers(nproc: int, function: Callable, args: tuple) -> None:
     """Run ``function(*args)`` in ``nproc`` fresh processes on this machine, as torchrun would, and wait.
 
     ``function`` must be importable (a module-level function); each worker sees torchrun's variables.
-    A worker that fails makes this raise :class:`torch.multiprocessing.ProcessExitedException` /
-    ``ProcessRaisedException`` after the others are stopped.
+
+    Raises:
+        TadError: a worker failed with one: the same class and message (the failing rank's, or the first
+            reported), likewise :class:`~tadcli.errors.TrainingInterrupted` and the system errors that
+            :func:`~tadcli.errors.user_error` names.
+        torch.multiprocessing.ProcessRaisedException: a worker failed otherwise (a bug); the others are stopped.
+        torch.multiprocessing.ProcessExitedException: a worker was killed.
     """
-    mp.start_processes(_worker, args=(nproc, free_port(), function, args), nprocs=nproc, join=True, start_method="spawn")
+    failures = mp.get_context("spawn").SimpleQueue()
+    try:
+        mp.start_processes(
+            _worker, args=(nproc, free_port(), function, args, failures), nprocs=nproc, join=True, start_method="spawn"
+        )
+    except mp.ProcessRaisedException as error:
+        reported = {}
+        while not failures.empty():
+            failure = failures.get()
+            reported[failure.rank] = failure
+        if not reported:
+            raise
+        failure = reported.get(error.error_index, next(iter(reported.values())))
+        raise failure.error_type(failure.message) from None

@@ -5,6 +5,10 @@ same numbers either way."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tadcli.training.reporting import EvalRecord, StepRecord
 
 TENSORBOARD_DIR = "tensorboard"
 
@@ -24,24 +28,25 @@ class TensorBoardLog:
     def active(self) -> bool:
         return self.writer is not None
 
-    def step(self, record: dict) -> None:
+    def step(self, record: StepRecord) -> None:
         if self.writer is None:
             return
-        step = record["global_step"]
-        for part in ("total", "classification", "regression"):
-            self.writer.add_scalar(f"loss/{part}", record[f"loss_{part}"], step)
-        for group, lr in record["lr"].items():
+        step = record.global_step
+        self.writer.add_scalar("loss/total", record.loss_total, step)
+        self.writer.add_scalar("loss/classification", record.loss_classification, step)
+        self.writer.add_scalar("loss/regression", record.loss_regression, step)
+        for group, lr in record.lr.items():
             self.writer.add_scalar(f"lr/{group}", lr, step)
-        self.writer.add_scalar("grad_norm", record["grad_norm"], step)
-        self.writer.add_scalar("videos_per_second", record["samples_per_second"], step)
+        self.writer.add_scalar("grad_norm", record.grad_norm, step)
+        self.writer.add_scalar("videos_per_second", record.samples_per_second, step)
 
-    def evaluation(self, record: dict) -> None:
+    def evaluation(self, record: EvalRecord) -> None:
         if self.writer is None:
             return
-        step = record["global_step"]
-        self.writer.add_scalar(f"{record['subset']}/average_mAP", record["average_mAP"], step)
-        for threshold, value in zip(record["tiou_thresholds"], record["mAP"]):
-            self.writer.add_scalar(f"{record['subset']}/mAP@{threshold:g}", value, step)
+        step = record.global_step
+        self.writer.add_scalar(f"{record.subset}/average_mAP", record.average_mAP, step)
+        for threshold, value in zip(record.tiou_thresholds, record.mAP):
+            self.writer.add_scalar(f"{record.subset}/mAP@{threshold:g}", value, step)
         self.writer.flush()
 
     def close(self) -> None:
