@@ -428,8 +428,8 @@ def evaluate_model(
     from tadcli.data.dataset import records_from_prepared
     from tadcli.data.manifest import load_prepared_dataset
     from tadcli.inference.evaluate import evaluate_on_records
+    from tadcli.inference.plan import inference_plan
     from tadcli.io.events import format_results
-    from tadcli.model.build import postprocess_settings
 
     dataset = load_prepared_dataset(dataset_dir)
     profile = dataset.dataset_profile
@@ -446,10 +446,8 @@ def evaluate_model(
         records,
         classes,
         preset,
-        profile,
-        postprocess_settings(preset, profile),
+        inference_plan(preset, profile, device),
         thresholds,
-        device=device,
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
