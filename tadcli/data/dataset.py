@@ -166,7 +166,7 @@ class WindowBatch:
     masks: torch.Tensor  # bool [B, T]
     gt_segments: list[torch.Tensor]  # B x float32 [N_b, 2]
     gt_labels: list[torch.Tensor]  # B x int64 [N_b]
-    metas: list[WindowMeta] = field(default_factory=list)
+    metas: list[WindowMeta] = field(default_factory=list)  # empty for synthetic batches (memory profiling)
 
     def __len__(self) -> int:
         return len(self.frames)
