@@ -27,8 +27,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import tadcli
 from tadcli.data.synthetic import write_synthetic_videos
-from tadcli.inference.detector import Detector
 from tadcli.config.profiles import get_profile
+from tadcli.inference.detector import Detector
+from tadcli.inference.loading import ready_for_inference
+from tadcli.inference.plan import inference_plan
+from tadcli.io.events import ModelIdentity
 
 OUT = Path("bench/out")
 
@@ -80,9 +83,10 @@ def throughput() -> list[dict]:
     for name, overrides in (("tiny", []), ("small-768", [])):
         preset = tadcli.load_preset(name, overrides)
         torch.manual_seed(0)
-        model = tadcli.build_model(preset, num_classes=4).eval()
-        profile = get_profile("thumos14")
-        detector = Detector(model, preset, profile, [f"class_{i}" for i in range(4)], {"preset": name})
+        model = ready_for_inference(tadcli.build_model(preset, num_classes=4), "cpu")
+        classes = [f"class_{i}" for i in range(4)]
+        identity = ModelIdentity(name, "thumos14", tuple(classes), tadcli.__version__)
+        detector = Detector(model, inference_plan(preset, get_profile("thumos14"), "cpu"), classes, identity)
         video = synthetic_video("240p-60s", 60.0, 240)
         detector.detect(video)  # warm-up
         tic = time.perf_counter()

@@ -28,6 +28,7 @@ import torch
 from tadcli.config.loader import load_preset
 from tadcli.profiling.tracker import LiveTensorMemory
 from tadcli.model.build import build_model
+from tadcli.data.dataset import WindowBatch
 from tadcli.training.step import NormalizerSlots, Precision, build_optimizer, training_step
 
 # label -> preset overrides of the adaptation section
@@ -69,12 +70,12 @@ class Run:
         self.optimizer.register_step_pre_hook(self._record_floor)
         length = self.preset.input.detector_length
         generator = torch.Generator().manual_seed(0)
-        self.batch = {
-            "frames": torch.randint(0, 256, (1, 3, frames, 160, 160), dtype=torch.uint8, generator=generator),
-            "masks": torch.ones(1, length, dtype=torch.bool),
-            "gt_segments": [torch.tensor([[0.1 * length, 0.3 * length], [0.5 * length, 0.9 * length]])],
-            "gt_labels": [torch.tensor([1, 5])],
-        }
+        self.batch = WindowBatch(
+            frames=torch.randint(0, 256, (1, 3, frames, 160, 160), dtype=torch.uint8, generator=generator),
+            masks=torch.ones(1, length, dtype=torch.bool),
+            gt_segments=[torch.tensor([[0.1 * length, 0.3 * length], [0.5 * length, 0.9 * length]])],
+            gt_labels=[torch.tensor([1, 5])],
+        )
         self.precision = Precision("cpu", None)
         self.scaler = self.precision.grad_scaler()
         self.normalizers = NormalizerSlots(self.model, 1)

@@ -73,7 +73,7 @@ def main() -> None:
     from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
     from tadcli.inference.evaluate import evaluate_on_records
     from tadcli.inference.loading import load_run_model
-    from tadcli.model.build import postprocess_settings
+    from tadcli.inference.plan import inference_plan
 
     dataset = load_prepared_dataset(work / "data")
     originals = records_from_prepared(dataset, "test")
@@ -91,8 +91,8 @@ def main() -> None:
     rows = {}
     for name, records in (("original", originals), ("vfr copy", copies)):
         began = time.perf_counter()
-        evaluation = evaluate_on_records(model, records, config.classes, config.preset, profile,
-                                         postprocess_settings(config.preset, profile), thresholds)
+        evaluation = evaluate_on_records(model, records, config.classes, config.preset,
+                                         inference_plan(config.preset, profile, "cpu"), thresholds)
         rows[name] = {
             "average_mAP": round(float(evaluation.metrics.average_map), 4),
             "durations": [round(r.duration, 3) for r in records],

@@ -37,6 +37,8 @@ _PUBLIC = {
     # trained detectors on raw videos
     "load_detector": "tadcli.inference.detector",
     "Detector": "tadcli.inference.detector",
+    "inference_plan": "tadcli.inference.plan",
+    "ModelIdentity": "tadcli.io.events",
     "Event": "tadcli.io.events",
     "VideoEvents": "tadcli.io.events",
     # data

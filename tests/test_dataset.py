@@ -12,13 +12,17 @@ import pytest
 import torch
 
 from tadcli.data.dataset import (
+    EvalWindowBatches,
     EvalWindowDataset,
     TrainWindowDataset,
     VideoRecord,
+    WindowMeta,
+    WindowSample,
     collate_windows,
-    make_dataloader,
 )
+from tadcli.data.loader import window_loader
 from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
+from tadcli.data.sampling import WindowGeometry
 from tadcli.data.synthetic import write_synthetic_videos
 from tadcli.data.transforms import EvalTransform, TrainTransform
 from tadcli.services.prepare import prepare_dataset
@@ -66,18 +70,19 @@ def _train_dataset(records, **overrides) -> TrainWindowDataset:
     return TrainWindowDataset(**{**arguments, **overrides})
 
 
-def _eval_dataset(records, **overrides) -> EvalWindowDataset:
-    arguments = dict(
-        videos=records,
-        window_size=16,
-        scale_factor=1,
-        frame_stride=2,
-        sampling="sliding",
-        overlap=0.5,
-        transform=EvalTransform(crop_size=SIZE),
-        short_side=None,
-    )
-    return EvalWindowDataset(**{**arguments, **overrides})
+CPU = torch.device("cpu")
+
+
+def _eval_dataset(**geometry) -> EvalWindowDataset:
+    arguments = dict(window_size=16, scale_factor=1, frame_stride=2, sampling="sliding", overlap=0.5)
+    return EvalWindowDataset(WindowGeometry(**{**arguments, **geometry}), EvalTransform(crop_size=SIZE), short_side=None)
+
+
+def _eval_samples(videos, batch_size: int = 1, **geometry) -> list:
+    """Every decoded window of ``videos`` in order: a WindowSample, or the error of a window that failed."""
+    dataset = _eval_dataset(**geometry)
+    decoded = [dataset[request] for batch in EvalWindowBatches(videos, dataset, batch_size) for request in batch]
+    return [item.sample if item.sample is not None else item.error for item in decoded]
 
 
 def test_records_from_the_prepared_manifest(records):
@@ -92,44 +97,45 @@ def test_records_from_the_prepared_manifest(records):
 def test_training_sample_has_the_documented_shapes_and_types(records):
     dataset = _train_dataset(records)
     sample = dataset[0]
-    assert sample["frames"].dtype == torch.uint8 and sample["frames"].shape == (3, 32, 32, 32)
-    assert sample["mask"].dtype == torch.bool and sample["mask"].shape == (16,)
-    assert sample["gt_segments"].dtype == torch.float32 and sample["gt_segments"].shape[1] == 2
-    assert sample["gt_labels"].dtype == torch.int64 and len(sample["gt_labels"]) == len(sample["gt_segments"])
-    assert ((sample["gt_segments"] >= 0) & (sample["gt_segments"] <= 16)).all()
-    meta = sample["meta"]
+    assert sample.frames.dtype == torch.uint8 and sample.frames.shape == (3, 32, 32, 32)
+    assert sample.mask.dtype == torch.bool and sample.mask.shape == (16,)
+    assert sample.gt_segments.dtype == torch.float32 and sample.gt_segments.shape[1] == 2
+    assert sample.gt_labels.dtype == torch.int64 and len(sample.gt_labels) == len(sample.gt_segments)
+    assert ((sample.gt_segments >= 0) & (sample.gt_segments <= 16)).all()
+    meta = sample.meta
     assert meta.video_id == records[0].video_id and meta.snippet_stride == 2 and meta.window_size == 16
     # kept ground truth maps back to the annotation (clipped to the window)
     window_end = meta.grid_to_seconds(torch.tensor(16.0)).item()
     start = meta.window_start_frame / meta.fps
     kept = set(map(tuple, np.round(records[0].segments.clip(start, window_end), 6).tolist()))
-    back = np.round(meta.grid_to_seconds(sample["gt_segments"].double()).numpy(), 6)
+    back = np.round(meta.grid_to_seconds(sample.gt_segments.double()).numpy(), 6)
     assert set(map(tuple, back.tolist())) <= kept
 
 
 def test_training_samples_depend_on_seed_and_epoch_not_on_workers(records):
     dataset = _train_dataset(records)
     first = dataset[1]
-    assert torch.equal(first["frames"], _train_dataset(records)[1]["frames"])
+    assert torch.equal(first.frames, _train_dataset(records)[1].frames)
     dataset.set_epoch(1)
-    assert not torch.equal(first["frames"], dataset[1]["frames"])
+    assert not torch.equal(first.frames, dataset[1].frames)
     dataset.set_epoch(0)
-    in_process = list(make_dataloader(dataset, batch_size=2, shuffle=True, num_workers=0, seed=3))
-    in_workers = list(make_dataloader(dataset, batch_size=2, shuffle=True, num_workers=2, seed=3))
+    order = [[3, 0], [4, 1], [2]]  # an epoch's shuffled batches, as the training sampler gives them
+    in_process = list(window_loader(dataset, batch_sampler=order, num_workers=0, device=CPU, seed=3))
+    in_workers = list(window_loader(dataset, batch_sampler=order, num_workers=2, device=CPU, seed=3,
+                                    single_thread_workers=True))
     assert len(in_process) == len(in_workers) == 3
     for a, b in zip(in_process, in_workers):
-        assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["masks"], b["masks"])
-        assert [m.video_id for m in a["metas"]] == [m.video_id for m in b["metas"]]
+        assert torch.equal(a.frames, b.frames) and torch.equal(a.masks, b.masks)
+        assert [m.video_id for m in a.metas] == [m.video_id for m in b.metas]
 
 
 def test_evaluation_windows_cover_each_video_and_ground_truth_matches_the_pixels(records):
-    dataset = _eval_dataset(records)
     steps_seen = {record.video_id: set() for record in records}
-    for sample in dataset:
-        meta, frames = sample["meta"], sample["frames"]
-        assert frames.shape == (3, 16, SIZE, SIZE) and sample["mask"].shape == (16,)
+    for sample in _eval_samples(records, batch_size=3):
+        meta, frames = sample.meta, sample.frames
+        assert frames.shape == (3, 16, SIZE, SIZE) and sample.mask.shape == (16,)
         record = next(r for r in records if r.video_id == meta.video_id)
-        for step in np.flatnonzero(sample["mask"].numpy()):
+        for step in np.flatnonzero(sample.mask.numpy()):
             frame = meta.window_start_frame + step * meta.snippet_stride
             steps_seen[meta.video_id].add(frame)
             # synthetic actions are saturated shapes; the background is not
@@ -143,15 +149,15 @@ def test_evaluation_windows_cover_each_video_and_ground_truth_matches_the_pixels
 
 
 def test_resize_sampling_resamples_whole_videos(records):
-    dataset = _eval_dataset(records, sampling="resize", window_size=8, scale_factor=2)
-    assert len(dataset) == len(records)
-    sample = dataset[0]
-    assert sample["frames"].shape == (3, 16, SIZE, SIZE) and sample["mask"].all()
+    samples = _eval_samples(records, sampling="resize", window_size=8, scale_factor=2)
+    assert len(samples) == len(records)
+    sample = samples[0]
+    assert sample.frames.shape == (3, 16, SIZE, SIZE) and sample.mask.all()
     np.testing.assert_allclose(
-        sample["meta"].grid_to_seconds(sample["gt_segments"].double().numpy()), records[0].segments, atol=1e-5
+        sample.meta.grid_to_seconds(sample.gt_segments.double().numpy()), records[0].segments, atol=1e-5
     )
     train = _train_dataset(records, sampling="resize", window_size=8, scale_factor=2)
-    assert train[0]["frames"].shape == (3, 16, 32, 32)
+    assert train[0].frames.shape == (3, 16, 32, 32)
 
 
 @pytest.fixture
@@ -166,32 +172,30 @@ def records_with_a_corrupt_video(records, tmp_path):
 def test_a_corrupt_video_is_skipped_and_logged_during_training(records_with_a_corrupt_video, caplog):
     dataset = _train_dataset(records_with_a_corrupt_video)
     with caplog.at_level(logging.WARNING, logger="tadcli.data.dataset"):
-        batches = list(make_dataloader(dataset, batch_size=2, shuffle=False))
-    video_ids = [meta.video_id for batch in batches for meta in batch["metas"]]
+        batches = list(window_loader(dataset, batch_size=2, device=CPU))
+    video_ids = [meta.video_id for batch in batches for meta in batch.metas]
     assert len(video_ids) == 5 and "broken_video" not in video_ids
     assert any("broken_video" in message and "broken.mp4" in message for message in caplog.messages)
 
 
-def test_a_corrupt_video_is_skipped_and_logged_during_evaluation(records_with_a_corrupt_video, caplog):
-    dataset = _eval_dataset(records_with_a_corrupt_video)
-    with caplog.at_level(logging.WARNING, logger="tadcli.data.dataset"):
-        batches = [batch for batch in make_dataloader(dataset, batch_size=3, shuffle=False) if batch is not None]
-    video_ids = {meta.video_id for batch in batches for meta in batch["metas"]}
-    assert video_ids == {r.video_id for r in records_with_a_corrupt_video} - {"broken_video"}
-    assert sum("broken_video" in message for message in caplog.messages) == 1
+def test_evaluation_names_the_videos_that_cannot_be_opened_or_decoded(records_with_a_corrupt_video, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("these are not frames\n")
+    videos = [*records_with_a_corrupt_video, str(text), str(records_with_a_corrupt_video[0].path)]
+    samples = _eval_samples(videos, batch_size=3)
+    decoded = [s.meta.video_id for s in samples if isinstance(s, WindowSample)]
+    assert set(decoded) == {r.video_id for r in records_with_a_corrupt_video} - {"broken_video"} | {videos[-1]}
+    errors = [s for s in samples if isinstance(s, str)]
+    assert errors and all("broken.mp4" in e for e in errors[:-1]) and "notes.mp4: not a video container" in errors[-1]
 
 
 def test_collate_stacks_tensors_and_keeps_lists():
-    sample = {
-        "frames": torch.zeros(3, 4, 8, 8, dtype=torch.uint8),
-        "mask": torch.ones(2, dtype=torch.bool),
-        "gt_segments": torch.zeros(1, 2),
-        "gt_labels": torch.zeros(1, dtype=torch.int64),
-        "meta": "m",
-    }
+    meta = WindowMeta("v", 8.0, 2.0, 16, 0.0, 2.0, 2)
+    sample = WindowSample(torch.zeros(3, 4, 8, 8, dtype=torch.uint8), torch.ones(2, dtype=torch.bool), torch.zeros(1, 2),
+                          torch.zeros(1, dtype=torch.int64), meta)
     batch = collate_windows([sample, None, sample])
-    assert batch["frames"].shape == (2, 3, 4, 8, 8) and batch["masks"].shape == (2, 2)
-    assert batch["metas"] == ["m", "m"] and len(batch["gt_segments"]) == 2
+    assert batch.frames.shape == (2, 3, 4, 8, 8) and batch.masks.shape == (2, 2) and len(batch) == 2
+    assert batch.metas == [meta, meta] and len(batch.gt_segments) == 2
     assert collate_windows([None, None]) is None
 
 

@@ -16,7 +16,7 @@ from tadcli.config.loader import preset_to_yaml
 from tadcli.data.annotations import read_class_list
 from tadcli.data.prepared import load_prepared_dataset
 from tadcli.data.transforms import EvalTransform, frames_from_decoder
-from tadcli.data.video import open_video
+from tadcli.data.video import VideoReader, open_video
 from tadcli.inference.detector import events_from_detections
 from tadcli.inference.loading import load_run_model
 from tadcli.io.events import Event
@@ -140,6 +140,21 @@ def test_unreadable_videos_are_named_and_the_others_written(trained_run, small_s
     assert len(errors) == 2 and str(corrupt) in errors[0] and str(text) in errors[1]
     assert "Traceback" not in result.output
     assert [video["video"] for video in json.loads(out.read_text())["videos"]] == [good[0], good[1]]
+
+
+def test_detection_opens_each_video_once(trained_run, small_synthetic, monkeypatch):
+    opened = []
+    open_reader = VideoReader.__init__
+
+    def counting(self, path, *args, **kwargs) -> None:
+        opened.append(Path(path))
+        open_reader(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(VideoReader, "__init__", counting)
+    paths = [video.path for video in held_out_videos(small_synthetic)]
+    results = list(tadcli.load_detector(trained_run, device="cpu").detect_many(paths))
+    assert all(result.events is not None for result in results)
+    assert opened == paths  # the window stream reads each video's timeline from the reader that decodes it
 
 
 def test_a_released_checkpoint_and_the_run_give_the_same_events(trained_run, small_synthetic, tmp_path):

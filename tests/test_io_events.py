@@ -15,6 +15,7 @@ from tadcli.errors import OutputError
 from tadcli.evaluation.results import read_detection_results
 from tadcli.io.events import (
     Event,
+    ModelIdentity,
     VideoEvents,
     format_results,
     format_srt,
@@ -24,7 +25,7 @@ from tadcli.io.events import (
 )
 from tadcli.services.eval import evaluate_predictions
 
-MODEL = {"run": "runs/tiny-synthetic", "preset": "tiny", "classes": ["jump", "wave, big"]}
+MODEL = ModelIdentity("tiny", "synthetic", ("jump", "wave, big"), "0.1.0", run="runs/tiny-synthetic", trained_with="0.1.0")
 
 
 def two_videos() -> list[VideoEvents]:
@@ -67,7 +68,8 @@ def test_json_holds_model_videos_and_rounded_events(tmp_path: Path) -> None:
     written = write_events(tmp_path / "out" / "events.json", MODEL, two_videos(), "json")
     assert written == [tmp_path / "out" / "events.json"]
     assert json.loads(written[0].read_text()) == {
-        "model": MODEL,
+        "model": {"run": "runs/tiny-synthetic", "preset": "tiny", "profile": "synthetic", "classes": ["jump", "wave, big"],
+                  "trained_with": "0.1.0", "tad_version": "0.1.0"},
         "videos": [
             {
                 "video": "clips/a.mp4",

@@ -27,8 +27,8 @@ from tadcli.data.video import open_video
 from tadcli.errors import VideoError
 from tadcli.inference.evaluate import evaluate_on_records
 from tadcli.inference.loading import load_run_model
+from tadcli.inference.plan import inference_plan
 from tadcli.io.features import feature_times, read_features
-from tadcli.model.build import postprocess_settings
 from tadcli.services.prepare import prepare_dataset
 
 FPS = 10
@@ -220,11 +220,11 @@ def test_the_tiny_runs_map_on_vfr_copies_stays_within_ten_percent_of_the_origina
         copies.append(replace(copy, segments=record.segments, labels=record.labels))
     config, model = load_run_model(trained_run, "cpu")
     profile = dataset.dataset_profile
-    settings = postprocess_settings(config.preset, profile)
+    plan = inference_plan(config.preset, profile, "cpu")
     thresholds = list(profile.tiou_thresholds)
 
     def average_map(records) -> float:  # the code of `tad eval --run` and `tad detect`
-        return evaluate_on_records(model, records, config.classes, config.preset, profile, settings, thresholds).metrics.average_map
+        return evaluate_on_records(model, records, config.classes, config.preset, plan, thresholds).metrics.average_map
 
     original = average_map(originals)
     assert original > 0.5

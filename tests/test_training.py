@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 import tadcli
 from tadcli.config.loader import load_preset
-from tadcli.data.dataset import collate_windows
+from tadcli.data.dataset import WindowBatch, collate_windows
 from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
 from tadcli.data.pipeline import train_dataset
 from tadcli.errors import TadError
@@ -69,7 +69,7 @@ def test_a_batch_that_does_not_split_over_the_processes_names_what_to_set():
     assert (plan.world_size, plan.accumulation, plan.micro_batch_size, plan.steps_per_epoch) == (2, 2, 1, 2)
 
 
-def _window_batches(dataset_dir: Path, preset, count: int) -> list[dict]:
+def _window_batches(dataset_dir: Path, preset, count: int) -> list[WindowBatch]:
     dataset = load_prepared_dataset(dataset_dir)
     records = records_from_prepared(dataset, "train")
     windows = train_dataset(records, preset, dataset.dataset_profile, seed=0)
@@ -99,8 +99,8 @@ def test_accumulation_gives_the_update_of_one_video_per_device(small_synthetic):
     for batch in batches:  # each "GPU" starts from the same weights and normaliser
         replica = _fresh_model(preset, 2)
         replica.train()
-        outputs = replica(batch["frames"], batch["masks"])
-        replica.compute_loss(outputs, batch["gt_segments"], batch["gt_labels"]).total.backward()
+        outputs = replica(batch.frames, batch.masks)
+        replica.compute_loss(outputs, batch.gt_segments, batch.gt_labels).total.backward()
         per_device.append([p.grad.clone() for p in replica.parameters() if p.requires_grad])
     for got, first, second in zip(accumulated, *per_device):
         torch.testing.assert_close(got, (first + second) / 2, rtol=1e-5, atol=1e-8)
@@ -162,7 +162,7 @@ def test_a_short_run_learns_and_leaves_a_complete_run_directory(trained_run, sma
 @torch.no_grad()
 def _mean_loss(model, batches: list[dict]) -> float:
     losses = [
-        model.compute_loss(model(b["frames"], b["masks"]), b["gt_segments"], b["gt_labels"]).total.item() for b in batches
+        model.compute_loss(model(b.frames, b.masks), b.gt_segments, b.gt_labels).total.item() for b in batches
     ]
     return float(np.mean(losses))
 

@@ -266,6 +266,15 @@ class TrainConfig(Section):
         return self
 
 
+class InferenceConfig(Section):
+    """How detection, evaluation and feature extraction compute (``tad detect``, ``tad eval --run``, ``tad extract``)."""
+
+    mixed_precision: Optional[bool] = Field(
+        default=None,
+        description="bf16 (or fp16) autocast on CUDA (CPU always runs fp32); None = as train.mixed_precision",
+    )
+
+
 class PostprocessConfig(Section):
     """Detections from raw outputs (spec §5). ``None`` = the dataset profile's value.
 
@@ -327,6 +336,7 @@ class Preset(Section):
     detector: DetectorConfig = DetectorConfig()
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
+    inference: InferenceConfig = InferenceConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     video_classifier: Optional[VideoClassifierConfig] = Field(
@@ -343,6 +353,11 @@ class Preset(Section):
     def num_detector_classes(self, num_dataset_classes: int) -> int:
         """Classes the detector predicts on a dataset of ``num_dataset_classes`` classes (1 if class-agnostic)."""
         return 1 if self.detector.class_agnostic else num_dataset_classes
+
+    def inference_mixed_precision(self) -> bool:
+        """Whether inference autocasts on CUDA: ``inference.mixed_precision``, or ``train.mixed_precision`` when unset."""
+        mixed = self.inference.mixed_precision
+        return self.train.mixed_precision if mixed is None else mixed
 
     def adapter_blocks(self) -> list[int]:
         """Indices of the ViT blocks that carry an adapter (spec §1.5)."""

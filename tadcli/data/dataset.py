@@ -1,25 +1,21 @@
-"""Datasets of video windows for training and evaluation, their collate function and DataLoader.
+"""Datasets of video windows for training and evaluation, and their batches.
 
-A sample is one window of one video, as a dict:
+A sample is one window of one video, a :class:`WindowSample`: uint8 ``frames`` ``[3, F, H, W]`` RGB 0-255
+(``F = window_size * scale_factor``; normalization happens on the model's device), bool ``mask`` ``[T]``
+(``T = window_size``, True on steps that hold real frames), ``gt_segments`` float32 ``[N, 2]`` (ground truth on
+the window's grid), ``gt_labels`` int64 ``[N]`` and its :class:`WindowMeta`. :func:`collate_windows` makes a
+:class:`WindowBatch`: ``frames`` ``[B, 3, F, H, W]`` and ``masks`` ``[B, T]`` stacked, ``gt_segments``,
+``gt_labels`` and ``metas`` as lists (spec §6.5). :mod:`tadcli.data.loader` builds the DataLoaders.
 
-=================  ================================================================================
-``frames``         uint8 ``[3, F, H, W]`` RGB, 0-255 (``F = window_size * scale_factor``; normalization
-                   happens on the model's device)
-``mask``           bool ``[T]`` (``T = window_size``), True on steps that hold real frames
-``gt_segments``    float32 ``[N, 2]`` ground truth (start, end) in steps of this window's grid
-``gt_labels``      int64 ``[N]`` class indices
-``meta``           :class:`WindowMeta`: video id, fps, duration, window_start_frame, snippet_stride, ...
-=================  ================================================================================
+Videos are opened once per process and kept open (a few at a time, least recently used closed first);
+DataLoader workers start from a fork server (:func:`worker_context`) with the dataset pickled without
+readers, so no decoder state of the calling process is shared. A training video that fails to decode is
+logged (``logging`` warning with its id and path) and the next decodable video is served instead.
 
-:func:`collate_windows` stacks ``frames`` ``[B, 3, F, H, W]`` and ``masks`` ``[B, T]`` and keeps
-``gt_segments``, ``gt_labels`` and ``metas`` as lists (spec §6.5).
-
-Videos are opened once per DataLoader worker and kept open (a few at a time, least recently used
-closed first); workers start from a fork server (:func:`worker_context`) with the dataset pickled
-without readers, so no decoder state of the calling process is shared. A video that fails
-to decode is logged (``logging`` warning with its id and path) and skipped: a training dataset serves
-the next decodable video instead, an evaluation dataset returns ``None``, which the collate function
-drops (a batch with nothing left is ``None``; loops skip it).
+Evaluation windows are requested one by one (:class:`EvalWindow`), video after video, by
+:class:`EvalWindowBatches`, which lists a video's windows when the stream reaches it: a video file is opened
+then, once, and its record read from its reader; :class:`EvalWindowDataset` decodes a request into a
+:class:`DecodedWindow`, which carries the sample or why there is none (the file could not be opened or decoded).
 
 Randomness (random truncation, spatial augmentation) comes from a generator seeded by ``(seed, epoch,
 index)``, so a sample does not depend on the number of workers; call ``set_epoch`` before each epoch.
@@ -30,21 +26,21 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from tadcli.data.sampling import (
     Window,
+    WindowGeometry,
     grid_to_seconds,
     resize_window,
     segments_in_window,
-    sliding_windows,
     training_window,
 )
 from tadcli.data.transforms import SpatialTransform, frames_from_decoder
@@ -79,22 +75,26 @@ class VideoRecord:
     labels: np.ndarray
 
     @classmethod
-    def from_video(cls, path: str | Path, video_id: str | None = None) -> VideoRecord:
-        """A record without ground truth for a video file (single-video detection), probed by opening it.
-
-        Raises:
-            VideoError: the file cannot be opened.
-        """
-        reader = open_video(path)
+    def from_reader(cls, reader: VideoReader, video_id: str) -> VideoRecord:
+        """A record without ground truth for an open video (detection): its timeline as the reader reads it."""
         return cls(
-            video_id=video_id or Path(path).stem,
-            path=Path(path),
+            video_id=video_id,
+            path=reader.path,
             fps=reader.fps,
             num_frames=reader.num_frames,
             duration=reader.duration,
             segments=np.zeros((0, 2)),
             labels=np.zeros(0, dtype=np.int64),
         )
+
+    @classmethod
+    def from_video(cls, path: str | Path, video_id: str | None = None) -> VideoRecord:
+        """A record without ground truth for a video file, probed by opening it (default id: the file stem).
+
+        Raises:
+            VideoError: the file cannot be opened.
+        """
+        return cls.from_reader(open_video(path), video_id or Path(path).stem)
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,52 @@ class WindowMeta:
     def grid_to_seconds(self, steps):
         """Grid positions (numpy array or torch tensor) -> seconds in the video."""
         return grid_to_seconds(steps, self.fps, self.snippet_stride, self.window_start_frame, self.duration)
+
+
+@dataclass(frozen=True)
+class WindowSample:
+    """One window of one video as the model's input and its ground truth (shapes in the module doc)."""
+
+    frames: torch.Tensor  # uint8 [3, F, H, W]
+    mask: torch.Tensor  # bool [T]
+    gt_segments: torch.Tensor  # float32 [N, 2], steps of the window's grid
+    gt_labels: torch.Tensor  # int64 [N]
+    meta: WindowMeta
+
+
+@dataclass(frozen=True)
+class WindowBatch:
+    """Windows batched (:func:`collate_windows`): what the model and the loss take."""
+
+    frames: torch.Tensor  # uint8 [B, 3, F, H, W]
+    masks: torch.Tensor  # bool [B, T]
+    gt_segments: list[torch.Tensor]  # B x float32 [N_b, 2]
+    gt_labels: list[torch.Tensor]  # B x int64 [N_b]
+    metas: list[WindowMeta] = field(default_factory=list)  # empty for synthetic batches (memory profiling)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def pin_memory(self) -> WindowBatch:
+        """The tensors in pinned memory (the DataLoader calls it for a CUDA device)."""
+        return WindowBatch(
+            self.frames.pin_memory(),
+            self.masks.pin_memory(),
+            [s.pin_memory() for s in self.gt_segments],
+            [label.pin_memory() for label in self.gt_labels],
+            self.metas,
+        )
+
+    def to(self, device: torch.device) -> WindowBatch:
+        """The tensors on ``device`` (non-blocking copies to CUDA, from pinned memory); ``metas`` as they are."""
+        non_blocking = device.type == "cuda"
+        return WindowBatch(
+            self.frames.to(device, non_blocking=non_blocking),
+            self.masks.to(device, non_blocking=non_blocking),
+            [s.to(device, non_blocking=non_blocking) for s in self.gt_segments],
+            [label.to(device, non_blocking=non_blocking) for label in self.gt_labels],
+            self.metas,
+        )
 
 
 class _ReaderCache:
@@ -171,14 +217,14 @@ class _WindowLoader:
         return frames[:, torch.from_numpy(inverse.reshape(-1))]  # [3, U, H, W] -> [3, F, H, W]
 
 
-def _sample(frames: torch.Tensor, window: Window, segments: np.ndarray, labels: np.ndarray, meta: WindowMeta) -> dict:
-    return {
-        "frames": frames,
-        "mask": torch.from_numpy(window.mask.copy()),
-        "gt_segments": torch.as_tensor(segments, dtype=torch.float32).reshape(-1, 2),
-        "gt_labels": torch.as_tensor(labels, dtype=torch.int64).reshape(-1),
-        "meta": meta,
-    }
+def _sample(frames: torch.Tensor, window: Window, segments: np.ndarray, labels: np.ndarray, meta: WindowMeta) -> WindowSample:
+    return WindowSample(
+        frames=frames,
+        mask=torch.from_numpy(window.mask.copy()),
+        gt_segments=torch.as_tensor(segments, dtype=torch.float32).reshape(-1, 2),
+        gt_labels=torch.as_tensor(labels, dtype=torch.int64).reshape(-1),
+        meta=meta,
+    )
 
 
 def _meta(record: VideoRecord, window: Window, window_size: int) -> WindowMeta:
@@ -256,7 +302,7 @@ class TrainWindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.videos)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> WindowSample:
         """The window of video ``index``; if it cannot be decoded, of the next video that can.
 
         Raises:
@@ -274,7 +320,7 @@ class TrainWindowDataset(Dataset):
                 self._failed.add(candidate)
         raise DatasetError(f"training dataset: none of its {len(self.videos)} videos can be decoded (see the log)")
 
-    def _load(self, index: int) -> dict:
+    def _load(self, index: int) -> WindowSample:
         record = self.videos[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.sampling == "resize":
@@ -297,17 +343,39 @@ class TrainWindowDataset(Dataset):
         return _sample(frames, window, segments, labels, _meta(record, window, self.window_size))
 
 
+@dataclass(frozen=True)
+class EvalWindow:
+    """One window the inference stream asks :class:`EvalWindowDataset` for (a DataLoader index).
+
+    Attributes:
+        video_index: the video's position in the stream's input.
+        record: the video; ``None`` when it could not be opened.
+        window: the window; ``None`` when the video could not be opened.
+        last: the video's last window (its video is finished with it).
+        error: why the video could not be opened.
+    """
+
+    video_index: int
+    record: VideoRecord | None
+    window: Window | None
+    last: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DecodedWindow:
+    """What became of a request: its sample, or why there is none (``error``: open or decoding failure)."""
+
+    request: EvalWindow
+    sample: WindowSample | None
+    error: str | None = None
+
+
 class EvalWindowDataset(Dataset):
-    """Every evaluation window of every video, in order (spec §6.3): sliding windows that cover each
-    video, or one resized window per video.
+    """Evaluation windows decoded on request (spec §6.3): ``dataset[EvalWindow]`` is a :class:`DecodedWindow`.
 
     Args:
-        videos: the videos to evaluate (ground truth is optional: empty arrays for detection).
-        window_size: ``T``, detector steps per window.
-        scale_factor: frames per step (``F = T * scale_factor``).
-        frame_stride: video frames between two sampled frames (sliding sampling).
-        sampling: ``"sliding"`` or ``"resize"``.
-        overlap: fraction of a window shared with the next (sliding sampling; THUMOS 0.5).
+        geometry: how windows are cut (``window_size`` is the grid the ground truth is put on).
         transform: spatial transform (usually :class:`tadcli.data.transforms.EvalTransform`).
         short_side: short side the decoder scales frames to, ``None``: source size.
         backend, decode_chunk_frames, max_open_videos: as in :class:`TrainWindowDataset`.
@@ -315,75 +383,103 @@ class EvalWindowDataset(Dataset):
 
     def __init__(
         self,
-        videos: Sequence[VideoRecord],
-        window_size: int,
-        scale_factor: int,
-        frame_stride: int,
-        sampling: Sampling,
-        overlap: float,
+        geometry: WindowGeometry,
         transform: SpatialTransform,
         short_side: int | None,
         backend: Backend = "auto",
         decode_chunk_frames: int = 64,
         max_open_videos: int = 2,
     ) -> None:
-        self.videos = list(videos)
-        self.window_size = window_size
+        self.geometry = geometry
         self.loader = _WindowLoader(transform, short_side, backend, decode_chunk_frames, max_open_videos)
-        self.windows: list[tuple[int, Window]] = []
-        for video_index, record in enumerate(self.videos):
-            if sampling == "resize":
-                windows = [resize_window(record.num_frames, record.fps, record.duration, window_size, scale_factor)]
-            else:
-                windows = sliding_windows(
-                    record.num_frames, record.fps, window_size, scale_factor, frame_stride, overlap
-                )
-            self.windows.extend((video_index, window) for window in windows)
-        self._failed: set[int] = set()
 
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, index: int) -> dict | None:
-        """Window ``index``, or ``None`` when its video cannot be decoded (logged once per worker)."""
-        video_index, _ = self.windows[index]
-        if video_index in self._failed:
-            return None
-        try:
-            return self.load(index)
-        except VideoError as error:
-            record = self.videos[video_index]
-            logger.warning("skipping video %s (%s): %s", record.video_id, record.path, error)
-            self._failed.add(video_index)
-            return None
-
-    def load(self, index: int) -> dict:
-        """Window ``index``.
+    def open(self, path: Path) -> VideoReader:
+        """The reader of ``path``, kept open: decoding in this process reuses it.
 
         Raises:
-            VideoError: its video cannot be opened or decoded.
+            VideoError: the file cannot be opened.
         """
-        video_index, window = self.windows[index]
-        record = self.videos[video_index]
+        return self.loader.readers.get(path)
+
+    def __getitem__(self, request: EvalWindow) -> DecodedWindow:
+        if request.error is not None:
+            return DecodedWindow(request, None, request.error)
+        try:
+            return DecodedWindow(request, self.load(request.record, request.window))
+        except VideoError as error:
+            return DecodedWindow(request, None, str(error))
+
+    def load(self, record: VideoRecord, window: Window) -> WindowSample:
+        """Window ``window`` of ``record``'s video, with the ground truth on its grid.
+
+        Raises:
+            VideoError: the video cannot be opened or decoded.
+        """
         frames = self.loader.load(record, window, np.random.default_rng(0))
-        segments, labels = _ground_truth_in_window(record, window, self.window_size)
-        return _sample(frames, window, segments, labels, _meta(record, window, self.window_size))
+        segments, labels = _ground_truth_in_window(record, window, self.geometry.window_size)
+        return _sample(frames, window, segments, labels, _meta(record, window, self.geometry.window_size))
 
 
-def collate_windows(samples: Sequence[dict | None]) -> dict | None:
-    """Batch samples: ``frames`` uint8 ``[B, 3, F, H, W]``, ``masks`` bool ``[B, T]``, and the lists
-    ``gt_segments``, ``gt_labels``, ``metas``. ``None`` samples (videos that failed) are dropped; a
-    batch with nothing left is ``None``."""
+class EvalWindowBatches:
+    """Batches of :class:`EvalWindow` requests over ``videos``, in order: a DataLoader ``batch_sampler``.
+
+    A :class:`VideoRecord` (a prepared dataset's video: its timeline is known) is cut into windows without
+    being opened. A video file (``str`` or ``Path``, detection) is opened when the stream reaches it, by
+    ``dataset``'s reader cache in this process, which decoding in this process then reuses (workers open their
+    own); its record is read from the reader, with the file as given as its id. A file that cannot be opened
+    is one request that carries the error, so it is reported as a decoding failure is.
+
+    Attributes:
+        listed: windows listed so far: every record's from the start, a file's once it is opened.
+    """
+
+    def __init__(self, videos: Sequence[VideoRecord | str | Path], dataset: EvalWindowDataset, batch_size: int) -> None:
+        self.videos = list(videos)
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.listed = sum(len(self._windows(v)) for v in self.videos if isinstance(v, VideoRecord))
+
+    def _windows(self, record: VideoRecord) -> list[Window]:
+        return self.dataset.geometry.eval_windows(record.num_frames, record.fps, record.duration)
+
+    def _requests(self, video_index: int, video: VideoRecord | str | Path) -> list[EvalWindow]:
+        if isinstance(video, VideoRecord):
+            record = video
+        else:
+            try:
+                record = VideoRecord.from_reader(self.dataset.open(Path(video)), str(video))
+            except VideoError as error:
+                return [EvalWindow(video_index, None, None, last=True, error=str(error))]
+        windows = self._windows(record)
+        if not isinstance(video, VideoRecord):
+            self.listed += len(windows)
+        return [EvalWindow(video_index, record, w, last=i == len(windows) - 1) for i, w in enumerate(windows)]
+
+    def __iter__(self) -> Iterator[list[EvalWindow]]:
+        batch: list[EvalWindow] = []
+        for video_index, video in enumerate(self.videos):
+            for request in self._requests(video_index, video):
+                batch.append(request)
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+
+def collate_windows(samples: Sequence[WindowSample | None]) -> WindowBatch | None:
+    """Batch samples (:class:`WindowBatch`); ``None`` samples (videos that failed) are dropped; a batch with
+    nothing left is ``None``."""
     kept = [sample for sample in samples if sample is not None]
     if not kept:
         return None
-    return {
-        "frames": torch.stack([sample["frames"] for sample in kept]),
-        "masks": torch.stack([sample["mask"] for sample in kept]),
-        "gt_segments": [sample["gt_segments"] for sample in kept],
-        "gt_labels": [sample["gt_labels"] for sample in kept],
-        "metas": [sample["meta"] for sample in kept],
-    }
+    return WindowBatch(
+        frames=torch.stack([sample.frames for sample in kept]),
+        masks=torch.stack([sample.mask for sample in kept]),
+        gt_segments=[sample.gt_segments for sample in kept],
+        gt_labels=[sample.gt_labels for sample in kept],
+        metas=[sample.meta for sample in kept],
+    )
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
@@ -402,44 +498,3 @@ def worker_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return context
-
-
-def make_dataloader(
-    dataset: TrainWindowDataset | EvalWindowDataset,
-    batch_size: int,
-    shuffle: bool,
-    num_workers: int = 0,
-    seed: int = 0,
-    drop_last: bool = False,
-    sampler: Sampler | None = None,
-    pin_memory: bool = False,
-) -> DataLoader:
-    """A DataLoader over window datasets with :func:`collate_windows` and per-worker readers.
-
-    Workers are started for each epoch (not persistent), so a ``set_epoch`` made before iterating
-    reaches them with the pickled dataset.
-
-    Args:
-        dataset: a :class:`TrainWindowDataset` or :class:`EvalWindowDataset`.
-        batch_size: windows per batch.
-        shuffle: shuffle the order (training), seeded by ``seed``; ignored when ``sampler`` is given.
-        num_workers: worker processes (0: load in the calling process).
-        seed: seed of the shuffling generator.
-        drop_last: drop a last incomplete batch.
-        sampler: e.g. a ``DistributedSampler``; it then owns the order.
-        pin_memory: pin batches for faster host-to-GPU copies.
-    """
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
-        sampler=sampler,
-        num_workers=num_workers,
-        collate_fn=collate_windows,
-        multiprocessing_context=worker_context() if num_workers > 0 else None,
-        generator=generator,
-        drop_last=drop_last,
-        pin_memory=pin_memory,
-    )

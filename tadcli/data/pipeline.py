@@ -1,40 +1,25 @@
-"""Window datasets as a preset and a dataset profile define them (spec ``shared/spec/ADATAD.md`` §6.3-§6.4).
+"""Windows as a preset and a dataset profile define them (spec ``shared/spec/ADATAD.md`` §6.3-§6.4).
 
-The one place where the preset's input section and the profile's sampling rules become
-:class:`~tadcli.data.dataset.TrainWindowDataset` / :class:`~tadcli.data.dataset.EvalWindowDataset`
-arguments, so training, evaluation and detection cut the same windows.
+The one place where the preset's input section and the profile's sampling rules become a
+:class:`~tadcli.data.sampling.WindowGeometry` (:func:`window_geometry`), so training, evaluation and detection
+cut the same windows; training's dataset (:func:`train_dataset`) is built here, inference's plan
+(:mod:`tadcli.inference.plan`) takes the geometry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import Preset
-from tadcli.data.dataset import EvalWindowDataset, TrainWindowDataset, VideoRecord
-from tadcli.data.sampling import frame_stride_for
+from tadcli.data.dataset import TrainWindowDataset, VideoRecord
+from tadcli.data.sampling import WindowGeometry, frame_stride_for
 from tadcli.data.transforms import EvalTransform, SpatialTransform, TrainTransform
 from tadcli.errors import PresetError
 
 # Short side before the random crop: the spec's 182 for 160 px crops and 256 for 224 px.
 TRAIN_SHORT_SIDE = {160: 182, 224: 256}
 TRAIN_SHORT_SIDE_RATIO = 182 / 160
-
-
-@dataclass(frozen=True)
-class WindowGeometry:
-    """How windows are cut: ``T`` steps of ``scale_factor`` frames taken every ``frame_stride`` frames."""
-
-    window_size: int
-    scale_factor: int
-    frame_stride: int
-    sampling: str
-    overlap: float
-
-    @property
-    def snippet_stride(self) -> int:
-        return self.frame_stride * self.scale_factor
 
 
 def window_geometry(preset: Preset, profile: DatasetProfile) -> WindowGeometry:
@@ -81,26 +66,4 @@ def train_dataset(records: Sequence[VideoRecord], preset: Preset, profile: Datas
         transform=transform,
         short_side=getattr(transform, "short_side", None),
         seed=seed,
-    )
-
-
-def eval_dataset(
-    records: Sequence[VideoRecord], preset: Preset, profile: DatasetProfile, overlap: float | None = None
-) -> EvalWindowDataset:
-    """Every evaluation window of every video, in order (sliding windows or one resized window).
-
-    ``overlap``: fraction shared by consecutive sliding windows (default: the profile's; feature
-    extraction uses 0).
-    """
-    geometry = window_geometry(preset, profile)
-    transform = EvalTransform(preset.input.image_size)
-    return EvalWindowDataset(
-        records,
-        window_size=geometry.window_size,
-        scale_factor=geometry.scale_factor,
-        frame_stride=geometry.frame_stride,
-        sampling=profile.sampling,
-        overlap=profile.window_overlap if overlap is None else overlap,
-        transform=transform,
-        short_side=transform.short_side,
     )

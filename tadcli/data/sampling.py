@@ -322,6 +322,29 @@ def resize_window(num_frames: int, fps: float, duration: float, window_size: int
     )
 
 
+@dataclass(frozen=True)
+class WindowGeometry:
+    """How windows are cut: ``T = window_size`` steps of ``scale_factor`` frames taken every ``frame_stride``
+    frames; ``sampling`` ``"sliding"`` (windows sharing ``overlap`` of their length) or ``"resize"`` (the whole
+    video resampled to one window)."""
+
+    window_size: int
+    scale_factor: int
+    frame_stride: int
+    sampling: str
+    overlap: float
+
+    @property
+    def snippet_stride(self) -> int:
+        return self.frame_stride * self.scale_factor
+
+    def eval_windows(self, num_frames: int, fps: float, duration: float) -> list[Window]:
+        """Every evaluation window of a video, in order (spec §6.3)."""
+        if self.sampling == "resize":
+            return [resize_window(num_frames, fps, duration, self.window_size, self.scale_factor)]
+        return sliding_windows(num_frames, fps, self.window_size, self.scale_factor, self.frame_stride, self.overlap)
+
+
 def segments_in_window(segments_steps: np.ndarray, window_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Segments (steps) clipped to ``[0, window_size]``, keeping those that still have a positive length.
 

@@ -15,20 +15,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from tadcli import __version__
 from tadcli.config.loader import load_preset
-from tadcli.config.profiles import DatasetProfile, get_profile
+from tadcli.config.profiles import get_profile
 from tadcli.config.schema import Preset
 from tadcli.data.annotations import read_class_list
 from tadcli.data.dataset import VideoRecord
 from tadcli.errors import TadError, VideoError
 from tadcli.inference.engine import ProgressCallback, VideoStep, classifier_video_step, detect_videos
 from tadcli.inference.loading import load_checkpoint_model, load_run_model
-from tadcli.io.events import SECONDS_DECIMALS, Event, VideoEvents, select_events
+from tadcli.inference.plan import InferencePlan, inference_plan
+from tadcli.io.events import SECONDS_DECIMALS, Event, ModelIdentity, VideoEvents, select_events
 from tadcli.model.adatad import AdaTAD
-from tadcli.model.build import postprocess_settings
 from tadcli.model.postprocess import Detections, round_for_output
 
 DEFAULT_CHECKPOINT_PROFILE = "thumos14"
@@ -47,40 +45,33 @@ class Detector:
     """A model with everything needed to turn video files into events.
 
     Args:
-        model: the trained AdaTAD (moved to ``device``).
-        preset: its preset (windows, image size, post-processing).
-        profile: the dataset protocol (sliding or resize windows, soft-NMS settings).
+        model: the trained AdaTAD, on ``plan.device`` in eval mode (as :mod:`tadcli.inference.loading` loads it).
+        plan: windows, transform, post-processing, device and precision (:func:`~tadcli.inference.plan.inference_plan`).
         classes: class names (index = class).
         identity: what identifies the model in outputs (run, checkpoint, preset, classes).
-        device: where the model runs.
         batch_size: windows per forward.
         num_workers: decoding processes.
-        video_step: applied to each video's merged detections; default: a class-agnostic preset's classifier
-            fusion (the video's id in the classifier file is its path as given).
+        video_step: applied to each video's merged detections, the video's id being its path as given
+            (:func:`load_detector` passes a class-agnostic preset's classifier fusion); ``None``: none.
     """
 
     def __init__(
         self,
         model: AdaTAD,
-        preset: Preset,
-        profile: DatasetProfile,
+        plan: InferencePlan,
         classes: Sequence[str],
-        identity: dict,
-        device: torch.device | str = "cpu",
+        identity: ModelIdentity,
         batch_size: int = 1,
         num_workers: int = 0,
         video_step: VideoStep | None = None,
     ) -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.preset = preset
-        self.profile = profile
+        self.model = model
+        self.plan = plan
         self.classes = list(classes)
         self.identity = identity
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.video_step = video_step if video_step is not None else classifier_video_step(preset, self.classes)
-        self.settings = postprocess_settings(preset, profile)
+        self.video_step = video_step
 
     def detect_many(
         self,
@@ -91,40 +82,14 @@ class Detector:
     ) -> Iterator[VideoDetection]:
         """One :class:`VideoDetection` per video, in order; a video that cannot be opened or decoded gets its
         error and the others are still processed. Events: score ``>= threshold``, the ``top_k`` best, by start."""
-        records: list[VideoRecord] = []
-        opened: dict[int, int] = {}  # position in records -> position in videos
-        failures: dict[int, str] = {}
-        for position, video in enumerate(videos):
-            try:
-                records.append(VideoRecord.from_video(video, video_id=str(video)))
-                opened[len(records) - 1] = position
-            except VideoError as error:
-                failures[position] = str(error)
         outputs = detect_videos(
-            self.model,
-            records,
-            self.preset,
-            self.profile,
-            self.settings,
-            self.device,
-            self.batch_size,
-            self.num_workers,
-            self.video_step,
-            progress,
+            self.model, videos, self.plan, self.batch_size, self.num_workers, self.video_step, progress
         )
-        next_position = 0
-        for record_index, output in enumerate(outputs):
-            while next_position < opened[record_index]:  # videos that failed to open come in their place
-                yield VideoDetection(str(videos[next_position]), None, failures[next_position])
-                next_position += 1
-            video = str(videos[next_position])
+        for video, output in zip(videos, outputs):
             if output.result is None:
-                yield VideoDetection(video, None, output.error or "decoding failed")
+                yield VideoDetection(str(video), None, output.error or "decoding failed")
             else:
-                yield VideoDetection(video, self._events(video, output.record, output.result, threshold, top_k))
-            next_position += 1
-        for position in range(next_position, len(videos)):
-            yield VideoDetection(str(videos[position]), None, failures[position])
+                yield VideoDetection(str(video), self._events(str(video), output.record, output.result, threshold, top_k))
 
     def detect(self, video: str | Path, threshold: float = 0.0, top_k: int | None = None) -> VideoEvents:
         """The events of one video.
@@ -191,29 +156,19 @@ def load_detector(
     source = Path(run_or_checkpoint)
     if source.is_dir():
         config, model = load_run_model(source, torch_device)
-        identity = {
-            "run": str(source),
-            "preset": config.preset.name,
-            "profile": config.profile,
-            "classes": config.classes,
-            "trained_with": config.tad_version,
-            "tad_version": __version__,
-        }
-        return Detector(model, config.preset, get_profile(config.profile), config.classes, identity, torch_device,
-                        batch_size, num_workers)
-    if not source.is_file():
-        raise TadError(f"{source}: no such run folder or checkpoint file")
-    if preset is None or classes is None:
-        raise TadError(f"{source}: a checkpoint file needs --preset and --classes (a run folder holds both)")
-    resolved = preset if isinstance(preset, Preset) else load_preset(preset, [])
-    names = list(classes) if isinstance(classes, (list, tuple)) else read_class_list(classes)
-    model = load_checkpoint_model(source, resolved, len(names), torch_device)
-    profile_name = profile or DEFAULT_CHECKPOINT_PROFILE
-    identity = {
-        "checkpoint": str(source),
-        "preset": resolved.name,
-        "profile": profile_name,
-        "classes": names,
-        "tad_version": __version__,
-    }
-    return Detector(model, resolved, get_profile(profile_name), names, identity, torch_device, batch_size, num_workers)
+        resolved, names, profile_name = config.preset, config.classes, config.profile
+        identity = ModelIdentity(resolved.name, profile_name, tuple(names), __version__, run=str(source),
+                                 trained_with=config.tad_version)
+    else:
+        if not source.is_file():
+            raise TadError(f"{source}: no such run folder or checkpoint file")
+        if preset is None or classes is None:
+            raise TadError(f"{source}: a checkpoint file needs --preset and --classes (a run folder holds both)")
+        resolved = preset if isinstance(preset, Preset) else load_preset(preset, [])
+        names = list(classes) if isinstance(classes, (list, tuple)) else read_class_list(classes)
+        model = load_checkpoint_model(source, resolved, len(names), torch_device)
+        profile_name = profile or DEFAULT_CHECKPOINT_PROFILE
+        identity = ModelIdentity(resolved.name, profile_name, tuple(names), __version__, checkpoint=str(source))
+    plan = inference_plan(resolved, get_profile(profile_name), torch_device)
+    video_step = classifier_video_step(resolved, names)
+    return Detector(model, plan, names, identity, batch_size, num_workers, video_step)

@@ -1,9 +1,10 @@
 """The one path from videos to per-video results, used by ``tad eval --run``, validation during
 training, ``tad detect``, ``tad extract`` and :func:`tadcli.load_detector` alike (spec
-``shared/spec/ADATAD.md`` §5):
+``shared/spec/ADATAD.md`` §5), run as an :class:`~tadcli.inference.plan.InferencePlan` says:
 
-1. every video is cut into the windows of the preset and profile (:func:`tadcli.data.pipeline.eval_dataset`)
-   and decoded window by window, so memory stays bounded whatever the video's length;
+1. every video is cut into the plan's windows as the stream reaches it (a video file is opened then, once:
+   :class:`tadcli.data.dataset.EvalWindowBatches`) and decoded window by window, so memory stays bounded
+   whatever the video's length;
 2. windows go through the model in batches (:func:`stream_windows` calls a per-batch function);
 3. when a video's last window is done, its per-window results are combined into the video's result.
 
@@ -13,30 +14,41 @@ training, ``tad detect``, ``tad extract`` and :func:`tadcli.load_detector` alike
 windows (:func:`tadcli.model.postprocess.merge_windows`) and an optional per-video step (classifier
 fusion). :func:`extract_video_features` plugs in the backbone features.
 
-Videos come out in input order, each as soon as its last window is done.
+Videos come out in input order, one output per input, each as soon as its last window is done; a video
+that cannot be opened or decoded comes out with its error. The model is taken as it is: on the plan's
+device, in eval mode (:mod:`tadcli.inference.loading` loads it so; a model being trained is put in eval mode
+by whoever evaluates it).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import Preset
-from tadcli.data.dataset import EvalWindowDataset, VideoRecord, WindowMeta, collate_windows, worker_context
-from tadcli.data.pipeline import eval_dataset
-from tadcli.errors import VideoError
+from tadcli.data.dataset import (
+    DecodedWindow,
+    EvalWindow,
+    EvalWindowBatches,
+    EvalWindowDataset,
+    VideoRecord,
+    WindowBatch,
+    WindowMeta,
+    collate_windows,
+)
+from tadcli.data.loader import window_loader
+from tadcli.inference.plan import InferencePlan
 from tadcli.model.adatad import AdaTAD
-from tadcli.model.postprocess import Detections, PostprocessSettings, detect_batch, detections_to_seconds, merge_windows
+from tadcli.model.postprocess import Detections, detect_batch, detections_to_seconds, merge_windows
 
 ProgressCallback = Callable[[str, int, int], None]
 VideoStep = Callable[[VideoRecord, Detections], Detections]
+Video = VideoRecord | str | Path  # a prepared dataset's video, or a video file (opened by the stream)
 Part = TypeVar("Part")
 Result = TypeVar("Result")
 
@@ -46,126 +58,102 @@ class VideoOutput(Generic[Result]):
     """The result of one video, or why there is none.
 
     Attributes:
-        record: the video.
-        result: what the per-video function made of its windows; ``None`` when it could not be decoded.
-        num_windows: windows the video was cut into.
-        error: the decoder's message for a video that failed.
+        record: the video; ``None`` when its file could not be opened.
+        result: what the per-video function made of its windows; ``None`` when it could not be opened or decoded.
+        error: the reader's message for a video that failed.
     """
 
-    record: VideoRecord
+    record: VideoRecord | None
     result: Result | None
-    num_windows: int
     error: str | None = None
 
 
-class _IndexedWindows(Dataset):
-    """Windows with their index and the decoding error, so failures are reported per video, not dropped."""
+@dataclass(frozen=True)
+class _DecodedBatch:
+    """A batch of requests: all of them in order, the batch of those decoded, and ``(request, error)`` of the others."""
 
-    def __init__(self, windows: EvalWindowDataset) -> None:
-        self.windows = windows
+    requests: list[EvalWindow]
+    decoded: list[EvalWindow]
+    batch: WindowBatch | None
+    failures: list[tuple[EvalWindow, str]]
 
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, index: int) -> tuple[int, dict | None, str | None]:
-        try:
-            return index, self.windows.load(index), None
-        except VideoError as error:
-            return index, None, str(error)
-
-
-def _collate_indexed(items: Sequence[tuple[int, dict | None, str | None]]) -> tuple[list[int], dict | None, list]:
-    indices = [index for index, sample, _ in items if sample is not None]
-    failures = [(index, error) for index, sample, error in items if sample is None]
-    return indices, collate_windows([sample for _, sample, _ in items]), failures
+    def pin_memory(self) -> _DecodedBatch:
+        """Pinned frames for the copy to CUDA (the DataLoader calls it)."""
+        batch = self.batch.pin_memory() if self.batch is not None else None
+        return _DecodedBatch(self.requests, self.decoded, batch, self.failures)
 
 
-def inference_autocast(device: torch.device, mixed_precision: bool) -> contextlib.AbstractContextManager:
-    """bf16 (or fp16) autocast on CUDA when the preset asks for mixed precision; fp32 elsewhere."""
-    if device.type != "cuda" or not mixed_precision:
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+def _collate_decoded(items: Sequence[DecodedWindow]) -> _DecodedBatch:
+    return _DecodedBatch(
+        [item.request for item in items],
+        [item.request for item in items if item.sample is not None],
+        collate_windows([item.sample for item in items]),
+        [(item.request, item.error) for item in items if item.sample is None],
+    )
 
 
 def stream_windows(
-    windows: EvalWindowDataset,
-    per_batch: Callable[[dict], Sequence[Part]],
+    videos: Sequence[Video],
+    plan: InferencePlan,
+    per_batch: Callable[[WindowBatch], Sequence[Part]],
     per_video: Callable[[VideoRecord, list[tuple[WindowMeta, Part]]], Result],
-    device: torch.device,
     batch_size: int = 1,
     num_workers: int = 0,
     progress: ProgressCallback | None = None,
 ) -> Iterator[VideoOutput[Result]]:
-    """Run ``per_batch`` on batches of ``windows`` (one part per window) and ``per_video`` on each video's
-    ``(meta, part)`` list, in window order; yield each video's output as soon as its last window is done."""
-    last_window: dict[int, int] = {}
-    counts: dict[int, int] = {}
-    for window_index, (video_index, _) in enumerate(windows.windows):
-        last_window[video_index] = window_index
-        counts[video_index] = counts.get(video_index, 0) + 1
-    loader = DataLoader(
-        _IndexedWindows(windows),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_collate_indexed,
-        multiprocessing_context=worker_context() if num_workers > 0 else None,
-        pin_memory=device.type == "cuda",
+    """Run ``per_batch`` on batches of the windows of ``videos`` (one part per window) and ``per_video`` on each
+    video's ``(meta, part)`` list, in window order; yield each video's output as soon as its last window is done,
+    one per video, in order."""
+    dataset = EvalWindowDataset(plan.geometry, plan.transform, short_side=plan.transform.short_side)
+    batches = EvalWindowBatches(videos, dataset, batch_size)
+    loader = window_loader(
+        dataset, batch_sampler=batches, num_workers=num_workers, device=plan.device, collate=_collate_decoded
     )
     parts: dict[int, list] = {}
     errors: dict[int, str] = {}
-    next_video, done = 0, 0
-    for indices, batch, failures in loader:
-        for window_index, error in failures:
-            errors.setdefault(windows.windows[window_index][0], error)
-        if batch is not None:
-            for window_index, meta, part in zip(indices, batch["metas"], per_batch(batch)):
-                parts.setdefault(windows.windows[window_index][0], []).append((meta, part))
-        done += len(indices) + len(failures)
+    done = 0
+    for item in loader:
+        for request, error in item.failures:
+            errors.setdefault(request.video_index, error)
+        if item.batch is not None:
+            for request, meta, part in zip(item.decoded, item.batch.metas, per_batch(item.batch)):
+                parts.setdefault(request.video_index, []).append((meta, part))
+        done += sum(request.window is not None for request in item.requests)
         if progress is not None:
-            progress("windows", done, len(windows))
-        finished = max(indices + [index for index, _ in failures])
-        while next_video in last_window and last_window[next_video] <= finished:
-            record, error = windows.videos[next_video], errors.pop(next_video, None)
-            video_parts = parts.pop(next_video, [])
-            result = None if error is not None else per_video(record, video_parts)
-            yield VideoOutput(record, result, counts[next_video], error)
-            next_video += 1
+            progress("windows", done, batches.listed)
+        for request in item.requests:
+            if request.last:
+                error = errors.pop(request.video_index, None)
+                video_parts = parts.pop(request.video_index, [])
+                result = None if error is not None else per_video(request.record, video_parts)
+                yield VideoOutput(request.record, result, error)
 
 
 def detect_videos(
     model: AdaTAD,
-    records: Sequence[VideoRecord],
-    preset: Preset,
-    profile: DatasetProfile,
-    settings: PostprocessSettings,
-    device: torch.device | str = "cpu",
+    videos: Sequence[Video],
+    plan: InferencePlan,
     batch_size: int = 1,
     num_workers: int = 0,
     video_step: VideoStep | None = None,
     progress: ProgressCallback | None = None,
 ) -> Iterator[VideoOutput[Detections]]:
-    """Detections of every video in ``records`` in seconds (labels are class indices), sorted by score.
+    """Detections of every video in seconds (labels are class indices), sorted by score.
 
     Args:
-        model: the detector (put in eval mode here); its parameters on ``device``.
-        records: the videos (ground truth, if any, is ignored).
-        preset: windows and image size (its ``input`` section); mixed precision on CUDA per ``train.mixed_precision``.
-        profile: sampling (sliding or resize), window overlap.
-        settings: post-processing (:func:`tadcli.model.build.postprocess_settings`).
-        device: where the model runs.
+        model: the detector, in eval mode on ``plan.device``.
+        videos: prepared videos (ground truth, if any, is ignored) or video files.
+        plan: windows, transform, post-processing, device and precision.
         batch_size: windows per forward.
         num_workers: decoding processes (0: decode in this process).
         video_step: applied to each video's merged detections (e.g. classifier fusion).
-        progress: ``(description, windows done, total windows)`` callback.
+        progress: ``(description, windows done, windows listed)`` callback.
     """
-    device = torch.device(device)
-    resize = profile.sampling == "resize"
-    model.eval()
+    settings, resize = plan.settings, plan.resize
 
-    def per_batch(batch: dict) -> list[Detections]:
-        with torch.no_grad(), inference_autocast(device, preset.train.mixed_precision):
-            outputs = model(batch["frames"].to(device), batch["masks"].to(device))
+    def per_batch(batch: WindowBatch) -> list[Detections]:
+        with torch.no_grad(), plan.autocast():
+            outputs = model(batch.frames.to(plan.device), batch.masks.to(plan.device))
         return detect_batch(outputs, settings, resize)
 
     def per_video(record: VideoRecord, parts: list[tuple[WindowMeta, Detections]]) -> Detections:
@@ -177,8 +165,7 @@ def detect_videos(
         detections = Detections.cat(seconds) if resize else merge_windows(seconds, settings)
         return video_step(record, detections) if video_step is not None else detections
 
-    windows = eval_dataset(records, preset, profile)
-    yield from stream_windows(windows, per_batch, per_video, device, batch_size, num_workers, progress)
+    yield from stream_windows(videos, plan, per_batch, per_video, batch_size, num_workers, progress)
 
 
 @dataclass(frozen=True)
@@ -192,23 +179,21 @@ class VideoFeatures:
 
 def extract_video_features(
     model: AdaTAD,
-    records: Sequence[VideoRecord],
-    preset: Preset,
-    profile: DatasetProfile,
-    device: torch.device | str = "cpu",
+    videos: Sequence[Video],
+    plan: InferencePlan,
     batch_size: int = 1,
     num_workers: int = 0,
     progress: ProgressCallback | None = None,
 ) -> Iterator[VideoOutput[VideoFeatures]]:
-    """:meth:`AdaTAD.extract_features` over every video, window by window without overlap, as one [T, C]
-    array per video: step ``i`` of the video is feature ``i`` (resized videos: the window's T steps)."""
-    device = torch.device(device)
-    model.eval()
+    """:meth:`AdaTAD.extract_features` over every video, window by window without overlap (whatever the plan's
+    overlap), as one [T, C] array per video: step ``i`` of the video is feature ``i`` (resized videos: the
+    window's T steps). ``model``: in eval mode on ``plan.device``."""
+    plan = plan.without_overlap()
 
-    def per_batch(batch: dict) -> list[tuple[np.ndarray, np.ndarray]]:
-        with torch.no_grad(), inference_autocast(device, preset.train.mixed_precision):
-            features = model.extract_features(batch["frames"].to(device)).float().cpu()  # [B, C, T]
-        return [(f.T.numpy(), m.numpy()) for f, m in zip(features, batch["masks"])]
+    def per_batch(batch: WindowBatch) -> list[tuple[np.ndarray, np.ndarray]]:
+        with torch.no_grad(), plan.autocast():
+            features = model.extract_features(batch.frames.to(plan.device)).float().cpu()  # [B, C, T]
+        return [(f.T.numpy(), m.numpy()) for f, m in zip(features, batch.masks)]
 
     def per_video(record: VideoRecord, parts: list[tuple[WindowMeta, Any]]) -> VideoFeatures:
         first = parts[0][0]
@@ -220,8 +205,7 @@ def extract_video_features(
             video[start : start + valid] = features[:valid]  # the shifted tail window rewrites the same steps
         return VideoFeatures(video, first.snippet_stride, first.fps)
 
-    windows = eval_dataset(records, preset, profile, overlap=0.0)
-    yield from stream_windows(windows, per_batch, per_video, device, batch_size, num_workers, progress)
+    yield from stream_windows(videos, plan, per_batch, per_video, batch_size, num_workers, progress)
 
 
 def classifier_video_step(preset: Preset, classes: Sequence[str], video_ids: Sequence[str] | None = None) -> VideoStep | None:

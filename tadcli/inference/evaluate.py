@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import Preset
 from tadcli.data.dataset import VideoRecord
 from tadcli.data.prepared import PreparedDataset, load_prepared_dataset, records_from_prepared
@@ -19,12 +18,11 @@ from tadcli.evaluation.report import EvalReport, report_from_metrics
 from tadcli.evaluation.results import results_columns
 from tadcli.inference.detector import events_from_detections
 from tadcli.inference.engine import ProgressCallback, VideoStep, classifier_video_step, detect_videos
-from tadcli.model.adatad import AdaTAD
+from tadcli.inference.plan import InferencePlan, inference_plan
 from tadcli.io.atomic import write_text_atomic
 from tadcli.io.events import Event, format_results, results_content
 from tadcli.io.jsonio import write_json_atomic
-from tadcli.model.build import postprocess_settings
-from tadcli.model.postprocess import PostprocessSettings
+from tadcli.model.adatad import AdaTAD
 
 
 @dataclass(frozen=True)
@@ -57,31 +55,29 @@ def evaluate_on_records(
     records: Sequence[VideoRecord],
     classes: Sequence[str],
     preset: Preset,
-    profile: DatasetProfile,
-    settings: PostprocessSettings,
+    plan: InferencePlan,
     tiou_thresholds: Sequence[float],
-    device: torch.device | str = "cpu",
     batch_size: int = 1,
     num_workers: int = 0,
     video_step: VideoStep | None = None,
     progress: ProgressCallback | None = None,
 ) -> RecordsEvaluation:
-    """Detect on every video of ``records`` and score the detections against their ground truth.
+    """Detect on every video of ``records`` with ``model`` (put in eval mode here: a model being trained comes
+    in train mode) on ``plan.device``, and score the detections against their ground truth.
 
-    A class-agnostic preset's segments are labelled by its external video classifier
+    A class-agnostic ``preset``'s segments are labelled by its external video classifier
     (:func:`tadcli.inference.engine.classifier_video_step`) unless ``video_step`` is given.
     """
     if video_step is None:
         video_step = classifier_video_step(preset, classes, [r.video_id for r in records])
+    model.eval()
     events: dict[str, list[Event]] = {}
     failed = []
-    for video in detect_videos(
-        model, records, preset, profile, settings, device, batch_size, num_workers, video_step, progress
-    ):
+    for record, video in zip(records, detect_videos(model, records, plan, batch_size, num_workers, video_step, progress)):
         if video.result is None:
-            failed.append((video.record.video_id, video.error or "decoding failed"))
+            failed.append((record.video_id, video.error or "decoding failed"))
             continue
-        events[video.record.video_id] = events_from_detections(video.result, classes, video.record.duration)
+        events[record.video_id] = events_from_detections(video.result, classes, record.duration)
     results = results_content(events)["results"]
     metrics = evaluate_detections(ground_truth_of(records, classes), results_columns(results, "the detections"), tiou_thresholds)
     return RecordsEvaluation(events, metrics, failed)
@@ -143,9 +139,8 @@ class DatasetEvaluator:
         self.subset = subset or profile.eval_subset
         self.records = records_from_prepared(dataset, self.subset)
         self.tiou_thresholds = preset.evaluation.tiou_thresholds or list(profile.tiou_thresholds)
-        self.settings = postprocess_settings(preset, profile)
+        self.plan = inference_plan(preset, profile, device)
         self.out_dir = Path(out_dir)
-        self.device = device
         self.batch_size = batch_size
         self.num_workers = num_workers
 
@@ -165,10 +160,8 @@ class DatasetEvaluator:
             self.records,
             self.classes,
             self.preset,
-            self.profile,
-            self.settings,
+            self.plan,
             self.tiou_thresholds,
-            device=self.device,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             progress=progress,

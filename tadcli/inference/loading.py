@@ -1,4 +1,6 @@
-"""Rebuilding a trained detector: from a ``tad`` run directory, or from a released AdaTAD/OpenTAD checkpoint."""
+"""Models ready for inference: a ``tad`` run's, a released AdaTAD/OpenTAD checkpoint's, or a preset's with its
+pretrained backbone (feature extraction). Each is put on its device in eval mode here, once
+(:func:`ready_for_inference`); the inference engine takes it as it is."""
 
 from __future__ import annotations
 
@@ -19,6 +21,11 @@ def without_pretrained_weights(preset: Preset) -> Preset:
     return preset.model_copy(update={"backbone": preset.backbone.model_copy(update={"weights": None})})
 
 
+def ready_for_inference(model: AdaTAD, device: torch.device | str) -> AdaTAD:
+    """``model`` on ``device``, in eval mode."""
+    return model.to(device).eval()
+
+
 def load_run_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[RunConfig, AdaTAD]:
     """The run's config and its model with the saved (EMA) weights, in eval mode on ``device``.
 
@@ -35,7 +42,7 @@ def load_run_model(run_dir: str | Path, device: torch.device | str = "cpu") -> t
             f"{run_paths(run_dir).weights}: does not fit the run's model "
             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
-    return config, model.to(device).eval()
+    return config, ready_for_inference(model, device)
 
 
 def load_checkpoint_model(
@@ -48,4 +55,14 @@ def load_checkpoint_model(
     """
     model = build_model(without_pretrained_weights(preset), num_classes=preset.num_detector_classes(num_classes))
     load_released_adatad(model, checkpoint)
-    return model.to(device).eval()
+    return ready_for_inference(model, device)
+
+
+def load_preset_model(preset: Preset, device: torch.device | str = "cpu") -> AdaTAD:
+    """The model of ``preset`` with its pretrained backbone weights (``backbone.weights``; random detector), in
+    eval mode on ``device``: what extracts features without a run.
+
+    Raises:
+        WeightFormatError: the weights file does not fit the backbone.
+    """
+    return ready_for_inference(build_model(preset, num_classes=1), device)

@@ -2,7 +2,7 @@
 
 Formats (:data:`EVENT_FORMATS`), each a function returning the text of the file:
 
-- ``json`` (:func:`format_json`)::
+- ``json`` (:func:`format_json`; ``model``: :class:`ModelIdentity`)::
 
       {"model": {...}, "videos": [{"video": "clips/a.mp4", "duration": 12.0, "fps": 25.0,
                                    "events": [{"label": "jump", "start": 1.5, "end": 4.0, "score": 0.93}]}]}
@@ -82,6 +82,38 @@ class Event:
 
 
 @dataclass(frozen=True)
+class ModelIdentity:
+    """What identifies the model in outputs: the ``model`` object of the ``json`` format (:meth:`to_json`).
+
+    Attributes:
+        preset: the preset's name.
+        profile: the dataset profile (windows, post-processing).
+        classes: class names (index = class).
+        tad_version: the version that detects.
+        run: the run folder, for a run's model.
+        checkpoint: the checkpoint file, for a released checkpoint's model.
+        trained_with: the version that trained the run.
+    """
+
+    preset: str
+    profile: str
+    classes: tuple[str, ...]
+    tad_version: str
+    run: str | None = None
+    checkpoint: str | None = None
+    trained_with: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"run" | "checkpoint", "preset", "profile", "classes", ["trained_with",] "tad_version"}``."""
+        content: dict[str, Any] = {"run": self.run} if self.run is not None else {"checkpoint": self.checkpoint}
+        content.update(preset=self.preset, profile=self.profile, classes=list(self.classes))
+        if self.trained_with is not None:
+            content["trained_with"] = self.trained_with
+        content["tad_version"] = self.tad_version
+        return content
+
+
+@dataclass(frozen=True)
 class VideoEvents:
     """The events of one video.
 
@@ -125,10 +157,10 @@ def select_events(events: Iterable[Event], threshold: float = 0.0, top_k: int | 
     return tuple(sorted(kept, key=lambda e: (e.start, -e.score, e.end, e.label)))
 
 
-def format_json(model_info: dict[str, Any], videos: Sequence[VideoEvents]) -> str:
-    """``{"model": model_info, "videos": [{"video", "duration", "fps", "events": [...]}]}``, indented."""
+def format_json(model: ModelIdentity, videos: Sequence[VideoEvents]) -> str:
+    """``{"model": model.to_json(), "videos": [{"video", "duration", "fps", "events": [...]}]}``, indented."""
     content = {
-        "model": model_info,
+        "model": model.to_json(),
         "videos": [
             {
                 "video": video.video,
@@ -206,14 +238,14 @@ def format_results(events_by_video: Mapping[str, Iterable[Event]]) -> str:
 
 
 def write_events(
-    path: str | Path, model_info: dict[str, Any], videos: Sequence[VideoEvents], format: str = "json"
+    path: str | Path, model: ModelIdentity, videos: Sequence[VideoEvents], format: str = "json"
 ) -> list[Path]:
     """Write the events of ``videos`` to ``path`` atomically (:func:`tadcli.io.atomic.atomic_output`).
 
     Args:
         path: the output file (``srt`` with several videos: the name the per-video files derive from,
             see the module doc).
-        model_info: the identity of the model (run, preset, classes); written by ``json`` only.
+        model: the identity of the model (run, preset, classes); written by ``json`` only.
         videos: the videos, in output order, events already selected (:func:`select_events`).
         format: one of :data:`EVENT_FORMATS`.
 
@@ -231,17 +263,17 @@ def write_events(
             write_text_atomic(path.with_name(f"{path.stem}.{video_id(video.video)}.srt"), format_srt(video))
             for video in videos
         ]
-    return [write_text_atomic(path, format_events(model_info, videos, format))]
+    return [write_text_atomic(path, format_events(model, videos, format))]
 
 
-def format_events(model_info: dict[str, Any], videos: Sequence[VideoEvents], format: str = "json") -> str:
+def format_events(model: ModelIdentity, videos: Sequence[VideoEvents], format: str = "json") -> str:
     """The text of one events file in ``format`` (what :func:`write_events` writes; ``srt``: of one video).
 
     Raises:
         ValueError: unknown format, or ``srt`` for other than one video.
     """
     if format == "json":
-        return format_json(model_info, videos)
+        return format_json(model, videos)
     if format == "csv":
         return format_csv(videos)
     if format == "activitynet":

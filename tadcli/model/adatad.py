@@ -34,8 +34,8 @@ class AdaTAD(nn.Module):
 
     Example:
         >>> model = build_model(load_preset("tiny"), num_classes=4)  # tadcli.model.build, tadcli.config.loader
-        >>> outputs = model(batch["frames"], batch["masks"])  # uint8 [B, 3, 128, 64, 64], bool [B, 128]
-        >>> losses = model.compute_loss(outputs, batch["gt_segments"], batch["gt_labels"])  # training
+        >>> outputs = model(batch.frames, batch.masks)  # a WindowBatch: uint8 [B, 3, 128, 64, 64], bool [B, 128]
+        >>> losses = model.compute_loss(outputs, batch.gt_segments, batch.gt_labels)  # training
         >>> windows = model.detect(outputs, settings, apply_nms=False)  # eval: per-window grid-unit detections
     """
 

@@ -38,6 +38,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tadcli.config.schema import Preset
+from tadcli.data.dataset import WindowBatch
 from tadcli.model.adatad import AdaTAD
 from tadcli.model.build import build_model
 from tadcli.model.chunked import offload_leaves_the_device, representative_groups
@@ -140,7 +141,7 @@ class Profile:
         return self.required_bytes() <= capacity_bytes
 
 
-def _micro_batch(workload: Workload, fake: bool) -> dict:
+def _micro_batch(workload: Workload, fake: bool) -> WindowBatch:
     """A collated batch (:func:`tadcli.data.dataset.collate_windows` layout) of full windows."""
     preset, count = workload.preset, workload.batch
     frames, size, length = preset.input.frames, preset.input.image_size, preset.input.detector_length
@@ -148,12 +149,8 @@ def _micro_batch(workload: Workload, fake: bool) -> dict:
     pixels = torch.empty(shape, dtype=torch.uint8) if fake else torch.randint(0, 256, shape, dtype=torch.uint8)
     segments = torch.tensor(GT_SEGMENTS_PER_VIDEO, dtype=torch.float32) * length  # [M, 2] grid steps
     labels = torch.arange(len(GT_SEGMENTS_PER_VIDEO)) % workload.num_classes
-    return {
-        "frames": pixels,
-        "masks": torch.ones(count, length, dtype=torch.bool),
-        "gt_segments": [segments.clone() for _ in range(count)],
-        "gt_labels": [labels.clone() for _ in range(count)],
-    }
+    return WindowBatch(pixels, torch.ones(count, length, dtype=torch.bool), [segments.clone() for _ in range(count)],
+                       [labels.clone() for _ in range(count)])
 
 
 class _BatchesMadeOnUse(Sequence):
@@ -167,7 +164,7 @@ class _BatchesMadeOnUse(Sequence):
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> WindowBatch:
         if not 0 <= index < self.count:
             raise IndexError(index)
         return _micro_batch(self.workload, fake=True)
@@ -231,7 +228,7 @@ def _set_up_training(model: AdaTAD, workload: Workload, optimizer_device: torch.
 
 
 def _run_training_step(
-    training: _Training, batches: Sequence[dict], workload: Workload, precision: Precision, device: torch.device
+    training: _Training, batches: Sequence[WindowBatch], workload: Workload, precision: Precision, device: torch.device
 ) -> None:
     training_step(
         training.model,
@@ -264,7 +261,7 @@ def _run_inference(model: AdaTAD, workload: Workload, precision: Precision, devi
     batch = _micro_batch(workload, fake)
     model.eval()
     with torch.no_grad(), precision.autocast():
-        model(batch["frames"].to(device), batch["masks"].to(device))
+        model(batch.frames.to(device), batch.masks.to(device))
 
 
 def count_parameters(model: AdaTAD) -> tuple[int, int]:
@@ -298,7 +295,7 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
     with session.active(tracker), _as_on(target, tracker):
         count = micro_batches_run(workload)
         if cuda_target:
-            batches: Sequence[dict] = _BatchesMadeOnUse(workload, count)
+            batches: Sequence[WindowBatch] = _BatchesMadeOnUse(workload, count)
         else:
             batches = [_micro_batch(workload, fake=True) for _ in range(count)]
         _run_training_step(training, batches, workload, precision, cpu)
@@ -360,7 +357,7 @@ def measure(workload: Workload, target: Target, device: torch.device) -> Measure
     tracker = LiveTensorMemory()
     tracker.add(t for tensors in _training_groups(training).values() for t in tensors)
     with tracker:
-        tracker.add(t for batch in batches for t in (batch["frames"], batch["masks"]))
+        tracker.add(t for batch in batches for t in (batch.frames, batch.masks))
         _run_training_step(training, batches, workload, precision, device)
     training_peak = tracker.peak().total
     model.zero_grad(set_to_none=True)
@@ -421,7 +418,7 @@ def measure_training_steps(workload: Workload, target: Target, device: torch.dev
     tracker = LiveTensorMemory()
     tracker.add(t for tensors in _training_groups(training).values() for t in tensors)
     with tracker:
-        tracker.add(t for batch in batches for t in (batch["frames"], batch["masks"]))
+        tracker.add(t for batch in batches for t in (batch.frames, batch.masks))
         seconds = tuple(_timed(step, cuda) for _ in range(steps))
     peak = tracker.peak().total
     return StepsMeasurement("cpu", peak, peak, seconds)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tadcli.data.video import expand_video_inputs
 from tadcli.errors import TadError
+from tadcli.io.events import ModelIdentity
 from tadcli.io.paths import check_input_file, check_output_file, is_stdout
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -34,7 +35,7 @@ class DetectReport:
 
     videos: list = field(default_factory=list)  # tadcli.inference.detector.VideoDetection
     written: list[Path] = field(default_factory=list)
-    model: dict = field(default_factory=dict)
+    model: ModelIdentity | None = None
     stdout_text: str | None = None
 
     @property

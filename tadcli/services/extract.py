@@ -61,13 +61,10 @@ def extract(
     """
     from tadcli.config.loader import load_preset
     from tadcli.config.profiles import get_profile
-    from tadcli.data.dataset import VideoRecord
-    from tadcli.data.pipeline import window_geometry
-    from tadcli.errors import VideoError
     from tadcli.inference.engine import extract_video_features
-    from tadcli.inference.loading import load_run_model
+    from tadcli.inference.loading import load_preset_model, load_run_model
+    from tadcli.inference.plan import inference_plan
     from tadcli.io.features import FEATURE_FORMATS, write_features
-    from tadcli.model.build import build_model
     from tadcli.devices import resolve_device
 
     if format not in FEATURE_FORMATS:
@@ -86,29 +83,21 @@ def extract(
             check_input_path(weights, "backbone weights")
             resolved = resolved.model_copy(update={"backbone": resolved.backbone.model_copy(update={"weights": str(weights)})})
         resolved.backbone.require_weights(resolved.name)
-        model = build_model(resolved, num_classes=1).to(torch_device)
+        model = load_preset_model(resolved, torch_device)
         profile_name = profile or DEFAULT_EXTRACT_PROFILE
         source = resolved.backbone.pretrained_weights or "random initialisation"
-    dataset_profile = get_profile(profile_name)
-    geometry = window_geometry(resolved, dataset_profile)
+    plan = inference_plan(resolved, get_profile(profile_name), torch_device)
 
     report = ExtractReport()
-    records = []
-    for video in videos:
-        try:
-            records.append(VideoRecord.from_video(video))
-        except VideoError as error:
-            report.failed.append((str(video), str(error)))
-    for output in extract_video_features(model, records, resolved, dataset_profile, torch_device, batch_size, num_workers, progress):
-        video = str(output.record.path)
+    for video, output in zip(videos, extract_video_features(model, videos, plan, batch_size, num_workers, progress)):
         if output.result is None:
-            report.failed.append((video, output.error or "decoding failed"))
+            report.failed.append((str(video), output.error or "decoding failed"))
             continue
         sidecar = {
-            "video": video,
+            "video": str(video),
             "duration": output.record.duration,
             "fps": output.result.fps,
-            "frame_stride": geometry.frame_stride,
+            "frame_stride": plan.geometry.frame_stride,
             "snippet_stride": output.result.snippet_stride,
             "window_frames": resolved.input.frames,
             "image_size": resolved.input.image_size,
@@ -117,5 +106,5 @@ def extract(
             "adaptation": resolved.adaptation.mode,
             "profile": profile_name,
         }
-        report.written.append(write_features(out_dir, output.record.video_id, output.result.features, sidecar, format))
+        report.written.append(write_features(out_dir, video.stem, output.result.features, sidecar, format))
     return report

@@ -302,7 +302,7 @@ class Trainer:
                 raise
             for batch in micro_batches:
                 wanted = [self.dataset.videos[i].video_id for i in next(requested)]
-                skipped += sum(meta.video_id != video for meta, video in zip(batch["metas"], wanted))
+                skipped += sum(meta.video_id != video for meta, video in zip(batch.metas, wanted))
             self.schedule.set_step(self.position.global_step)
             result = training_step(
                 self.wrapped,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from tadcli.data.dataset import WindowBatch
 from tadcli.errors import TadError
 from tadcli.model.adatad import AdaTAD, optimizer_param_groups
 
@@ -113,18 +114,9 @@ class StepResult:
     num_videos: int
 
 
-def _to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list, list]:
-    non_blocking = device.type == "cuda"
-    frames = batch["frames"].to(device, non_blocking=non_blocking)
-    masks = batch["masks"].to(device, non_blocking=non_blocking)
-    segments = [s.to(device, non_blocking=non_blocking) for s in batch["gt_segments"]]
-    labels = [label.to(device, non_blocking=non_blocking) for label in batch["gt_labels"]]
-    return frames, masks, segments, labels
-
-
 def training_step(
     model: nn.Module,
-    micro_batches: Sequence[dict],
+    micro_batches: Sequence[WindowBatch],
     optimizer: torch.optim.Optimizer,
     precision: Precision,
     scaler: torch.amp.GradScaler,
@@ -133,7 +125,7 @@ def training_step(
     device: torch.device,
     step: int,
 ) -> StepResult:
-    """One optimizer step over ``micro_batches`` (collated window batches, see :func:`tadcli.data.dataset.collate_windows`).
+    """One optimizer step over ``micro_batches`` (collated window batches, :func:`tadcli.data.dataset.collate_windows`).
 
     ``model`` may be DDP-wrapped: gradients are then synchronised on the last micro-batch only.
     Gradients are set to None before the step; the loss of each micro-batch is divided by their number.
@@ -148,11 +140,11 @@ def training_step(
     for index, batch in enumerate(micro_batches):
         last = index == len(micro_batches) - 1
         no_sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not last else contextlib.nullcontext()
-        frames, masks, segments, labels = _to_device(batch, device)
+        batch = batch.to(device)
         with no_sync, normalizers.slot(index):
             with precision.autocast():
-                outputs = model(frames, masks)
-            losses = core.compute_loss(outputs, segments, labels)
+                outputs = model(batch.frames, batch.masks)
+            losses = core.compute_loss(outputs, batch.gt_segments, batch.gt_labels)
             values = {"total": losses.total, "classification": losses.classification, "regression": losses.regression}
             floats = dict(zip(LOSS_PARTS, torch.stack([values[p].detach().float() for p in LOSS_PARTS]).tolist()))
             bad = [part for part in LOSS_PARTS if not math.isfinite(floats[part])]
@@ -165,7 +157,7 @@ def training_step(
         for part in LOSS_PARTS:
             sums[part] += floats[part] / len(micro_batches)
         num_positives += int(losses.num_positives)
-        num_videos += len(frames)
+        num_videos += len(batch)
     scaler.unscale_(optimizer)
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     # max_norm inf measures the norm without clipping
