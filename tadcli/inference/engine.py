@@ -34,8 +34,8 @@ from tadcli.data.pipeline import eval_dataset
 from tadcli.errors import VideoError
 from tadcli.model.adatad import AdaTAD
 from tadcli.model.postprocess import Detections, PostprocessSettings, detect_batch, detections_to_seconds, merge_windows
+from tadcli.progress import ProgressCallback
 
-ProgressCallback = Callable[[str, int, int], None]
 VideoStep = Callable[[VideoRecord, Detections], Detections]
 Part = TypeVar("Part")
 Result = TypeVar("Result")

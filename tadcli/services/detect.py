@@ -11,15 +11,14 @@ are still written, and :attr:`DetectReport.failed` tells the CLI to exit non-zer
 from __future__ import annotations
 
 import glob
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tadcli.data.annotations import VIDEO_EXTENSIONS
 from tadcli.errors import TadError
 from tadcli.io.paths import check_input_file, check_output_file, is_stdout
-
-ProgressCallback = Callable[[str, int, int], None]
+from tadcli.progress import ProgressCallback
 
 
 @dataclass

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,11 +64,11 @@ from tadcli.evaluation.results import read_detection_results
 from tadcli.io.atomic import write_text_atomic
 from tadcli.io.jsonio import write_json_atomic
 from tadcli.io.paths import check_input_dir, check_input_file, check_input_path, check_output_dir, check_output_file
+from tadcli.progress import ProgressCallback
 
 if TYPE_CHECKING:
     import pandas
 
-ProgressCallback = Callable[[str, int, int], None]
 
 NUM_LOWEST_CLASSES = 5
 DEFAULT_SUBSET = "validation"

@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Callable
 
 from tadcli.config.profiles import get_profile, subset_renames
 from tadcli.data.annotations import (
@@ -72,8 +71,8 @@ from tadcli.data.probe import VideoProbe, probe_videos
 from tadcli.errors import DatasetError
 from tadcli.io.paths import check_input_dir, check_input_file, check_input_path, check_output_dir
 from tadcli.io.staging import StagedFolder, staged_folder
+from tadcli.progress import ProgressCallback
 
-ProgressCallback = Callable[[str, int, int], None]
 
 DEFAULT_EPIC_FORMAT = AnnotationFormat.EPIC_KITCHENS_NOUN
 

@@ -32,8 +32,8 @@ from tadcli.profiling.step import (
 )
 from tadcli.profiling.parallel import Predictor
 from tadcli.profiling.suggest import Change, Suggestion, side_change, suggest
+from tadcli.progress import ProgressCallback
 
-ProgressCallback = Callable[[str, int, int], None]
 
 # The rows of the table: adaptation mode and checkpointing as AdaTAD's configs pair them (spec §3).
 MODES: tuple[str, ...] = ("full", "full-checkpointing", "frozen", "tia", "tia-no-checkpointing", "side")
