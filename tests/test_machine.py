@@ -282,11 +282,11 @@ def test_long_work_prints_plain_progress_lines_when_stderr_is_not_a_terminal(wor
 def test_plain_progress_lines_come_every_interval_with_5_percent_or_every_three_intervals():
     from rich.console import Console
 
-    from tadcli import cli
+    from tadcli.cli.render import PlainProgress
 
     clock = [0.0]
     output = io.StringIO()
-    progress = cli.PlainProgress(Console(file=output, width=200), interval=10, clock=lambda: clock[0])
+    progress = PlainProgress(Console(file=output, width=200), interval=10, clock=lambda: clock[0])
     printed = []
     for second, done in [(0, 0), (5, 50), (11, 51), (12, 53), (25, 54), (30, 54), (44, 55), (50, 100)]:
         clock[0] = second

@@ -295,13 +295,6 @@ def test_cli_prepare_synthetic(tmp_path):
     assert all(video.instances for video in dataset.subset("train"))
 
 
-def test_cli_format_option_lists_every_reader_format():
-    from tadcli.cli import AnnotationFormat
-    from tadcli.data.annotations import ANNOTATION_FORMATS
-
-    assert tuple(f.value for f in AnnotationFormat) == ANNOTATION_FORMATS
-
-
 def test_cli_prepare_epic_verb_task_without_videos(annotations_dir, tmp_path):
     # EPIC's public validation CSV only: verbs chosen with --format; no train subset, so not usable (exit 2)
     result = CliRunner().invoke(

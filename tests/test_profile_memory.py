@@ -25,7 +25,7 @@ from tadcli.profiling.replay import CallTraces
 from tadcli.profiling.step import Profile, Target, Workload
 from tadcli.profiling.suggest import Change, axes, suggest
 from tadcli.profiling.tracker import LiveTensorMemory, cuda_block_bytes
-from tadcli.services.profile_memory import MODES
+from tadcli.profiling.modes import MODES
 
 from conftest import error_line
 

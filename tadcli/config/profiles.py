@@ -7,6 +7,7 @@ Values follow ``shared/spec/ADATAD.md`` §5.3, §6 and §7 (the official OpenTAD
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal, Optional
 
 import numpy as np
@@ -161,6 +162,10 @@ PROFILES: dict[str, DatasetProfile] = {
         ),
     )
 }
+
+
+# The closed vocabulary of dataset names ('tad prepare DATASET', '--dataset'), built from the table above.
+DatasetName = StrEnum("DatasetName", {name.replace("-", "_"): name for name in PROFILES})
 
 
 def get_profile(name: str) -> DatasetProfile:

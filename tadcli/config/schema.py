@@ -18,7 +18,7 @@ from tadcli.errors import PresetError
 BackboneSize = Literal["S", "B", "L", "H", "g"]
 AdaptationMode = Literal["tia", "plain", "side", "full", "frozen"]
 
-# Depth of each named size (spec §1.1), needed here to check adapter block indices.
+# Depth of each named size (spec §1.1), needed here to check adapter block indices; model/vit.py ARCHS reads it.
 DEPTH_OF_SIZE = {"S": 12, "B": 12, "L": 24, "H": 32, "g": 40}
 
 

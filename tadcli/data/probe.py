@@ -23,16 +23,15 @@ import json
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from tadcli.data.video import open_video
 from tadcli.errors import VideoError
 from tadcli.io.jsonio import write_json_atomic
+from tadcli.progress import ProgressCallback
 
 PROBE_CACHE_VERSION = 4  # 4: variable_frame_rate, rotation; timeline fps, frames and duration
 CACHE_SAVE_EVERY = 100  # probes between two saves of the cache during a long run
-
-ProgressCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ from tadcli.data.loader import window_loader
 from tadcli.inference.plan import InferencePlan
 from tadcli.model.adatad import AdaTAD
 from tadcli.model.postprocess import Detections, detect_batch, detections_to_seconds, merge_windows
+from tadcli.progress import ProgressCallback
 
-ProgressCallback = Callable[[str, int, int], None]
 VideoStep = Callable[[VideoRecord, Detections], Detections]
 Video = VideoRecord | str | Path  # a prepared dataset's video, or a video file (opened by the stream)
 Part = TypeVar("Part")

@@ -43,13 +43,24 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from tadcli.errors import OutputError
 from tadcli.io.atomic import write_text_atomic
 
-EVENT_FORMATS = ("json", "csv", "srt", "activitynet")
+
+class EventFormat(StrEnum):
+    """The formats of an events file (``tad detect --format``)."""
+
+    JSON = "json"
+    CSV = "csv"
+    SRT = "srt"
+    ACTIVITYNET = "activitynet"
+
+
+EVENT_FORMATS = tuple(EventFormat)
 CSV_HEADER = ("video", "start", "end", "label", "score")
 ACTIVITYNET_VERSION = "VERSION 1.3"
 SECONDS_DECIMALS = 2

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,15 @@ from tadcli.errors import OutputError
 from tadcli.io.atomic import atomic_output, write_bytes_atomic
 from tadcli.io.jsonio import write_json_atomic
 
-FEATURE_FORMATS = ("npy", "safetensors")
+
+class FeatureFormat(StrEnum):
+    """The array file formats of a features file (``tad extract --format``)."""
+
+    NPY = "npy"
+    SAFETENSORS = "safetensors"
+
+
+FEATURE_FORMATS = tuple(FeatureFormat)
 SAFETENSORS_KEY = "features"
 # What the caller states about the features (the sidecar may hold more, e.g. the preset or the video path).
 STATED_KEYS = ("fps", "frame_stride", "snippet_stride", "window_frames", "image_size", "backbone", "weights")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from timm.layers import Mlp, trunc_normal_
 from torch import nn
 
+from tadcli.config.schema import DEPTH_OF_SIZE
 from tadcli.model.position import sinusoid_position_table
 
 
@@ -69,13 +70,14 @@ class ViTArch:
         return self.num_frames // self.tubelet_size
 
 
-# The variants of spec §1.1. ``g`` is VideoMAEv2-giant (mlp_ratio 48/11, patch 14).
+# The variants of spec §1.1. ``g`` is VideoMAEv2-giant (mlp_ratio 48/11, patch 14). Depths: the preset
+# schema's table (it checks adapter block indices without importing torch).
 ARCHS: dict[str, ViTArch] = {
-    "S": ViTArch(embed_dim=384, depth=12, num_heads=6, mlp_hidden_dim=1536),
-    "B": ViTArch(embed_dim=768, depth=12, num_heads=12, mlp_hidden_dim=3072),
-    "L": ViTArch(embed_dim=1024, depth=24, num_heads=16, mlp_hidden_dim=4096),
-    "H": ViTArch(embed_dim=1280, depth=32, num_heads=16, mlp_hidden_dim=5120),
-    "g": ViTArch(embed_dim=1408, depth=40, num_heads=16, mlp_hidden_dim=6144, patch_size=14),
+    "S": ViTArch(embed_dim=384, depth=DEPTH_OF_SIZE["S"], num_heads=6, mlp_hidden_dim=1536),
+    "B": ViTArch(embed_dim=768, depth=DEPTH_OF_SIZE["B"], num_heads=12, mlp_hidden_dim=3072),
+    "L": ViTArch(embed_dim=1024, depth=DEPTH_OF_SIZE["L"], num_heads=16, mlp_hidden_dim=4096),
+    "H": ViTArch(embed_dim=1280, depth=DEPTH_OF_SIZE["H"], num_heads=16, mlp_hidden_dim=5120),
+    "g": ViTArch(embed_dim=1408, depth=DEPTH_OF_SIZE["g"], num_heads=16, mlp_hidden_dim=6144, patch_size=14),
 }
 
 

@@ -6,5 +6,6 @@
 - :mod:`~tadcli.profiling.step`: one real training step / inference pass of a preset, predicted or measured.
 - :mod:`~tadcli.profiling.parallel`: predictions of independent workloads in parallel worker processes.
 - :mod:`~tadcli.profiling.gpus`: the GPU table.
+- :mod:`~tadcli.profiling.modes`: the table's rows (adaptation modes), the precision policy, the capacity to fit.
 - :mod:`~tadcli.profiling.suggest`: the nearest configurations that fit, each re-profiled.
 """

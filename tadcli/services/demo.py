@@ -20,8 +20,8 @@ from pathlib import Path
 
 from tadcli.errors import TadError
 from tadcli.io.paths import check_output_dir
+from tadcli.progress import ProgressCallback
 
-ProgressCallback = Callable[[str, int, int], None]
 
 DEMO_PRESET = "tiny"
 DEMO_CLASSES = 4
@@ -35,7 +35,7 @@ class DemoReport:
 
     dataset: Path
     run: Path
-    training: object  # tadcli.training.loop.TrainSummary
+    training: object  # tadcli.training.reporting.TrainSummary
     test: object  # tadcli.services.eval.EvalReport
     video: Path
     num_events: int

@@ -10,7 +10,7 @@ are still written, and :attr:`DetectReport.failed` tells the CLI to exit non-zer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +18,7 @@ from tadcli.data.video import expand_video_inputs
 from tadcli.errors import TadError
 from tadcli.io.events import ModelIdentity
 from tadcli.io.paths import check_input_file, check_output_file, is_stdout
-
-ProgressCallback = Callable[[str, int, int], None]
+from tadcli.progress import ProgressCallback
 
 
 @dataclass

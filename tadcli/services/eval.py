@@ -19,7 +19,7 @@ at each threshold, mean).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,8 +40,8 @@ from tadcli.evaluation.results import read_detection_results
 from tadcli.io.atomic import write_text_atomic
 from tadcli.io.jsonio import write_json_atomic
 from tadcli.io.paths import check_input_dir, check_input_file, check_input_path, check_output_dir, check_output_file
+from tadcli.progress import ProgressCallback
 
-ProgressCallback = Callable[[str, int, int], None]
 
 
 def evaluate_predictions(

@@ -10,15 +10,15 @@ error rules as ``tad detect`` apply.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tadcli.data.video import expand_video_inputs
 from tadcli.errors import TadError
 from tadcli.io.paths import check_input_path, check_output_dir
+from tadcli.progress import ProgressCallback
 
-ProgressCallback = Callable[[str, int, int], None]
 DEFAULT_EXTRACT_PROFILE = "thumos14"
 
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Callable
 
 from tadcli.config.profiles import get_profile, subset_renames
 from tadcli.data.annotations import AnnotationFormat, AnnotationSet, read_annotations, read_video_list
@@ -73,8 +72,8 @@ from tadcli.data.report import DatasetReport, write_report
 from tadcli.errors import DatasetError
 from tadcli.io.paths import check_input_dir, check_input_file, check_input_path, check_output_dir
 from tadcli.io.staging import StagedFolder, staged_folder
+from tadcli.progress import ProgressCallback
 
-ProgressCallback = Callable[[str, int, int], None]
 
 
 def prepare_dataset(

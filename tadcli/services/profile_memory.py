@@ -16,43 +16,24 @@ import torch
 
 from tadcli.config.loader import load_preset
 from tadcli.config.schema import Preset
-from tadcli.errors import PresetError, TadError
+from tadcli.errors import PresetError
 from tadcli.io.jsonio import write_json_atomic
 from tadcli.io.paths import check_output_file
-from tadcli.profiling.gpus import GIB, GpuSpec, find_gpu
-from tadcli.profiling.step import (
-    CUDA_CONTEXT_BYTES,
-    PRECISIONS,
-    Measurement,
-    Profile,
-    StepMemory,
-    Target,
-    Workload,
-    measure,
+from tadcli.profiling.gpus import find_gpu
+from tadcli.profiling.modes import (
+    MODES,
+    Mode,
+    ProfileOptionError,
+    check_precision,
+    memory_capacity,
+    mode_overrides,
+    parse_mode,
+    prediction_target,
 )
+from tadcli.profiling.step import CUDA_CONTEXT_BYTES, Measurement, Profile, StepMemory, Target, Workload, measure
 from tadcli.profiling.parallel import Predictor
-from tadcli.profiling.suggest import Change, Suggestion, side_change, suggest
-
-ProgressCallback = Callable[[str, int, int], None]
-
-# The rows of the table: adaptation mode and checkpointing as AdaTAD's configs pair them (spec §3).
-MODES: tuple[str, ...] = ("full", "full-checkpointing", "frozen", "tia", "tia-no-checkpointing", "side")
-PRESET_MODE = "preset"  # the preset exactly as it is
-
-
-class ProfileOptionError(TadError):
-    """Options of ``tad profile-memory`` that do not go together."""
-
-
-def mode_overrides(mode: str, preset: Preset) -> tuple[str, ...]:
-    """Preset overrides that turn ``preset`` into the row ``mode``."""
-    if mode == PRESET_MODE:
-        return ()
-    if mode == "side":
-        return side_change(preset).overrides
-    adaptation = {"full": "full", "full-checkpointing": "full", "frozen": "frozen"}.get(mode, "tia")
-    checkpointing = mode in ("full-checkpointing", "tia")
-    return (f"adaptation.mode={adaptation}", f"adaptation.checkpointing={str(checkpointing).lower()}")
+from tadcli.profiling.suggest import Change, Suggestion, suggest
+from tadcli.progress import ProgressCallback
 
 
 @dataclass(frozen=True)
@@ -60,14 +41,14 @@ class ModeRow:
     """One row of the table.
 
     Attributes:
-        mode: one of :data:`MODES` or ``preset``.
+        mode: the row (:class:`~tadcli.profiling.modes.Mode`).
         is_preset: the row is the preset's own adaptation.
         profile: the prediction.
         fits: whether it fits the capacity (None without a GPU or memory budget).
         measured: the measured peaks when asked for.
     """
 
-    mode: str
+    mode: Mode
     is_preset: bool
     profile: Profile
     fits: bool | None
@@ -136,31 +117,6 @@ class MemoryPlan:
                 for s in self.suggestions
             ],
         }
-
-
-def _target(device: str, precision: str | None, gpu: GpuSpec | None, preset: Preset) -> Target:
-    if device == "cpu":
-        if precision not in (None, "fp32"):
-            raise ProfileOptionError(f"--precision {precision} is CUDA only: training on the CPU runs in fp32")
-        return Target("cpu", "fp32")
-    if precision is None:
-        half = "bf16" if gpu is None or gpu.supports_bf16 else "fp16"
-        precision = half if preset.train.mixed_precision else "fp32"
-    if precision == "bf16" and gpu is not None and not gpu.supports_bf16:
-        raise ProfileOptionError(f"--precision bf16: the {gpu.name} has no bf16 support (use fp16)")
-    return Target("cuda", precision, gpu)
-
-
-def _capacity(gpu: GpuSpec | None, memory_gb: float | None) -> tuple[int | None, str | None]:
-    if gpu is not None and memory_gb is not None:
-        raise ProfileOptionError("give --gpu NAME or --memory GB, not both")
-    if gpu is not None:
-        return gpu.memory_bytes, f"{gpu.name} ({gpu.memory_gib:g} GiB)"
-    if memory_gb is not None:
-        if memory_gb <= 0:
-            raise ProfileOptionError(f"--memory must be positive, got {memory_gb:g}")
-        return int(memory_gb * GIB), f"{memory_gb:g} GiB"
-    return None, None
 
 
 def _mode_rows(
@@ -237,7 +193,7 @@ def profile_memory(
     frames: int | None = None,
     image_size: int | None = None,
     batch: int | None = None,
-    mode: str | None = None,
+    mode: Mode | str | None = None,
     precision: str | None = None,
     gpu: str | None = None,
     memory_gb: float | None = None,
@@ -256,7 +212,7 @@ def profile_memory(
         batch: videos per micro-batch on the device (``train.micro_batch_size``); None = the preset's, else
             its whole global batch ``train.batch_size`` at once, as ``tad train`` runs on one device. Gradient
             accumulation on this one device reaches the global batch.
-        mode: one of :data:`MODES` or ``preset``; None = every mode of :data:`MODES`.
+        mode: a :class:`~tadcli.profiling.modes.Mode` (or its value); None = every mode of :data:`MODES`.
         precision: ``fp32``, ``bf16`` or ``fp16``; None = the preset's mixed precision on CUDA (bf16 where
             the GPU has it, else fp16), fp32 on the CPU.
         gpu: a GPU name of :data:`tadcli.profiling.gpus.GPUS`; ``memory_gb``: or a budget in GiB.
@@ -275,10 +231,10 @@ def profile_memory(
             the global batch, ``measure_peak`` on CUDA without one...).
         PathError: ``json_out`` is a folder or cannot be written (checked before anything is profiled).
     """
-    if mode is not None and mode not in (*MODES, PRESET_MODE):
-        raise ProfileOptionError(f"unknown mode '{mode}'; choose one of {', '.join((*MODES, PRESET_MODE))}")
-    if precision is not None and precision not in PRECISIONS:
-        raise ProfileOptionError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    if mode is not None:
+        mode = parse_mode(mode)
+    if precision is not None:
+        check_precision(precision)
     if num_classes < 1:
         raise ProfileOptionError(f"--classes must be at least 1, got {num_classes}")
     cuda_available = torch.cuda.is_available()
@@ -291,7 +247,7 @@ def profile_memory(
     if json_out is not None:
         json_out = check_output_file(json_out, "JSON table")  # before minutes of profiling, not after
     gpu_spec = find_gpu(gpu) if gpu is not None else None
-    capacity, capacity_label = _capacity(gpu_spec, memory_gb)
+    capacity, capacity_label = memory_capacity(gpu_spec, memory_gb)
     base_overrides = list(overrides)
     if batch is not None:
         base_overrides.append(f"train.micro_batch_size={batch}")
@@ -306,7 +262,7 @@ def profile_memory(
         raise ProfileOptionError(
             f"--batch {batch} must divide the preset's global batch (train.batch_size={global_batch})"
         )
-    target = _target(device, precision, gpu_spec, base)
+    target = prediction_target(device, precision, gpu_spec, base)
 
     def workload(variant: Preset) -> Workload:
         videos = variant.train.micro_batch_size or global_batch
@@ -315,8 +271,8 @@ def profile_memory(
     modes = [mode] if mode is not None else list(MODES)
     variants = {m: load_preset(preset, [*base_overrides, *mode_overrides(m, base)]) for m in modes}
     if mode is None and not any(v.adaptation == base.adaptation for v in variants.values()):
-        modes.append(PRESET_MODE)  # e.g. a plain-adapter preset: its own row too
-        variants[PRESET_MODE] = base
+        modes.append(Mode.PRESET)  # e.g. a plain-adapter preset: its own row too
+        variants[Mode.PRESET] = base
     focus = mode if mode is not None else next((m for m in modes if variants[m].adaptation == base.adaptation))
     with Predictor(target) as predictor:  # its worker processes serve the table and the suggestions
         rows = _mode_rows(modes, variants, base, workload, predictor, capacity, measure_peak, device, progress)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-import pandas as pd
 
 from tadcli.data.annotations.types import Instance, VideoAnnotation
 from tadcli.errors import AnnotationError
+
+if TYPE_CHECKING:  # pandas is imported where a table is read: 'tad --help' imports this package
+    import pandas as pd
 
 
 def load_json(path: Path) -> Any:
@@ -67,11 +69,15 @@ def read_csv_table(path: Path, required: Iterable[str] = ()) -> pd.DataFrame:
     missing = [column for column in required if column not in header]
     if missing:
         raise AnnotationError(f"{path}: missing column(s) {missing}; the header has {header}")
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
 
 
 def numeric_column(table: pd.DataFrame, column: str, path: Path, what: str = "") -> np.ndarray:
     """``table[column]`` as finite float64 [N]; the first other value is an error naming its line."""
+    import pandas as pd
+
     values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:

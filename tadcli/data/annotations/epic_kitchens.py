@@ -10,14 +10,16 @@ for verb_class 0; classes are all keys in id order (97 verbs, 300 nouns). Durati
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from tadcli.data.annotations._fields import numeric_column, read_csv_table
 from tadcli.data.annotations.types import AnnotationFormat, AnnotationSet, Instance, VideoAnnotation
 from tadcli.errors import AnnotationError
+
+if TYPE_CHECKING:  # pandas is imported where a table is read: 'tad --help' imports this package
+    import pandas as pd
 
 _EPIC_SUBSETS = {"train": "train", "validation": "val"}
 _TASK_FORMATS = {"verb": AnnotationFormat.EPIC_KITCHENS_VERB, "noun": AnnotationFormat.EPIC_KITCHENS_NOUN}
@@ -90,6 +92,8 @@ def _read_epic_kitchens(path: Path, task: Literal["verb", "noun"]) -> Annotation
 
 def _epic_seconds(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     """``hh:mm:ss.ff`` timestamps -> float64 seconds [N]; a malformed one is an error naming its line."""
+    import pandas as pd
+
     parts = table[column].str.split(":", expand=True).reindex(columns=range(4))  # [N, 4]; column 3: too many parts
     hms = parts.iloc[:, :3].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)  # [N, 3]
     valid = np.isfinite(hms).all(axis=1) & parts[3].isna().to_numpy()
