@@ -255,18 +255,6 @@ def test_python_dash_m_runs_the_same_app():
     assert "Traceback" not in result.stderr
 
 
-def test_core_packages_never_import_the_cli():
-    root = Path(__file__).resolve().parents[1] / "tadcli"
-    offenders = []
-    for path in root.rglob("*.py"):
-        if path.name == "__main__.py" or path.relative_to(root).parts[0] == "cli":
-            continue
-        text = path.read_text()
-        if "import typer" in text or "tadcli.cli" in text or "from rich" in text or "import rich" in text:
-            offenders.append(str(path.relative_to(root)))
-    assert offenders == []
-
-
 def _listed_names(result) -> set[str]:
     assert result.exit_code == 0, result.output
     return set(re.findall(r"^│ (\S+) +│", result.output, flags=re.M))  # the table's first column
