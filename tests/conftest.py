@@ -25,6 +25,16 @@ def error_line(result) -> str:
     return lines[0]
 
 
+# Tests using these fixtures train a model first (once per session): they are marked slow.
+SLOW_FIXTURES = {"trained_run", "world"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not (SHARED_DIR / "data" / "annotations").is_dir():

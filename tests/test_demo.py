@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -15,6 +17,7 @@ from conftest import error_line
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_demo_smoke_run_writes_every_output_and_reports_the_test_map(tmp_path):
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", "--out", str(out), "--videos", "5", "--epochs", "1", "--device", "cpu"])

@@ -61,6 +61,7 @@ def test_tiny_table_agrees_with_a_measured_cpu_step():
     assert trainable["frozen"] < trainable["tia"] < trainable["full"]
 
 
+@pytest.mark.slow
 def test_a_preset_that_does_not_fit_gets_suggestions_that_fit_when_re_profiled(tmp_path):
     budget = "0.05"  # GiB; tiny's own configuration needs about 61 MiB on the CPU
     base = ["profile-memory", "--preset", "tiny", "--set", ONE_MICRO_BATCH, "--device", "cpu", "--memory", budget]
@@ -81,6 +82,7 @@ def test_a_preset_that_does_not_fit_gets_suggestions_that_fit_when_re_profiled(t
         assert again["training_bytes"]["peak"] == suggestion.profile.training.peak
 
 
+@pytest.mark.slow
 def test_suggestion_searches_run_side_by_side_find_the_same_changes_in_fewer_rounds():
     preset, target = load_preset("tiny", [ONE_MICRO_BATCH]), Target("cpu", "fp32")
     capacity = int(0.05 * GIB)  # tiny's own configuration needs about 61 MiB on the CPU
@@ -124,6 +126,7 @@ def _tiny_workloads(count: int) -> list[Workload]:
             for i in range(count)]
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_predicts_in_worker_processes(tmp_path):
     # multiprocessing's spawn / forkserver workers re-run such a script (and cannot re-run a piped one)
     script = tmp_path / "plan.py"
@@ -151,6 +154,7 @@ def test_a_script_without_a_main_guard_predicts_in_worker_processes(tmp_path):
         assert "worker process ended" not in done.stderr
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_leaves_the_same_predictions(caplog):
     target, workloads = Target("cpu", "fp32"), _tiny_workloads(5)
     alone = [profiling_step.predict(workload, target, inference=False) for workload in workloads]
@@ -166,6 +170,7 @@ def test_a_worker_killed_mid_run_leaves_the_same_predictions(caplog):
     assert "a memory prediction worker process ended with exit code -9" in caplog.text
 
 
+@pytest.mark.slow
 def test_giant_1536_profiles_without_allocating_its_weights():
     script = textwrap.dedent(
         """

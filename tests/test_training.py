@@ -178,6 +178,7 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return {**load_file(str(run_paths(run_dir).weights)), **{f"raw.{k}": v for k, v in state["model"].items()}}
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(small_synthetic, tmp_path):
     """SIGKILL while epoch 1 runs; --resume continues from the end of epoch 0 and ends bitwise equal."""
     reference, killed = tmp_path / "reference", tmp_path / "killed"
@@ -233,6 +234,7 @@ def _wait_for_step(metrics: Path, reached, timeout: float = 120) -> None:
     raise AssertionError(f"{metrics}: training did not get there in {timeout} s")
 
 
+@pytest.mark.slow
 def test_a_video_that_fails_to_decode_is_replaced_and_counted(small_synthetic, tmp_path):
     dataset = tmp_path / "dataset"
     shutil.copytree(small_synthetic, dataset)
@@ -250,6 +252,7 @@ def test_a_video_that_fails_to_decode_is_replaced_and_counted(small_synthetic, t
     assert "1 sample(s) replaced" in result.stderr
 
 
+@pytest.mark.slow
 def test_two_processes_follow_the_single_process_loss_curve(small_synthetic, tmp_path):
     """The preset's defaults compute the reference's per-GPU step on any process count: --nproc 2 (gloo, one
     video each) and one process accumulating two one-video forwards follow the same loss curve."""
@@ -286,6 +289,7 @@ def test_a_worker_process_error_reaches_the_parent_as_its_own_class(tmp_path):
     assert raised.value.exit_code == 2
 
 
+@pytest.mark.slow
 def test_validation_during_training_reads_the_prepared_dataset_once(small_synthetic, tmp_path, monkeypatch):
     from tadcli.data import manifest
     from tadcli.inference import evaluate
