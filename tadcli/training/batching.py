@@ -17,7 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from tadcli.config.schema import Preset
-from tadcli.data.dataset import TrainWindowDataset, collate_windows, worker_context
+from tadcli.data.dataset import TrainWindowDataset
+from tadcli.data.loader import window_loader
 from tadcli.errors import TadError
 
 
@@ -84,11 +85,6 @@ class MicroBatchSampler(Sampler[list[int]]):
                 yield batch[slot * plan.micro_batch_size : (slot + 1) * plan.micro_batch_size]
 
 
-def _single_thread_worker(worker_id: int) -> None:
-    """DataLoader workers decode with one intra-op thread (many busy threads on few cores are far slower)."""
-    torch.set_num_threads(1)
-
-
 def epoch_loader(
     dataset: TrainWindowDataset,
     plan: BatchPlan,
@@ -103,14 +99,7 @@ def epoch_loader(
     ``num_workers`` processes, and the sampler that orders them (it says which videos were asked for)."""
     dataset.set_epoch(epoch)
     sampler = MicroBatchSampler(len(dataset), plan, rank, seed, epoch, first_step)
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=num_workers,
-        collate_fn=collate_windows,
-        multiprocessing_context=worker_context() if num_workers > 0 else None,
-        worker_init_fn=_single_thread_worker if num_workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed),  # never draws from the global RNG
-        pin_memory=device.type == "cuda",
+    loader = window_loader(
+        dataset, batch_sampler=sampler, num_workers=num_workers, device=device, seed=seed, single_thread_workers=True
     )
     return loader, sampler
