@@ -44,9 +44,10 @@ import tadcli  # noqa: E402
 from tadcli.config.profiles import get_profile  # noqa: E402
 from tadcli.data.synthetic import write_mp4  # noqa: E402
 from tadcli.inference.detector import Detector  # noqa: E402
-from tadcli.inference.engine import inference_autocast  # noqa: E402
-from tadcli.inference.loading import without_pretrained_weights  # noqa: E402
+from tadcli.inference.loading import ready_for_inference, without_pretrained_weights  # noqa: E402
+from tadcli.inference.plan import InferencePlan, inference_plan  # noqa: E402
 from tadcli.io.atomic import write_text_atomic  # noqa: E402
+from tadcli.io.events import ModelIdentity  # noqa: E402
 from tadcli.io.jsonio import write_json_atomic  # noqa: E402
 from tadcli.profiling.step import Workload, measure_training_steps  # noqa: E402
 
@@ -276,13 +277,14 @@ def write_test_video(path: Path, seconds: float, height: int, width: int, fps: i
     return write_mp4(path, frames(), fps)
 
 
-def _backbone_flops_per_second(model: tadcli.AdaTAD, preset, device: torch.device) -> tuple[float, float]:  # noqa: ANN001
+def _backbone_flops_per_second(model: tadcli.AdaTAD, preset, plan: InferencePlan) -> tuple[float, float]:  # noqa: ANN001
     """(FLOP of one window through the backbone, its best time in seconds), as ``tad detect`` runs it."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    device = plan.device
     shape = (1, 3, preset.input.frames, preset.input.image_size, preset.input.image_size)
     frames = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
-    with torch.no_grad(), inference_autocast(device, preset.train.mixed_precision):
+    with torch.no_grad(), plan.autocast():
         with FlopCounterMode(display=False) as counter:
             model.backbone(frames)
         best = float("inf")
@@ -301,9 +303,11 @@ def part_detect(settings: Settings, files: PartFiles) -> None:
     video = write_test_video(files.json.parent / "work" / f"video-{height}p.mp4", seconds, height, width, fps)
     preset = without_pretrained_weights(tadcli.load_preset(settings.detect_preset, list(settings.detect_overrides)))
     torch.manual_seed(0)
-    model = tadcli.build_model(preset, CLASSES, device=device)
+    model = ready_for_inference(tadcli.build_model(preset, CLASSES, device=device), device)
     classes = [f"class_{i}" for i in range(CLASSES)]
-    detector = Detector(model, preset, get_profile("thumos14"), classes, {"preset": settings.detect_preset}, device=device)
+    plan = inference_plan(preset, get_profile("thumos14"), device)
+    identity = ModelIdentity(settings.detect_preset, "thumos14", tuple(classes), tadcli.__version__)
+    detector = Detector(model, plan, classes, identity)
     detector.detect(video)  # warm-up: kernels, autotuning
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -311,7 +315,7 @@ def part_detect(settings: Settings, files: PartFiles) -> None:
     events = detector.detect(video)
     wall = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    flops, backbone_seconds = _backbone_flops_per_second(detector.model, preset, device)
+    flops, backbone_seconds = _backbone_flops_per_second(detector.model, preset, plan)
     matmul = _matmul_peak(files, settings)
     files.write("ok", [{
         "preset": settings.detect_preset,

@@ -291,7 +291,7 @@ def test_a_worker_process_error_reaches_the_parent_as_its_own_class(tmp_path):
 
 @pytest.mark.slow
 def test_validation_during_training_reads_the_prepared_dataset_once(small_synthetic, tmp_path, monkeypatch):
-    from tadcli.data import manifest
+    from tadcli.data import prepared
     from tadcli.inference import evaluate
     from tadcli.services.train import TrainRequest, train
 
@@ -301,7 +301,7 @@ def test_validation_during_training_reads_the_prepared_dataset_once(small_synthe
         reads.append(dataset_dir)
         return load_prepared_dataset(dataset_dir)
 
-    monkeypatch.setattr(manifest, "load_prepared_dataset", counted)
+    monkeypatch.setattr(prepared, "load_prepared_dataset", counted)
     monkeypatch.setattr(evaluate, "load_prepared_dataset", counted)
     out = tmp_path / "run"
     overrides = [*FAST_TINY, "train.epochs=2", "train.eval_start_epoch=0", "train.eval_interval=1"]
