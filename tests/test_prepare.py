@@ -209,6 +209,15 @@ def test_prepare_real_thumos14_text_files_maps_subsets_to_the_profile(annotation
     assert dataset.videos["video_validation_0000051"].path is None
 
 
+@pytest.mark.parametrize("file", ["thumos14.json", "thumos_14_anno.json"])
+def test_prepare_real_thumos14_json_files_map_their_subsets_to_the_profile(annotations_dir, tmp_path, file):
+    """ActionFormer's file says Validation / Test, OpenTAD's already training / validation: the same dataset."""
+    report = prepare_dataset("thumos14", annotations_dir / "thumos14" / file, None, tmp_path / "thumos")
+    assert report.usable, report.summary()
+    counts = {s: c.videos for s, c in report.counts.items()}
+    assert counts["training"] == 200 and counts["validation"] in (211, 212)  # OpenTAD drops two test videos
+
+
 def test_video_lookup_activitynet_prefix_and_ambiguous_files(videos_dir, tmp_path):
     folder = tmp_path / "videos"
     (folder / "other").mkdir(parents=True)

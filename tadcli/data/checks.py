@@ -217,13 +217,21 @@ def check_dataset_format(annotation_set: AnnotationSet, annotations: Path, datas
 def rename_subsets(annotation_set: AnnotationSet, renames: dict[str, str]) -> list[Issue]:
     """Rename subsets in place (all at once: renames may swap names); one issue per renamed subset.
 
-    Names match case-insensitively, the profile's own names too (``Validation`` -> ``val`` for custom data).
+    A name spelled exactly as a key of ``renames`` is renamed, one spelled exactly as a profile name is kept
+    (OpenTAD's THUMOS14 file already says ``validation`` for the evaluated test videos, which ActionFormer's
+    file calls ``Test``); any other name matches case-insensitively (``Validation`` -> ``val`` for custom data).
     """
-    by_lower = {new.lower(): new for new in renames.values()} | {old.lower(): new for old, new in renames.items()}
+    targets = set(renames.values())
+    by_lower = {new.lower(): new for new in targets} | {old.lower(): new for old, new in renames.items()}
     members = {old: [v for v in annotation_set.videos.values() if v.subset == old] for old in annotation_set.subsets()}
     issues = []
     for old, videos in members.items():
-        new = by_lower.get(old.lower(), old)
+        if old in renames:
+            new = renames[old]
+        elif old in targets:
+            new = old
+        else:
+            new = by_lower.get(old.lower(), old)
         if new != old:
             for video in videos:
                 video.subset = new
