@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tadcli.data.dataset import WindowBatch
 from tadcli.errors import TadError
+from tadcli.inference.plan import autocast_dtype
 from tadcli.model.adatad import AdaTAD, optimizer_param_groups
 
 LOSS_PARTS = ("total", "classification", "regression")
@@ -51,10 +52,9 @@ class Precision:
 
 
 def resolve_precision(device: torch.device, mixed_precision: bool) -> Precision:
-    """Mixed precision on CUDA only (bf16 where supported, else fp16); fp32 on the CPU, where bf16 is slow."""
-    if device.type != "cuda" or not mixed_precision:
-        return Precision(device.type, None)
-    return Precision("cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    """Mixed precision on CUDA only (bf16 where supported, else fp16); fp32 on the CPU, where bf16 is slow: the
+    rule inference follows too (:func:`tadcli.inference.plan.autocast_dtype`)."""
+    return Precision(device.type, autocast_dtype(device, mixed_precision))
 
 
 def build_optimizer(
