@@ -73,9 +73,10 @@ class TrainingDisplay:
             self.message(f"epoch {record.epoch}: {record.skipped_videos} sample(s) replaced: their video failed to decode")
 
     def evaluation(self, record) -> None:  # noqa: ANN001 - EvalRecord
-        per_threshold = " ".join(f"{t:g}:{100 * v:.1f}" for t, v in zip(record.tiou_thresholds, record.mAP))
+        scores = record.scores
+        per_threshold = " ".join(f"{t:g}:{100 * v:.1f}" for t, v in zip(scores.tiou_thresholds, scores.mAP))
         self.message(
-            f"epoch {record.epoch} {record.subset} mAP (%) {per_threshold} | average {100 * record.average_mAP:.2f}"
+            f"epoch {record.epoch} {scores.subset} mAP (%) {per_threshold} | average {100 * scores.average_mAP:.2f}"
         )
 
     def message(self, text: str) -> None:

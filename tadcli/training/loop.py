@@ -214,15 +214,7 @@ class Trainer:
                 if self.interrupt.requested:  # Ctrl-C reached the decoding workers of the validation
                     self._interrupt()
                 raise
-            record = EvalRecord(
-                epoch=epoch,
-                global_step=self.position.global_step,
-                subset=scores.subset,
-                tiou_thresholds=scores.tiou_thresholds,
-                mAP=scores.mAP,
-                average_mAP=scores.average_mAP,
-                failed_videos=scores.failed_videos,
-            )
+            record = EvalRecord(epoch=epoch, global_step=self.position.global_step, scores=scores)
             evaluation = record.to_json()
             self.metrics.append(evaluation)
             self.tensorboard.evaluation(record)
@@ -231,7 +223,7 @@ class Trainer:
             self.summary.last_evaluation = evaluation
             self.summary.evaluations.append(evaluation)
             best = self.summary.best_evaluation
-            if best is None or record.average_mAP > best["average_mAP"]:
+            if best is None or scores.average_mAP > best["average_mAP"]:
                 self.summary.best_evaluation = evaluation
             self.model.train()
         barrier()

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from tadcli.inference.evaluate import DatasetScores
 from tadcli.training.batching import BatchPlan
 
 
@@ -65,26 +66,15 @@ class EpochRecord:
 
 @dataclass(frozen=True)
 class EvalRecord:
-    """One validation of the evaluated (EMA) model after epoch ``epoch``.
-
-    Attributes:
-        subset: the subset scored.
-        tiou_thresholds: [K] thresholds.
-        mAP: [K] mean AP over classes at each threshold.
-        average_mAP: mean of ``mAP``.
-        failed_videos: videos that could not be decoded (no detections: scored as misses).
-    """
+    """One validation of the evaluated (EMA) model after epoch ``epoch``: its ``scores`` (subset, thresholds,
+    mAP per threshold, average, failed videos; :class:`~tadcli.inference.evaluate.DatasetScores`)."""
 
     epoch: int
     global_step: int
-    subset: str
-    tiou_thresholds: list[float]
-    mAP: list[float]
-    average_mAP: float
-    failed_videos: int
+    scores: DatasetScores
 
     def to_json(self) -> dict:
-        return {"kind": "eval", **asdict(self)}
+        return {"kind": "eval", "epoch": self.epoch, "global_step": self.global_step, **asdict(self.scores)}
 
 
 class TrainingReporter(Protocol):

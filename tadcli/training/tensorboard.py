@@ -43,10 +43,10 @@ class TensorBoardLog:
     def evaluation(self, record: EvalRecord) -> None:
         if self.writer is None:
             return
-        step = record.global_step
-        self.writer.add_scalar(f"{record.subset}/average_mAP", record.average_mAP, step)
-        for threshold, value in zip(record.tiou_thresholds, record.mAP):
-            self.writer.add_scalar(f"{record.subset}/mAP@{threshold:g}", value, step)
+        step, scores = record.global_step, record.scores
+        self.writer.add_scalar(f"{scores.subset}/average_mAP", scores.average_mAP, step)
+        for threshold, value in zip(scores.tiou_thresholds, scores.mAP):
+            self.writer.add_scalar(f"{scores.subset}/mAP@{threshold:g}", value, step)
         self.writer.flush()
 
     def close(self) -> None:
