@@ -243,6 +243,10 @@ def test_official_sample_activitynet_submission(tmp_path: Path, annotations_dir:
         assert report.per_class[label] == pytest.approx([expected] * 10, rel=1e-12), label
     assert 0.97 < report.average_mAP < 0.98
 
+    prefixed = {f"v_{video}": entries for video, entries in list(json.loads(sample.read_text())["results"].items())[:3]}
+    with pytest.raises(AnnotationError, match="differ by the 'v_' prefix"):  # BSN's own keys have the prefix
+        evaluate_predictions(results_file(tmp_path, prefixed), bsn, dataset="activitynet")
+
     kept = {v: e for v, e in json.loads(sample.read_text())["results"].items() if v in known}
     perfect = evaluate_predictions(results_file(tmp_path, kept), bsn, dataset="activitynet")
     assert perfect.mAP == [1.0] * 10 and perfect.average_mAP == 1.0

@@ -211,12 +211,14 @@ def check_predictions_meet_ground_truth(
 
 
 def _mismatch_hint(result_videos: list[str], subset_videos: set[str], annotation_set: AnnotationSet) -> str:
-    """Why the results videos may miss the subset: they are in another subset, or differ by 'v_'."""
+    """Why the results videos may miss the subset: they differ by 'v_', or they are in another subset. The
+    prefix comes first: BSN's file keys its videos with 'v_' while the scored ids have none, so 'v_' ids are
+    found in the file, in the very subset scored."""
+    if {other_bsn_spelling(video) for video in result_videos} & subset_videos:
+        return f"; the ids differ by the '{BSN_VIDEO_PREFIX}' prefix"
     other = Counter(annotation_set.videos[v].subset for v in result_videos if v in annotation_set.videos)
     if other:
         return "; they are in " + ", ".join(f"subset {name!r} ({count} videos)" for name, count in other.most_common())
-    if {other_bsn_spelling(video) for video in result_videos} & subset_videos:
-        return f"; the ids differ by the '{BSN_VIDEO_PREFIX}' prefix"
     return ""
 
 
