@@ -76,7 +76,7 @@ class BackboneConfig(Section):
             raise PresetError(
                 f"preset {preset_name}: its ViT-{self.size} needs the pretrained VideoMAE weights the paper starts "
                 f"from: --set backbone.weights=FILE (a VideoMAE/VideoMAEv2, mmaction2/OpenTAD or released AdaTAD "
-                f".pth/.pt/.bin/.safetensors file, or a Hugging Face folder; README 'Pretrained weights'), or "
+                f".pth/.pt/.bin/.safetensors file, or a Hugging Face folder; README 'Pretrained weights and released models'), or "
                 f"--set backbone.weights={RANDOM_WEIGHTS} to start from random initialisation on purpose"
             )
 
