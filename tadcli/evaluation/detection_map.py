@@ -164,21 +164,9 @@ def evaluate_detections(
         raise ValueError("ground truth has no instances")
 
     class_index: dict[str, int] = {}
-    gt_class = _codes(ground_truth.labels, class_index, grow=True)  # [N]
-    video_index: dict[str, int] = {}
-    gt_video = _codes(ground_truth.video_ids, video_index, grow=True)  # [N]
-    det_rows, det_class, det_video = _rank_detections(detections, class_index, video_index)
-    num_dets, num_gt = len(det_rows), len(ground_truth)
-
-    pair_group, pair_det, pair_gt, pair_tiou = _candidate_pairs(
-        ground_truth, detections, det_rows, det_class, det_video, gt_class, gt_video, len(video_index), thresholds.min()
-    )
-    is_true_positive = np.zeros((len(thresholds), num_dets), dtype=bool)  # [K, D]
-    for k, threshold in enumerate(thresholds):
-        candidate = _matches(pair_tiou, threshold)
-        is_true_positive[k] = _greedy_match(
-            pair_group[candidate], pair_det[candidate], pair_gt[candidate], num_dets, num_gt
-        )
+    matching = match_detections(ground_truth, detections, thresholds, class_index)
+    det_class, gt_class, num_gt = matching.det_class, matching.gt_class, len(ground_truth)
+    is_true_positive = matching.matched_gt >= 0  # [K, D]
 
     num_positives = np.bincount(gt_class, minlength=len(class_index))  # [C]
     class_bounds = np.searchsorted(det_class, np.arange(len(class_index) + 1))  # [C+1]
@@ -199,9 +187,63 @@ def evaluate_detections(
         num_ground_truth=num_gt,
         class_instances=num_positives,
         num_detections=len(detections),
-        num_ignored_detections=len(detections) - num_dets,
-        num_detections_without_ground_truth=int(np.count_nonzero(det_video < 0)),
+        num_ignored_detections=len(detections) - len(matching.det_rows),
+        num_detections_without_ground_truth=int(np.count_nonzero(matching.det_video < 0)),
     )
+
+
+@dataclass(frozen=True)
+class DetectionMatching:
+    """The official greedy matching of ranked detections to ground truth, at each threshold.
+
+    Attributes:
+        det_rows: [D] rows of the detections whose label is a class, grouped by class code and ranked inside a
+            class by descending score (ties: file order); position = rank.
+        det_class: [D] class code of each ranked detection (non-decreasing).
+        det_video: [D] video code of each (-1: a video without ground truth).
+        gt_class: [N] class code of each ground-truth row.
+        gt_video: [N] video code of each ground-truth row.
+        matched_gt: [K, D] ground-truth row each ranked detection is matched to at each threshold (-1: none).
+    """
+
+    det_rows: np.ndarray
+    det_class: np.ndarray
+    det_video: np.ndarray
+    gt_class: np.ndarray
+    gt_video: np.ndarray
+    matched_gt: np.ndarray
+
+
+def match_detections(
+    ground_truth: GroundTruth,
+    detections: DetectionTable,
+    thresholds: np.ndarray,
+    class_index: dict[str, int],
+) -> DetectionMatching:
+    """Rank the detections and match them to ground truth at each threshold as the official evaluator does
+    (the rules of the module doc).
+
+    Args:
+        ground_truth: the instances (at least one).
+        detections: any detections; those whose label is not in ``class_index`` (after it grows) are left out.
+        thresholds: [K] tIoU thresholds.
+        class_index: label -> class code; ground-truth labels missing from it are added in order of first
+            appearance (an empty dict: the official classes). A class may have no ground truth.
+    """
+    gt_class = _codes(ground_truth.labels, class_index, grow=True)  # [N]
+    video_index: dict[str, int] = {}
+    gt_video = _codes(ground_truth.video_ids, video_index, grow=True)  # [N]
+    det_rows, det_class, det_video = _rank_detections(detections, class_index, video_index)
+    num_dets, num_gt = len(det_rows), len(ground_truth)
+
+    pair_group, pair_det, pair_gt, pair_tiou = _candidate_pairs(
+        ground_truth, detections, det_rows, det_class, det_video, gt_class, gt_video, len(video_index), thresholds.min()
+    )
+    matched_gt = np.full((len(thresholds), num_dets), -1, dtype=np.int64)  # [K, D]
+    for k, threshold in enumerate(thresholds):
+        candidate = _matches(pair_tiou, threshold)
+        matched_gt[k] = _greedy_match(pair_group[candidate], pair_det[candidate], pair_gt[candidate], num_dets, num_gt)
+    return DetectionMatching(det_rows, det_class, det_video, gt_class, gt_video, matched_gt)
 
 
 def segment_tiou(det_starts: np.ndarray, det_ends: np.ndarray, gt_starts: np.ndarray, gt_ends: np.ndarray) -> np.ndarray:
@@ -292,7 +334,7 @@ def _candidate_pairs(
         the official visiting order: detection rank, then decreasing tIoU, then ground-truth file
         order (pairs are generated in that order and the sort is stable).
     """
-    pair_det, pair_gt = _same_class_video_pairs(det_class, det_video, gt_class, gt_video, num_videos)
+    pair_det, pair_gt = same_class_video_pairs(det_class, det_video, gt_class, gt_video, num_videos)
     pair_tiou = segment_tiou(
         np.asarray(detections.starts, dtype=np.float64)[det_rows[pair_det]],
         np.asarray(detections.ends, dtype=np.float64)[det_rows[pair_det]],
@@ -338,20 +380,20 @@ def _greedy_match(
         num_gt: number of ground-truth instances N.
 
     Returns:
-        [D] bool, True where the detection is a true positive.
+        [D] int64: the ground-truth row each detection is matched to (a true positive), -1 where none.
     """
-    is_true_positive = np.zeros(num_dets, dtype=bool)
+    matched_gt = np.full(num_dets, -1, dtype=np.int64)
     locked = np.zeros(num_gt, dtype=bool)
     while pair_det.size:
         first_of_group = np.flatnonzero(np.concatenate([[True], pair_group[1:] != pair_group[:-1]]))
-        is_true_positive[pair_det[first_of_group]] = True
+        matched_gt[pair_det[first_of_group]] = pair_gt[first_of_group]
         locked[pair_gt[first_of_group]] = True
-        alive = ~(is_true_positive[pair_det] | locked[pair_gt])
+        alive = ~((matched_gt[pair_det] >= 0) | locked[pair_gt])
         pair_group, pair_det, pair_gt = pair_group[alive], pair_det[alive], pair_gt[alive]
-    return is_true_positive
+    return matched_gt
 
 
-def _same_class_video_pairs(
+def same_class_video_pairs(
     det_class: np.ndarray,
     det_video: np.ndarray,
     gt_class: np.ndarray,
