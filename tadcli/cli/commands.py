@@ -282,9 +282,17 @@ def eval_(
     batch_size: Annotated[int, typer.Option(min=1, help="With --run: windows per forward pass.")] = 2,
     workers: Annotated[int, typer.Option(min=0, help="With --run: decoding processes.")] = 0,
     device: Annotated[str, typer.Option(help="With --run: auto, cpu, cuda or cuda:N.")] = "auto",
+    diagnose: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Also write DETAD's error diagnosis to this folder: diagnosis.json (false-positive, sensitivity "
+            "and false-negative analyses) and PNG plots with the 'plots' extra. Bins follow --dataset (THUMOS14- or "
+            "ActivityNet-style); thresholds --tiou, else DETAD's (THUMOS14 0.5, ActivityNet 0.5:0.05:0.95)."
+        ),
+    ] = None,
 ) -> None:
     """Score detections with the official ActivityNet detection mAP: a results file (--predictions) or a
-    trained run on a prepared dataset (--run)."""
+    trained run on a prepared dataset (--run); --diagnose DIR adds DETAD's error diagnosis."""
     thresholds = _parse_tiou(tiou)
     json_to_stdout = is_stdout(json_out)
     json_file = None if json_to_stdout else json_out
@@ -292,10 +300,10 @@ def eval_(
         if run is not None:
             if predictions is not None or annotations is not None or thresholds is not None:
                 raise typer.BadParameter("--run takes its thresholds and ground truth from the run and its dataset")
-            report = _eval_run(run, data, subset, json_file, out, csv_out, strict, device, batch_size, workers)
+            report = _eval_run(run, data, subset, json_file, out, csv_out, strict, device, batch_size, workers, diagnose)
         else:
             report = _eval_predictions(
-                predictions, annotations, subset, thresholds, dataset, json_file, annotation_format, strict, csv_out
+                predictions, annotations, subset, thresholds, dataset, json_file, annotation_format, strict, csv_out, diagnose
             )
     render_eval(report, json_to_stdout)
 
@@ -311,6 +319,7 @@ def _eval_run(
     device: str,
     batch_size: int,
     workers: int,
+    diagnose: Optional[Path],
 ) -> EvalReport:
     """``tad eval --run``: the run's model on its prepared dataset."""
     from tadcli.services.eval import evaluate_run
@@ -328,6 +337,7 @@ def _eval_run(
             batch_size=batch_size,
             num_workers=workers,
             progress=progress,
+            diagnose_dir=diagnose,
         )
 
 
@@ -341,6 +351,7 @@ def _eval_predictions(
     annotation_format: Optional[AnnotationFormat],
     strict: bool,
     csv_out: Optional[Path],
+    diagnose: Optional[Path],
 ) -> EvalReport:
     """``tad eval --predictions``: a results file against a ground-truth file."""
     if predictions is None or annotations is None:
@@ -357,6 +368,7 @@ def _eval_predictions(
         annotation_format=annotation_format.value if annotation_format is not None else None,
         strict=strict,
         csv_out=csv_out,
+        diagnose_dir=diagnose,
     )
 
 

@@ -26,6 +26,7 @@ from tadcli.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from tadcli.data.report import DatasetReport
+    from tadcli.evaluation.diagnosis import DiagnosisOutput
     from tadcli.evaluation.report import EvalReport
     from tadcli.services.demo import DemoReport
     from tadcli.services.detect import DetectReport
@@ -187,6 +188,35 @@ def render_eval_report(report: EvalReport, out: Console) -> None:
         out.print(f"scores written to {report.json_path}")
     if report.csv_path is not None:
         out.print(f"per-class AP written to {report.csv_path}")
+    if report.diagnosis is not None:
+        render_diagnosis(report.diagnosis, out)
+
+
+def render_diagnosis(output: DiagnosisOutput, out: Console) -> None:
+    """Where the diagnosis went, and its headline: the largest error type at 1G and the weakest bin."""
+    diagnosis = output.diagnosis
+    thresholds = ", ".join(f"{t:g}" for t in diagnosis.tiou_thresholds)
+    plots = f" and {len(output.plot_paths)} plots" if output.plot_paths else ""
+    out.print(
+        f"diagnosis (DETAD, {diagnosis.flavour.value} bins, tIoU {thresholds}) written to {output.json_path}{plots}"
+    )
+    largest = diagnosis.largest_error_at_1g()
+    if largest is not None:
+        error, share = largest
+        gain = diagnosis.false_positives.map_gain[error]
+        out.print(
+            f"  largest error in the top-1G predictions: {error.replace('_', ' ')} {100 * share:.1f} % "
+            f"(removing that type: average mAP_N {100 * diagnosis.false_positives.average_map_n:.2f} {100 * gain:+.2f})"
+        )
+    weakest = diagnosis.weakest_bin()
+    if weakest is not None:
+        characteristic, bin_name, value = weakest
+        out.print(
+            f"  weakest bin: {characteristic} {bin_name}, mAP_N {100 * value:.2f} % "
+            f"(all instances: {100 * diagnosis.sensitivity.average_map_n:.2f} %)"
+        )
+    for note in output.notes:
+        out.print(f"note: {note}")
 
 
 def render_detect_report(report: DetectReport, out: Path) -> None:

@@ -52,6 +52,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
 
@@ -83,6 +84,7 @@ __all__ = [
     "SensitivityAnalysis",
     "FalseNegativeAnalysis",
     "Diagnosis",
+    "DiagnosisOutput",
     "diagnose",
     "normalized_average_precision",
 ]
@@ -312,6 +314,46 @@ class Diagnosis:
             "sensitivity": sensitivity,
             "false_negatives": false_negatives,
         }
+
+    def largest_error_at_1g(self) -> tuple[str, float] | None:
+        """(error type, share) of the most frequent error among the top-1G predictions (``None``: no prediction)."""
+        shares = self.false_positives.group_shares[0, 1:]  # [5] error types of 1G
+        if self.false_positives.group_counts[0] == 0:
+            return None
+        worst = int(np.argmax(shares))
+        return ERROR_TYPES[worst], float(shares[worst])
+
+    def weakest_bin(self) -> tuple[str, str, float] | None:
+        """(characteristic, bin, mAP_N) of the non-empty bin with the lowest sensitivity mAP_N (``None``: none
+        has a number)."""
+        candidates = [
+            (float(scores.values[b]), name, self.bins[name].names[b])
+            for name, scores in self.sensitivity.bins.items()
+            for b in range(len(scores.values))
+            if not np.isnan(scores.values[b])
+        ]
+        if not candidates:
+            return None
+        value, name, bin_name = min(candidates, key=lambda candidate: candidate[0])
+        return name, bin_name, value
+
+
+@dataclass(frozen=True)
+class DiagnosisOutput:
+    """What ``tad eval --diagnose DIR`` computed and wrote.
+
+    Attributes:
+        diagnosis: the analyses.
+        json_path: ``DIR/diagnosis.json``.
+        plot_paths: the PNG figures written (none without matplotlib).
+        notes: one line per thing the user should know (removed instances, missing plots).
+    """
+
+    diagnosis: Diagnosis
+    json_path: Path
+    plot_paths: list[Path]
+    notes: list[str]
+
 
 
 def _number(value: float) -> float | None:

@@ -44,6 +44,7 @@ from tadcli.data.annotations import (
     AMBIGUOUS_LABEL,
     BSN_VIDEO_PREFIX,
     AnnotationSet,
+    VideoAnnotation,
     other_bsn_spelling,
     without_bsn_prefix,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "scoring_thresholds",
     "choose_subset",
     "subset_ground_truth",
+    "subset_videos_by_scored_id",
     "check_predictions_meet_ground_truth",
     "inverted_predictions_warning",
 ]
@@ -153,6 +155,17 @@ def subset_ground_truth(
         notes.append(f"{num_zero_length} ground-truth instances have zero length: only a detection at the same instant matches them")
     ground_truth = GroundTruth(video_ids, np.array(starts, dtype=np.float64), np.array(ends, dtype=np.float64), labels)
     return ground_truth, subset_videos
+
+
+def subset_videos_by_scored_id(annotation_set: AnnotationSet, subset: str) -> dict[str, VideoAnnotation]:
+    """The subset's videos under the ids their instances have in :func:`subset_ground_truth` (BSN's without
+    the ``v_`` prefix), in file order."""
+    strip_prefix = annotation_set.format.rules.strips_bsn_prefix
+    return {
+        (without_bsn_prefix(video.video_id) if strip_prefix else video.video_id): video
+        for video in annotation_set.videos.values()
+        if video.subset == subset
+    }
 
 
 def _describe_subsets(annotation_set: AnnotationSet) -> str:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tadcli.evaluation.detection_map import DetectionMetrics
+from tadcli.evaluation.diagnosis import DiagnosisOutput
 
 if TYPE_CHECKING:
     import pandas
@@ -41,6 +42,7 @@ class EvalReport:
         warnings: one line per questionable input that was scored anyway (inverted predictions).
         json_path: the file written for ``json_out``, if any.
         csv_path: the file written for ``csv_out``, if any.
+        diagnosis: DETAD's diagnosis and the files written for ``--diagnose``, if asked.
     """
 
     subset: str
@@ -59,6 +61,7 @@ class EvalReport:
     warnings: list[str] = field(default_factory=list)
     json_path: Path | None = None
     csv_path: Path | None = None
+    diagnosis: DiagnosisOutput | None = None
 
     def to_json(self) -> dict:
         """The ``--json`` content."""

@@ -12,6 +12,12 @@ JSON incl. ActionFormer's ``thumos14.json`` and OpenTAD's ``thumos_14_anno.json`
 THUMOS14 per-class txt folder, BSN's ActivityNet copy, Charades, Multi-THUMOS, EPIC-Kitchens,
 custom), or a prepared dataset folder (its ``manifest.json``, whose profile gives the defaults).
 
+``diagnose_dir`` adds DETAD's error diagnosis (:mod:`tadcli.evaluation.diagnosis`): ``diagnosis.json`` and,
+with matplotlib, its PNG figures in that folder. Its bins follow the dataset profile (the closer of DETAD's
+THUMOS14 and ActivityNet bins, :func:`tadcli.evaluation.diagnosis.flavour_for`) and its thresholds are ``tiou``
+when given, else DETAD's own for those bins (THUMOS14: 0.5; ActivityNet: 0.5:0.05:0.95); the mAP report is the
+same with or without it.
+
 ``strict=True`` makes the first prediction whose end precedes its start an error naming its video and
 entry instead of a warning. ``csv_out`` writes the per-class AP table (one row per class: instances, AP
 at each threshold, mean).
@@ -25,8 +31,16 @@ from pathlib import Path
 
 from tadcli.data.annotations import AnnotationFormat, read_annotations
 from tadcli.data.prepared import MANIFEST_FILE, load_prepared_dataset
-from tadcli.errors import DatasetError
-from tadcli.evaluation.detection_map import evaluate_detections
+from tadcli.data.annotations import AnnotationSet
+from tadcli.errors import AnnotationError, DatasetError
+from tadcli.evaluation.detection_map import DetectionTable, GroundTruth, evaluate_detections
+from tadcli.evaluation.diagnosis import (
+    FLAVOUR_TIOU,
+    DiagnosisOutput,
+    diagnose,
+    diagnosis_ground_truth,
+    flavour_for,
+)
 from tadcli.evaluation.ground_truth import (
     check_predictions_meet_ground_truth,
     choose_subset,
@@ -34,14 +48,17 @@ from tadcli.evaluation.ground_truth import (
     scoring_profile,
     scoring_thresholds,
     subset_ground_truth,
+    subset_videos_by_scored_id,
 )
 from tadcli.evaluation.report import EvalReport, report_from_metrics
 from tadcli.evaluation.results import read_detection_results
-from tadcli.io.atomic import write_text_atomic
+from tadcli.io.atomic import write_bytes_atomic, write_text_atomic
 from tadcli.io.jsonio import write_json_atomic
 from tadcli.io.paths import check_input_dir, check_input_file, check_input_path, check_output_dir, check_output_file
 from tadcli.progress import ProgressCallback
 
+DIAGNOSIS_FILE = "diagnosis.json"
+PLOTS_EXTRA_NOTE = "plots need matplotlib: pip install 'tadcli[plots]' (diagnosis.json is complete without them)"
 
 
 def evaluate_predictions(
@@ -55,6 +72,7 @@ def evaluate_predictions(
     annotation_format: AnnotationFormat | str | None = None,
     strict: bool = False,
     csv_out: str | Path | None = None,
+    diagnose_dir: str | Path | None = None,
 ) -> EvalReport:
     """Score an ActivityNet-format results file against ground truth.
 
@@ -72,9 +90,11 @@ def evaluate_predictions(
             detects it (EPIC-Kitchens CSVs need ``epic-kitchens-verb`` or ``epic-kitchens-noun``).
         strict: a prediction whose end precedes its start is an error instead of a warning.
         csv_out: also write :meth:`EvalReport.per_class_table` there as CSV, atomically.
+        diagnose_dir: also write DETAD's diagnosis there (``diagnosis.json``, PNG figures with matplotlib;
+            see the module doc); the folder is created.
 
     Raises:
-        PathError: a path is missing, of the wrong kind, or ``json_out`` cannot be written.
+        PathError: a path is missing, of the wrong kind, or ``json_out`` / ``diagnose_dir`` cannot be written.
         AnnotationError: unreadable or malformed files (naming file, video and entry), no results
             video in the subset, no predicted label among the ground-truth classes, or (``strict``)
             an inverted prediction.
@@ -82,13 +102,15 @@ def evaluate_predictions(
         PresetError: unknown dataset profile.
     """
     predictions = check_input_file(predictions, "results file")
+    if diagnose_dir is not None:
+        diagnose_dir = check_output_dir(diagnose_dir, "diagnosis folder")
     annotations = check_input_path(annotations, "ground truth")
     if json_out is not None:
         json_out = check_output_file(json_out, "scores file")
     if csv_out is not None:
         csv_out = check_output_file(csv_out, "per-class AP table")
     report_progress = progress or (lambda description, done, total: None)
-    steps = 4
+    steps = 4 if diagnose_dir is None else 5
     report_progress("reading ground truth", 0, steps)
     prepared_profile = _prepared_profile(annotations)
     if prepared_profile is not None and annotations.is_dir():
@@ -111,13 +133,85 @@ def evaluate_predictions(
     report_progress("scoring", 2, steps)
     metrics = evaluate_detections(ground_truth, detections, thresholds)
     report = report_from_metrics(metrics, subset, notes, warnings)
-    report_progress("writing scores", 3, steps)
+    if diagnose_dir is not None:
+        report_progress("diagnosing", 3, steps)
+        diagnosis = write_diagnosis(
+            annotation_set, Path(annotations), subset, ground_truth, detections, profile.name if profile else None, tiou, diagnose_dir
+        )
+        report = replace(report, diagnosis=diagnosis)
+    report_progress("writing scores", steps - 1, steps)
     if json_out is not None:
         report = replace(report, json_path=write_json_atomic(json_out, report.to_json()))
     if csv_out is not None:
         report = replace(report, csv_path=write_text_atomic(csv_out, report.per_class_table().to_csv(index=False)))
     report_progress("done", steps, steps)
     return report
+
+
+def write_diagnosis(
+    annotation_set: AnnotationSet,
+    annotations: Path,
+    subset: str,
+    ground_truth: GroundTruth,
+    detections: DetectionTable,
+    profile: str | None,
+    tiou: Sequence[float] | None,
+    out_dir: Path,
+) -> DiagnosisOutput:
+    """DETAD's diagnosis of ``detections`` on ``subset``: ``out_dir/diagnosis.json`` and, with matplotlib, the PNG
+    figures, all written atomically.
+
+    Args:
+        annotation_set: the ground-truth file read (durations and annotations per video).
+        annotations: its path, for messages.
+        subset: the subset scored.
+        ground_truth: the subset's instances, as the mAP scores them (file order).
+        detections: the predictions.
+        profile: dataset profile name (chooses the bins), ``None`` if none.
+        tiou: thresholds; ``None``: DETAD's own for the bins.
+        out_dir: the folder (created).
+
+    Raises:
+        AnnotationError: a video of the subset has no duration (coverage needs it).
+        DatasetError: every instance has a coverage above 1 or no length.
+    """
+    videos = subset_videos_by_scored_id(annotation_set, subset)
+    no_duration = [video_id for video_id, video in videos.items() if video.duration is None]
+    if no_duration:
+        raise AnnotationError(
+            f"{annotations}: --diagnose needs each video's duration (coverage = length / duration); {len(no_duration)} "
+            f"videos of subset {subset!r} have none (e.g. {no_duration[0]!r}): use an ActivityNet-style JSON with "
+            "'duration', or a prepared dataset"
+        )
+    truth = diagnosis_ground_truth(
+        ground_truth,
+        {video_id: video.duration for video_id, video in videos.items()},
+        {video_id: len(video.instances) for video_id, video in videos.items()},
+    )
+    if len(truth.instances) == 0:
+        raise DatasetError(
+            f"{annotations}: subset {subset!r}: every instance has a coverage above 1 or no length; DETAD's "
+            "diagnosis removes those and has nothing left"
+        )
+    flavour = flavour_for(profile, truth.characteristics["coverage"])
+    diagnosis = diagnose(truth, detections, list(tiou) if tiou is not None else list(FLAVOUR_TIOU[flavour]), flavour)
+    json_path = write_json_atomic(out_dir / DIAGNOSIS_FILE, diagnosis.to_json())
+    notes = []
+    if truth.num_removed:
+        notes.append(
+            f"the diagnosis leaves out {truth.num_removed} instances with a coverage above 1 or no length, as DETAD does"
+        )
+    try:
+        from tadcli.evaluation.diagnosis_plots import render_diagnosis_plots  # matplotlib: an optional extra
+
+        plots = render_diagnosis_plots(diagnosis)
+    except ModuleNotFoundError as error:
+        if error.name != "matplotlib":
+            raise
+        plots = {}
+        notes.append(PLOTS_EXTRA_NOTE)
+    plot_paths = [write_bytes_atomic(out_dir / name, content) for name, content in plots.items()]
+    return DiagnosisOutput(diagnosis, json_path, plot_paths, notes)
 
 
 def _prepared_profile(annotations: Path) -> str | None:
@@ -143,6 +237,7 @@ def evaluate_run(
     batch_size: int = 1,
     num_workers: int = 0,
     progress: ProgressCallback | None = None,
+    diagnose_dir: str | Path | None = None,
 ) -> EvalReport:
     """``tad eval --run``: the run's saved (EMA) model on a prepared dataset's evaluation subset.
 
@@ -156,6 +251,8 @@ def evaluate_run(
         batch_size: windows per forward.
         num_workers: decoding processes.
         progress: ``(description, done, total)`` callback.
+        diagnose_dir: also write DETAD's diagnosis of the results file written (``OUT/{subset}_results.json``)
+            against the prepared dataset's ``manifest.json``, with the bins and DETAD thresholds of its profile.
     """
     from tadcli.io.rundir import run_paths
 
@@ -165,6 +262,8 @@ def evaluate_run(
     if json_out is not None:
         json_out = check_output_file(json_out, "scores file")
     out_dir = check_output_dir(out_dir if out_dir is not None else run_paths(run_dir).eval, "evaluation folder")
+    if diagnose_dir is not None:
+        diagnose_dir = check_output_dir(diagnose_dir, "diagnosis folder")
     from tadcli.inference.evaluate import evaluate_on_dataset
     from tadcli.inference.loading import load_run_model  # torch: after the checks, a wrong path is answered at once
     from tadcli.devices import resolve_device
@@ -183,6 +282,19 @@ def evaluate_run(
         num_workers=num_workers,
         progress=progress,
     )
+    if diagnose_dir is not None:
+        dataset_root = Path(dataset_dir if dataset_dir is not None else config.dataset)
+        report = replace(report, diagnosis=_diagnose_run_results(dataset_root, report.subset, Path(out_dir), diagnose_dir))
     if json_out is not None:
         report = replace(report, json_path=write_json_atomic(json_out, report.to_json()))
     return report
+
+
+def _diagnose_run_results(dataset_root: Path, subset: str, out_dir: Path, diagnose_dir: Path) -> DiagnosisOutput:
+    """The diagnosis of the results file ``tad eval --run`` wrote, against the prepared dataset's subset."""
+    manifest = dataset_root / MANIFEST_FILE
+    annotation_set = read_annotations(manifest)
+    ground_truth, _ = subset_ground_truth(annotation_set, manifest, subset, [])
+    detections = read_detection_results(out_dir / f"{subset}_results.json")
+    profile = load_prepared_dataset(dataset_root).profile
+    return write_diagnosis(annotation_set, manifest, subset, ground_truth, detections, profile, None, diagnose_dir)
