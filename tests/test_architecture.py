@@ -72,8 +72,11 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+LIBRARY = "library:"  # marks an imported library, so that the standard library's io is not tadcli.io
+
+
 def edges() -> list[tuple[str, str, str]]:
-    """(importing package, imported package or library, 'file:line') over the whole tree."""
+    """(importing package, imported package or ``library:NAME``, 'file:line') over the whole tree."""
     result = []
     for path in sorted(ROOT.rglob("*.py")):
         source = package_of(module_name(path)) if path.parent != ROOT else path.stem
@@ -82,7 +85,7 @@ def edges() -> list[tuple[str, str, str]]:
             if target.startswith("tadcli.") or target == "tadcli":
                 result.append((source, package_of(target), where))
             else:
-                result.append((source, target.split(".")[0], where))
+                result.append((source, LIBRARY + target.split(".")[0], where))
     return result
 
 
@@ -100,7 +103,7 @@ def test_no_core_package_imports_the_command_line_or_its_libraries():
     offenders = [
         f"{where}: {source} -> {target}"
         for source, target, where in edges()
-        if source in CORE and (target in CLI_ONLY or target in {"cli", "services"})
+        if source in CORE and (target.removeprefix(LIBRARY) in CLI_ONLY or target in {"cli", "services"})
     ]
     assert offenders == []
 
