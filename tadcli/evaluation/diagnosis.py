@@ -279,8 +279,25 @@ class Diagnosis:
     false_negatives: FalseNegativeAnalysis
 
     def to_json(self) -> dict:
-        """The ``diagnosis.json`` content (layout of ``design/DIAGNOSIS.md`` section 9; NaN is ``null``,
-        infinite edges are ``"inf"``)."""
+        """The ``diagnosis.json`` content; NaN is ``null``, infinite edges are ``"inf"``; bins always all listed.
+
+        ===========================================  ========================================================
+        ``tiou_thresholds``                          the thresholds T of the whole diagnosis
+        ``bins_flavour``                             ``thumos14`` or ``activitynet``: which bins
+        ``characteristics.X.edges`` / ``.bins``      edges and names of the bins of X (coverage, length,
+                                                     num_instances)
+        ``average_num_instance_per_class``           N (kept instances / classes)
+        ``false_positives.min_tiou`` / ``.groups``   0.1 and 10 (fixed)
+        ``false_positives.average_mAP_N``            average mAP_N of the top-10G predictions
+        ``false_positives.top.kG``                   ``count`` of group k and the share of each of the six
+                                                     types, averaged over T (``null`` when empty)
+        ``false_positives.map_gain.E``               average mAP_N gain from removing error type E
+        ``sensitivity.average_mAP_N``                average mAP_N of all predictions
+        ``sensitivity.X.b``                          ``count`` of instances in bin b, its ``mAP_N``
+        ``false_negatives.min_normalized_precision`` 0.05 (fixed)
+        ``false_negatives.X.b``                      share of bin b's instances not matched, averaged over T
+        ===========================================  ========================================================
+        """
         fp = self.false_positives
         top = {}
         for k, count in enumerate(fp.group_counts):
