@@ -133,3 +133,17 @@ def test_annotations_without_durations_are_one_line(annotations_dir: Path, tmp_p
     result = runner.invoke(app, ["eval", "--predictions", str(predictions), "--annotations", str(folder), "--diagnose", str(tmp_path / "d")])
     line = error_line(result)
     assert "--diagnose needs each video's duration" in line and "video_test_" in line
+
+
+def test_run_diagnosis_is_that_of_its_results_file(trained_run: Path, small_synthetic: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "--run", str(trained_run), "--subset", "test", "--out", str(tmp_path / "eval"),
+                                 "--diagnose", str(tmp_path / "run_diag"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "diagnosis (DETAD," in result.output
+    again = runner.invoke(app, ["eval", "--predictions", str(tmp_path / "eval" / "test_results.json"), "--annotations",
+                                str(small_synthetic / "manifest.json"), "--subset", "test", "--dataset", "synthetic",
+                                "--diagnose", str(tmp_path / "file_diag")])
+    assert again.exit_code == 0, again.output
+    run_diagnosis = json.loads((tmp_path / "run_diag" / "diagnosis.json").read_text())
+    assert run_diagnosis == json.loads((tmp_path / "file_diag" / "diagnosis.json").read_text())
+    assert run_diagnosis["sensitivity"]["average_mAP_N"] is not None
