@@ -42,7 +42,7 @@ def _png(figure: Figure) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     return buffer.getvalue()
 
@@ -51,7 +51,7 @@ def _false_positive_figure(diagnosis: Diagnosis) -> Figure:
     import matplotlib.pyplot as plt
 
     analysis = diagnosis.false_positives
-    figure, (profile, gains) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+    figure, (profile, gains) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [2, 1]})
     groups = [f"{k + 1}G" for k in range(len(analysis.group_counts))]
     bottom = np.zeros(len(groups))
     shares = np.nan_to_num(analysis.group_shares) * 100  # [10, 6]; empty groups drawn empty
@@ -61,7 +61,7 @@ def _false_positive_figure(diagnosis: Diagnosis) -> Figure:
     profile.set_ylabel("share of predictions (%)")
     profile.set_xlabel("top predictions, in blocks of G (instances per class)")
     profile.set_ylim(0, 100)
-    profile.legend(loc="lower right", fontsize=8)
+    profile.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8)
     profile.set_title(f"false-positive profile (average mAP_N {100 * analysis.average_map_n:.2f})")
     values = [100 * analysis.map_gain[name] for name in ERROR_TYPES]
     gains.barh([name.replace("_", " ") for name in ERROR_TYPES], values, color=_TYPE_COLOURS[1:])
