@@ -47,6 +47,8 @@ _PUBLIC = {
     "read_video_classifier": "tadcli.data.video_classifier",
     # evaluation
     "evaluate_detections": "tadcli.evaluation.detection_map",
+    "diagnose": "tadcli.evaluation.diagnosis",
+    "diagnosis_ground_truth": "tadcli.evaluation.diagnosis",
     # services: what each subcommand does
     "prepare_dataset": "tadcli.services.prepare",
     "prepare_synthetic": "tadcli.services.prepare",
