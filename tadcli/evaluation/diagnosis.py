@@ -372,7 +372,6 @@ class DiagnosisOutput:
     notes: list[str]
 
 
-
 def _number(value: float) -> float | None:
     """A JSON number, ``None`` for NaN."""
     value = float(value)
