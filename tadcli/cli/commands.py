@@ -286,7 +286,7 @@ def eval_(
         Optional[Path],
         typer.Option(
             help="Also write DETAD's error diagnosis to this folder: diagnosis.json (false-positive, sensitivity "
-            "and false-negative analyses) and PNG plots with the 'plots' extra. Bins follow --dataset (THUMOS14- or "
+            "and false-negative analyses) and PNG plots with matplotlib (pip install 'tadcli[plots]'). Bins follow --dataset (THUMOS14- or "
             "ActivityNet-style); thresholds --tiou, else DETAD's (THUMOS14 0.5, ActivityNet 0.5:0.05:0.95)."
         ),
     ] = None,
