@@ -286,8 +286,9 @@ def eval_(
         Optional[Path],
         typer.Option(
             help="Also write DETAD's error diagnosis to this folder: diagnosis.json (false-positive, sensitivity "
-            "and false-negative analyses) and PNG plots with matplotlib (pip install 'tadcli[plots]'). Bins follow --dataset (THUMOS14- or "
-            "ActivityNet-style); thresholds --tiou, else DETAD's (THUMOS14 0.5, ActivityNet 0.5:0.05:0.95)."
+            "and false-negative analyses) and PNG plots with matplotlib (pip install 'tadcli[plots]'). Bins follow "
+            "--dataset (THUMOS14- or ActivityNet-style); thresholds --tiou, else DETAD's (THUMOS14 0.5, ActivityNet "
+            "0.5:0.05:0.95)."
         ),
     ] = None,
 ) -> None:
@@ -300,10 +301,13 @@ def eval_(
         if run is not None:
             if predictions is not None or annotations is not None or thresholds is not None:
                 raise typer.BadParameter("--run takes its thresholds and ground truth from the run and its dataset")
-            report = _eval_run(run, data, subset, json_file, out, csv_out, strict, device, batch_size, workers, diagnose)
+            report = _eval_run(
+                run, data, subset, json_file, out, csv_out, strict, device, batch_size, workers, diagnose
+            )
         else:
             report = _eval_predictions(
-                predictions, annotations, subset, thresholds, dataset, json_file, annotation_format, strict, csv_out, diagnose
+                predictions, annotations, subset, thresholds, dataset, json_file, annotation_format, strict, csv_out,
+                diagnose,
             )
     render_eval(report, json_to_stdout)
 
