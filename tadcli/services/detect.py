@@ -118,11 +118,11 @@ def detect(
             report.written.append(plot_timeline(plot, found, ground_truth))
     if found and html is not None:
         title = "tad detect" if is_stdout(out) else Path(out).name
-        report.written.append(write_review_page(html, review_videos(found, ground_truth), title))
+        report.written.append(write_review_page(html, _review_videos(found, ground_truth), title))
     return report
 
 
-def review_videos(videos: Sequence[VideoEvents], ground_truth: dict | None) -> list[ReviewVideo]:
+def _review_videos(videos: Sequence[VideoEvents], ground_truth: dict | None) -> list[ReviewVideo]:
     """The videos of the review page: each detected video with its file and ground truth (empty when the
     annotations do not have it; None without annotations)."""
     return [
