@@ -126,3 +126,10 @@ def test_video_and_path_errors_are_one_line(case, tmp_path):
     line = error_line(runner.invoke(app, ["review", str(case.events["json"]), "--out", "/proc/review.html"]))
     assert "/proc/review.html" in line
     assert not (tmp_path / "p.html").exists()
+
+
+def test_the_page_template_ships_with_the_package():
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "*.html" in pyproject["tool"]["setuptools"]["package-data"]["tadcli.review"]

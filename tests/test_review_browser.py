@@ -30,6 +30,13 @@ WAIT_S = 20
 
 @pytest.fixture(scope="module")
 def browser():
+    driver = start_browser()
+    yield driver
+    driver.quit()
+
+
+def start_browser():
+    """Headless chromium under Selenium; without them, a failure that says how to install them (never a skip)."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -46,9 +53,13 @@ def browser():
                      f"--window-size={WINDOW[0]},{WINDOW[1]}"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_binary), options=options)
-    yield driver
-    driver.quit()
+    return webdriver.Chrome(service=Service(driver_binary), options=options)
+
+
+def test_without_chromium_the_tests_fail_saying_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no chromium, no chromedriver
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium chromium-driver"):
+        start_browser()
 
 
 @pytest.fixture(scope="module")
