@@ -174,6 +174,8 @@ def test_clicking_an_event_seeks_the_video_and_keys_step_through_events(browser,
     element.click()
     assert current_time(browser) == pytest.approx(best.start, abs=1e-6)
     assert "selected" in element.get_attribute("class")
+    playhead_x = browser.execute_script("return document.getElementById('playhead').getBoundingClientRect().left")
+    assert playhead_x == pytest.approx(element.rect["x"], abs=2)  # the playhead stands at the event's start
 
     following = next(e for e in events if e.start > best.start + 0.05)
     ActionChains(browser).send_keys("n").perform()
