@@ -35,6 +35,7 @@ from tadcli.cli.render import (
     render_memory_plan,
     render_prepare_report,
     render_preset_list,
+    render_review_report,
     render_train_summary,
 )
 from tadcli.cli.train_display import TrainingDisplay
@@ -406,7 +407,11 @@ def detect(
     top_k: Annotated[Optional[int], typer.Option(help="Report at most this many events per video.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw a timeline PNG: a row per class, shade = score.")] = None,
     annotations: Annotated[
-        Optional[Path], typer.Option(help="Ground truth to draw under the detections in --plot (any format 'tad prepare' reads).")
+        Optional[Path],
+        typer.Option(help="Ground truth to draw under the detections in --plot and --html (any format 'tad prepare' reads)."),
+    ] = None,
+    html: Annotated[
+        Optional[Path], typer.Option(help="Also write the HTML review page (as 'tad review' does): video, timeline, filters.")
     ] = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 1,
@@ -435,6 +440,7 @@ def detect(
                 top_k=top_k,
                 plot=plot,
                 annotations=annotations,
+                html=html,
                 device=device,
                 batch_size=batch_size,
                 num_workers=workers,
@@ -449,6 +455,43 @@ def _model_source(run: Optional[Path], checkpoint: Optional[Path]) -> Path:
     if (run is None) == (checkpoint is None):
         raise typer.BadParameter("give either --run RUN or --checkpoint FILE (with --preset and --classes)")
     return run if run is not None else checkpoint
+
+
+# ------------------------------------------------------------------------------------------ review
+def review(
+    events: Annotated[Path, typer.Argument(help="An events file written by 'tad detect' (json, csv, srt or activitynet).")],
+    out: Annotated[Path, typer.Option(help="The HTML page to write (one self-contained file; videos are linked).")],
+    annotations: Annotated[
+        Optional[Path],
+        typer.Option(help="Ground truth to draw beneath the predictions (any format 'tad eval' reads)."),
+    ] = None,
+    annotation_format: Annotated[
+        Optional[AnnotationFormat], typer.Option("--format", help="Ground-truth format, when not detected.")
+    ] = None,
+    video: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--video",
+            help="A video of the events file, matched by file name without extension (repeatable). Default: the "
+            "paths a json or csv file names; an srt file's one video; activitynet files need it.",
+        ),
+    ] = None,
+) -> None:
+    """Write an HTML page to review detections: the video beside a timeline of its events, per class.
+
+    Example: 'tad review events.json --annotations gt.json --out review.html', then open review.html in a browser.
+    """
+    from tadcli.services.review import review as run_review
+
+    with user_errors():
+        report = run_review(
+            events,
+            out,
+            annotations=annotations,
+            videos=video or (),
+            annotation_format=annotation_format.value if annotation_format is not None else None,
+        )
+    render_review_report(report)
 
 
 # ----------------------------------------------------------------------------------------- extract

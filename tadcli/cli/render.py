@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from tadcli.services.detect import DetectReport
     from tadcli.services.extract import ExtractReport
     from tadcli.services.presets import PresetSummary
+    from tadcli.services.review import ReviewReport
     from tadcli.services.profile_memory import MemoryPlan
     from tadcli.training.reporting import TrainSummary
 
@@ -231,6 +232,13 @@ def render_detect_report(report: DetectReport, out: Path) -> None:
     if report.stdout_text is not None:
         sys.stdout.write(report.stdout_text)
         sys.stdout.flush()
+
+
+def render_review_report(report: ReviewReport) -> None:
+    for note in report.notes:
+        err_console.print(f"note: {note}")
+    events = sum(len(video.predictions) for video in report.videos)
+    console.print(f"{len(report.videos)} video(s), {events} events ({report.format.value}); wrote {report.page}")
 
 
 def render_extract_report(report: ExtractReport, out: Path) -> None:

@@ -1,5 +1,5 @@
 """``tad detect``: raw video files in, actions out (events JSON, CSV, SRT subtitles or an ActivityNet results
-file, and an optional timeline picture).
+file, and optionally a timeline picture and the HTML review page of ``tad review``).
 
 Inputs are files, folders (searched recursively for video files) and glob patterns. The detector is a
 ``tad`` run folder, or a released AdaTAD/OpenTAD checkpoint with its preset and class list
@@ -16,9 +16,10 @@ from pathlib import Path
 
 from tadcli.data.video import expand_video_inputs
 from tadcli.errors import TadError
-from tadcli.io.events import ModelIdentity
-from tadcli.io.paths import check_input_file, check_output_file, is_stdout
+from tadcli.io.events import ModelIdentity, VideoEvents
+from tadcli.io.paths import check_input_path, check_output_file, is_stdout
 from tadcli.progress import ProgressCallback
+from tadcli.review import ReviewVideo, read_ground_truth_events, truth_of, write_review_page
 
 
 @dataclass
@@ -42,18 +43,6 @@ class DetectReport:
         return [video for video in self.videos if video.events is None]
 
 
-def read_ground_truth_events(annotations: str | Path) -> dict:
-    """Ground truth of any annotation format ``tad prepare`` reads, as events per video id (for the timeline)."""
-    from tadcli.data.annotations import read_annotations
-    from tadcli.io.events import Event
-
-    annotation_set = read_annotations(check_input_file(annotations, "annotation file"))
-    return {
-        video_id: [Event(i.label, i.start, i.end, 1.0) for i in video.instances]
-        for video_id, video in annotation_set.videos.items()
-    }
-
-
 def detect(
     inputs: Sequence[str | Path],
     out: str | Path,
@@ -66,6 +55,7 @@ def detect(
     top_k: int | None = None,
     plot: str | Path | None = None,
     annotations: str | Path | None = None,
+    html: str | Path | None = None,
     device: str = "auto",
     batch_size: int = 1,
     num_workers: int = 0,
@@ -84,7 +74,8 @@ def detect(
             (:func:`tadcli.io.events.default_threshold`: 0.2, and 0 for ``activitynet``).
         top_k: at most this many events per video.
         plot: also draw the timeline PNG there.
-        annotations: ground truth to draw under the detections in the timeline.
+        annotations: ground truth to draw under the detections in the timeline and the review page.
+        html: also write the review page there (:mod:`tadcli.review.page`, as ``tad review`` writes it).
         device, batch_size, num_workers: where and how the model runs.
         progress: ``(description, done, total)`` callback: windows, then videos.
     """
@@ -105,7 +96,9 @@ def detect(
                        "(one .srt per video) or another --format")
     if plot is not None:
         plot = check_output_file(plot, "timeline picture")
-    ground_truth = read_ground_truth_events(annotations) if annotations is not None else None
+    if html is not None:
+        html = check_output_file(html, "review page")
+    ground_truth = read_ground_truth_events(check_input_path(annotations, "annotation file")) if annotations is not None else None
     from tadcli.inference.detector import load_detector  # torch: after the checks, a wrong path is answered at once
     from tadcli.io.timeline import plot_timeline
 
@@ -123,4 +116,22 @@ def detect(
         report.written.extend(write_events(out, detector.identity, found, format))
         if plot is not None:
             report.written.append(plot_timeline(plot, found, ground_truth))
+    if found and html is not None:
+        title = "tad detect" if is_stdout(out) else Path(out).name
+        report.written.append(write_review_page(html, _review_videos(found, ground_truth), title))
     return report
+
+
+def _review_videos(videos: Sequence[VideoEvents], ground_truth: dict | None) -> list[ReviewVideo]:
+    """The videos of the review page: each detected video with its file and ground truth (empty when the
+    annotations do not have it; None without annotations)."""
+    return [
+        ReviewVideo(
+            video.video,
+            Path(video.video),
+            video.duration,
+            video.events,
+            None if ground_truth is None else truth_of(ground_truth, video.video) or (),
+        )
+        for video in videos
+    ]
