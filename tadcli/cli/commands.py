@@ -15,6 +15,7 @@ import typer
 
 from tadcli.cli.errors import user_errors
 from tadcli.cli.options import (
+    DecoderOpt,
     AnnotationFormat,
     BatchOpt,
     DatasetName,
@@ -107,6 +108,7 @@ def prepare(
     classes: Annotated[int, typer.Option(help="Synthetic only: number of action classes.")] = 4,
     seed: Annotated[int, typer.Option(help="Synthetic only: random seed (same seed, same dataset).")] = 0,
     workers: Annotated[int, typer.Option(help="Parallel video probes.")] = 2,
+    decoder: DecoderOpt = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -135,6 +137,7 @@ def prepare(
     from tadcli.services import prepare as service
 
     with user_errors():
+        _use_decoder(decoder)
         with progress_bar() as progress:
             if check is not None:
                 report = service.check_dataset(check, workers=workers, progress=progress)
@@ -182,6 +185,7 @@ def train(
     threads: Annotated[
         Optional[int], typer.Option(help="CPU threads per training process. Default: the cores shared among processes.")
     ] = None,
+    decoder: DecoderOpt = None,
 ) -> None:
     """Train AdaTAD end to end on a prepared dataset; writes a run folder that 'tad eval --run' and 'tad detect' read.
 
@@ -203,6 +207,7 @@ def train(
         reporter_factory=TrainingDisplay,
     )
     with user_errors():
+        _use_decoder(decoder)
         summary = run_training(request, nproc=nproc)
     if summary is None:  # a worker rank of torchrun: rank 0 reports
         return
@@ -282,6 +287,7 @@ def eval_(
     batch_size: Annotated[int, typer.Option(min=1, help="With --run: windows per forward pass.")] = 2,
     workers: Annotated[int, typer.Option(min=0, help="With --run: decoding processes.")] = 0,
     device: Annotated[str, typer.Option(help="With --run: auto, cpu, cuda or cuda:N.")] = "auto",
+    decoder: DecoderOpt = None,
 ) -> None:
     """Score detections with the official ActivityNet detection mAP: a results file (--predictions) or a
     trained run on a prepared dataset (--run)."""
@@ -289,6 +295,7 @@ def eval_(
     json_to_stdout = is_stdout(json_out)
     json_file = None if json_to_stdout else json_out
     with user_errors():
+        _use_decoder(decoder)
         if run is not None:
             if predictions is not None or annotations is not None or thresholds is not None:
                 raise typer.BadParameter("--run takes its thresholds and ground truth from the run and its dataset")
@@ -395,6 +402,7 @@ def detect(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 1,
     workers: WorkersOpt = 0,
+    decoder: DecoderOpt = None,
 ) -> None:
     """Detect actions in raw videos: start and end in seconds, class and score of each.
 
@@ -405,6 +413,7 @@ def detect(
     from tadcli.services.detect import detect as run_detect
 
     with user_errors():
+        _use_decoder(decoder)
         source = _model_source(run, checkpoint)
         with progress_bar() as progress:
             report = run_detect(
@@ -427,6 +436,14 @@ def detect(
     render_detect_report(report, out)
     if report.failed:
         raise typer.Exit(code=1)
+
+
+def _use_decoder(decoder: Optional[str]) -> None:
+    """``--decoder X``: TAD_DECODER=X for this command and the processes it starts (DataLoader and DDP workers)."""
+    if decoder is not None:
+        from tadcli.data.video import use_decoder
+
+        use_decoder(decoder)
 
 
 def _model_source(run: Optional[Path], checkpoint: Optional[Path]) -> Path:
@@ -452,6 +469,7 @@ def extract(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 1,
     workers: WorkersOpt = 0,
+    decoder: DecoderOpt = None,
 ) -> None:
     """Write backbone features [T, C] of whole videos, with a sidecar that maps feature index to seconds.
 
@@ -460,6 +478,7 @@ def extract(
     from tadcli.services.extract import extract as run_extract
 
     with user_errors():
+        _use_decoder(decoder)
         with progress_bar() as progress:
             report = run_extract(
                 videos,
