@@ -22,7 +22,7 @@ from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
 from tadcli.data.probe import probe_video
 from tadcli.data.synthetic import write_mp4
 from tadcli.data.timeline import presentation_timeline
-from tadcli.data.video import open_video
+from tadcli.data.video import decoder_version, open_video
 from tadcli.errors import VideoError
 from tadcli.inference.evaluate import evaluate_on_records
 from tadcli.inference.loading import load_run_model
@@ -166,7 +166,7 @@ def test_probe_reports_variable_frame_rate_rotation_and_real_duration(vfr_video,
     assert rotated.rotation == 270 and not rotated.variable_frame_rate and rotated.backend == "pyav"
 
 
-def test_prepare_reports_variable_frame_rate_and_rotated_videos_with_their_real_duration(vfr_video, tmp_path):
+def test_prepare_reports_variable_frame_rate_and_rotated_videos_with_their_real_duration(vfr_video, tmp_path, decoder):
     videos = tmp_path / "videos"
     videos.mkdir()
     shutil.copy(vfr_video, videos / "phone.mp4")
@@ -181,6 +181,10 @@ def test_prepare_reports_variable_frame_rate_and_rotated_videos_with_their_real_
     assert "NOTE video_variable_frame_rate x1" in text and "train/phone: " in text
     assert "read at 10 fps, real duration 18.000 s" in text
     assert "NOTE video_rotated x1" in text and "val/portrait: " in text and "turned 90 degrees counter-clockwise" in text
+    # the decoder chosen, and who read what: PyAV reads the rotated video whatever the choice
+    read = "decord 1, pyav 1" if decoder == "decord" else "pyav 2"
+    assert f"decoder: {decoder_version(decoder)} (TAD_DECODER=decord|pyav to change); videos read by {read}" in text
+    assert json.loads((out / "report.json").read_text())["decoder"] == decoder_version(decoder)
     issues = json.loads((out / "report.json").read_text())["issues"]
     assert {issue["kind"]: issue["video_id"] for issue in issues} == {"video_variable_frame_rate": "phone", "video_rotated": "portrait"}
     phone = load_prepared_dataset(out).videos["phone"]

@@ -3,6 +3,7 @@ frame at the source size; each video is opened once; bad files are VideoErrors."
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import numpy as np
@@ -16,7 +17,7 @@ from tadcli.data.dataset import TrainWindowDataset, VideoRecord
 from tadcli.data.probe import probe_video
 from tadcli.data.synthetic import write_mp4
 from tadcli.data.transforms import EvalTransform
-from tadcli.data.video import DECODER_ENV, configured_decoder, open_video, scaled_size
+from tadcli.data.video import DECODER_ENV, configured_decoder, decoder_version, open_video, scaled_size
 from tadcli.errors import TadError, VideoError
 
 from conftest import error_line
@@ -185,3 +186,20 @@ def test_mpeg4_fallback_codec_is_read_alike_by_both_decoders(tmp_path):
     decord_frames = open_video(path, backend="decord").get_frames(indices)
     assert torch.equal(decord_frames, open_video(path, backend="pyav").get_frames(indices))
     assert decord_frames.float().mean(dim=(1, 3)).argmax(dim=1).tolist() == indices
+
+
+def test_the_decoder_option_chooses_the_decoder_of_a_command(video_path, tmp_path, monkeypatch):
+    monkeypatch.setenv(DECODER_ENV, "")  # unset for tad; restored after the test (the option sets it)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(video_path, videos / f"{name}.mp4")
+    annotations = tmp_path / "labels.csv"
+    annotations.write_text("video,start,end,label,subset\na,1.0,2.0,jump,train\nb,1.0,2.0,jump,val\n")
+    command = ["prepare", "custom", "--annotations", str(annotations), "--videos", str(videos), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*command, "--decoder", "pyav"])
+    assert result.exit_code == 0, result.output
+    assert f"decoder: {decoder_version('pyav')} (TAD_DECODER=decord|pyav to change); videos read by pyav 2" in result.output
+    assert "--decoder='gpu': unknown video decoder; use one of: decord, pyav" in error_line(
+        CliRunner().invoke(app, [*command, "--decoder", "gpu"])
+    )
