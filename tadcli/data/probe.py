@@ -6,8 +6,8 @@ probes new or changed files. fps, frame count and duration are those of the read
 A probe opens the file once with :func:`tadcli.data.video.open_video` (the configured decoder:
 ``$TAD_DECODER``, else decord when installed, else PyAV; PyAV for what decord cannot read) and decodes
 frames ``0`` and ``num_frames - 1``: a file that opens but whose last frame does not decode would
-otherwise fail in the middle of training. A file that PyAV reads and that holds fewer frames than its
-container declares (a truncated download) is readable, with a warning. The decoder that read each video
+otherwise fail in the middle of training. A file that holds fewer frames than its container declares (a
+truncated download whose index survived) is readable, with a warning. The decoder that read each video
 is recorded (``backend``); the probes of one call use one decoder choice, resolved in the calling thread.
 
 The cache (``probe_cache.json`` in the prepared dataset folder) maps
@@ -103,7 +103,7 @@ def probe_video(path: str | Path, backend: Backend | None = None) -> VideoProbe:
             variable_frame_rate=reader.variable_frame_rate,
             rotation=reader.rotation,
         )
-        if reader.backend == "pyav" and reader.declared_frames > reader.stored_frames:
+        if reader.declared_frames > reader.stored_frames:
             warning = (
                 f"truncated at frame {reader.stored_frames} of the {reader.declared_frames} its container declares "
                 "(an interrupted download?)"

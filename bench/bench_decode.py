@@ -1,0 +1,190 @@
+"""Video decoders on the real training and evaluation pipelines, and the cost of opening a video (issue 20).
+
+Part ``windows`` (default): frames per second of one 768-frame window at 160 px, the ``small-768`` preset on the
+THUMOS14 protocol (768 frames at frame stride 4, so a window spans 3,072 source frames): the training pipeline
+(``tadcli.data.pipeline.train_dataset``: random truncation, decoder scaling to the 182-pixel short side,
+RandomResizedCrop 160, flip, RandAugment, colour jitter) and the evaluation pipeline (the first sliding window:
+short side 160 in the decoder, centre crop), each with every decoder this interpreter has: ``decord`` (whichever
+is installed: decord 0.6.0 or decord2) and ``pyav``. Each window opens its video (a fresh reader), as a
+DataLoader worker does for a video it has not open. Sources, written once into ``--cache`` with PyAV (libx264,
+CRF 23, a key frame every 2 s), seeded: (a) 1280x720 30 fps and (b) 1920x1080 60 fps, 3,200 frames each, a
+panning random texture with moving shapes and film-grain noise (not trivially compressible).
+
+Part ``open`` (``--part open``): milliseconds to open a video for reading (``open_video(path, short_side)``)
+and to read one tiny training window, and the ``tiny`` training step's parts (``bench_train.step_breakdown``:
+batch 2 of 128 frames at 64 px from the default synthetic dataset, each window opening its video), for
+comparing the code before and after the open-once change: run it with the tadcli of each commit.
+
+    python bench/bench_decode.py [--part windows|open] [--cache DIR] [--decoders decord pyav] [--repeats N]
+
+Frames per second = window frames delivered / wall time, in this process (torch threads as set, decoder threads
+its default). The source frames decoded per second are 4x that (frame stride 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tadcli.config.loader import load_preset
+from tadcli.config.profiles import get_profile
+from tadcli.data.dataset import EvalWindowDataset, TrainWindowDataset, VideoRecord
+from tadcli.data.pipeline import train_transform, window_geometry
+from tadcli.data.transforms import EvalTransform
+from tadcli.data.video import open_video
+
+BENCH_DIR = Path(__file__).resolve().parent
+SOURCES = {"a_720p30": (720, 1280, 30), "b_1080p60": (1080, 1920, 60)}
+SOURCE_FRAMES = 3200
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def decoder_versions() -> dict[str, str]:
+    import av
+
+    versions = {"pyav": av.__version__}
+    try:
+        import decord
+
+        versions["decord"] = decord.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def write_source(path: Path, height: int, width: int, fps: int, num_frames: int) -> Path:
+    """A seeded H.264 video: a random texture panning 3 px per frame, three moving discs, grain noise."""
+    import av
+
+    if path.is_file():
+        return path
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, size=(height // 16 + 2, (width + 3 * num_frames) // 16 + 2, 3)).astype(np.float32)
+    texture = torch.nn.functional.interpolate(torch.from_numpy(coarse).permute(2, 0, 1)[None], scale_factor=16, mode="bilinear")
+    texture = (0.6 * texture[0].permute(1, 2, 0).numpy() + 50).astype(np.uint8)  # [H', W', 3]
+    grains = [rng.integers(0, 24, size=(height, width, 3), dtype=np.uint8) for _ in range(7)]
+    rows, cols = np.ogrid[0:height, 0:width]
+    temporary = path.with_suffix(".partial.mp4")
+    with av.open(str(temporary), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": "23", "preset": "veryfast", "g": str(2 * fps)})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(num_frames):
+            image = texture[:height, 3 * index : 3 * index + width] + grains[index % len(grains)]
+            for disc in range(3):
+                centre_y = height / 2 + height / 3 * np.sin(index / (25 + 10 * disc) + disc)
+                centre_x = (index * (4 + 3 * disc) + disc * width / 3) % width
+                inside = (rows - centre_y) ** 2 + (cols - centre_x) ** 2 < (height / 10) ** 2
+                image[inside] = (220, 60 + 60 * disc, 40)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    temporary.rename(path)
+    return path
+
+
+def record_of(path: Path) -> VideoRecord:
+    reader = open_video(path, backend="pyav")
+    return VideoRecord("source", path, reader.fps, reader.num_frames, reader.duration, np.zeros((0, 2)), np.zeros(0, np.int64))
+
+
+def time_windows(source: Path, decoder: str, repeats: int) -> dict:
+    """Seconds per training window and per evaluation window of ``small-768`` on THUMOS14, fresh reader each."""
+    preset, profile = load_preset("small-768"), get_profile("thumos14")
+    geometry = window_geometry(preset, profile)
+    record = record_of(source)
+    transform = train_transform(preset)
+    train_seconds, eval_seconds = [], []
+    for repeat in range(repeats):
+        dataset = TrainWindowDataset(
+            [record], geometry.window_size, geometry.scale_factor, geometry.frame_stride, profile.sampling,
+            profile.trunc_thresh, profile.crop_ratio, transform, transform.short_side, seed=repeat, backend=decoder,
+        )
+        started = time.perf_counter()
+        sample = dataset[0]
+        train_seconds.append(time.perf_counter() - started)
+        assert sample.frames.shape == (3, 768, 160, 160), sample.frames.shape
+        evaluation = EvalWindowDataset(geometry, EvalTransform(160), short_side=160, backend=decoder)
+        window = geometry.eval_windows(record.num_frames, record.fps, record.duration)[0]
+        started = time.perf_counter()
+        sample = evaluation.load(record, window)
+        eval_seconds.append(time.perf_counter() - started)
+        assert sample.frames.shape == (3, 768, 160, 160), sample.frames.shape
+    frames = geometry.window_size * geometry.scale_factor
+    return {
+        "train_window_s": round(statistics.median(train_seconds), 2),
+        "train_fps": round(frames / statistics.median(train_seconds), 1),
+        "eval_window_s": round(statistics.median(eval_seconds), 2),
+        "eval_fps": round(frames / statistics.median(eval_seconds), 1),
+    }
+
+
+def windows_part(args: argparse.Namespace) -> dict:
+    args.cache.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name, (height, width, fps) in SOURCES.items():
+        started = time.perf_counter()
+        source = write_source(args.cache / f"{name}.mp4", height, width, fps, SOURCE_FRAMES)
+        print(f"{name}: {source} ({source.stat().st_size / 1e6:.1f} MB, ready in {time.perf_counter() - started:.0f} s)",
+              flush=True)
+        for decoder in args.decoders:
+            results[f"{name} {decoder}"] = time_windows(source, decoder, args.repeats)
+            print(f"  {decoder}: {results[f'{name} {decoder}']}", flush=True)
+    return results
+
+
+def open_part(args: argparse.Namespace) -> dict:
+    """Opening a video (ms) and the tiny training step's parts (ms), with the default decoder of this tadcli."""
+    sys.path.insert(0, str(BENCH_DIR))
+    from bench_train import step_breakdown
+
+    from tadcli.data.prepared import load_prepared_dataset
+    from tadcli.services.prepare import prepare_synthetic
+
+    data = args.cache / "synthetic"
+    if not (data / "manifest.json").is_file():
+        prepare_synthetic(data, num_videos=24, num_classes=4, seed=0)
+    paths = [video.path for video in load_prepared_dataset(data).videos.values()]
+    open_ms, window_ms = [], []
+    for path in paths:
+        started = time.perf_counter()
+        reader = open_video(path, short_side=64)
+        opened = time.perf_counter()
+        reader.get_frames(np.arange(0, min(reader.num_frames, 256), 2))  # a tiny window: 128 frames at stride 2
+        open_ms.append(1000 * (opened - started))
+        window_ms.append(1000 * (time.perf_counter() - started))
+    return {
+        "backend": reader.backend,
+        "open_ms": round(statistics.median(open_ms), 1),
+        "open_and_window_ms": round(statistics.median(window_ms), 1),
+        "tiny_step_ms": step_breakdown(data, args.steps),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["windows", "open"], default="windows")
+    parser.add_argument("--cache", type=Path, default=BENCH_DIR / "out" / "decode")
+    parser.add_argument("--decoders", nargs="+", default=["decord", "pyav"])
+    parser.add_argument("--repeats", type=int, default=1, help="windows per row (the median is reported)")
+    parser.add_argument("--steps", type=int, default=10, help="--part open: tiny training steps timed")
+    args = parser.parse_args()
+    import tadcli
+
+    print(f"machine: {machine()}; tadcli from {Path(tadcli.__file__).parent}; decoders {decoder_versions()}", flush=True)
+    results = windows_part(args) if args.part == "windows" else open_part(args)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
