@@ -10,12 +10,14 @@ DataLoader worker does for a video it has not open. Sources, written once into `
 CRF 23, a key frame every 2 s), seeded: (a) 1280x720 30 fps and (b) 1920x1080 60 fps, 3,200 frames each, a
 panning random texture with moving shapes and film-grain noise (not trivially compressible).
 
+Part ``compare``: only decord's frames against PyAV's on the sources (the windows part ends with it too).
+
 Part ``open`` (``--part open``): milliseconds to open a video for reading (``open_video(path, short_side)``)
 and to read one tiny training window, and the ``tiny`` training step's parts (``bench_train.step_breakdown``:
 batch 2 of 128 frames at 64 px from the default synthetic dataset, each window opening its video), for
 comparing the code before and after the open-once change: run it with the tadcli of each commit.
 
-    python bench/bench_decode.py [--part windows|open] [--cache DIR] [--decoders decord pyav] [--repeats N]
+    python bench/bench_decode.py [--part windows|compare|open] [--cache DIR] [--decoders decord pyav] [--repeats N]
 
 Frames per second = window frames delivered / wall time, in this process (torch threads as set, decoder threads
 its default). The source frames decoded per second are 4x that (frame stride 4).
@@ -129,7 +131,8 @@ def time_windows(source: Path, decoder: str, repeats: int) -> dict:
     }
 
 
-def windows_part(args: argparse.Namespace) -> dict:
+def windows_part(args: argparse.Namespace, timed: bool = True) -> dict:
+    """Every source: the window timings of each decoder (``timed``) and decord's frames against PyAV's."""
     args.cache.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, (height, width, fps) in SOURCES.items():
@@ -137,10 +140,29 @@ def windows_part(args: argparse.Namespace) -> dict:
         source = write_source(args.cache / f"{name}.mp4", height, width, fps, SOURCE_FRAMES)
         print(f"{name}: {source} ({source.stat().st_size / 1e6:.1f} MB, ready in {time.perf_counter() - started:.0f} s)",
               flush=True)
-        for decoder in args.decoders:
+        for decoder in args.decoders if timed else ():
             results[f"{name} {decoder}"] = time_windows(source, decoder, args.repeats)
             print(f"  {decoder}: {results[f'{name} {decoder}']}", flush=True)
+        if "decord" in decoder_versions():
+            results[f"{name} decord vs pyav"] = frame_differences(source)
+            print(f"  decord vs pyav: {results[f'{name} decord vs pyav']}", flush=True)
     return results
+
+
+def frame_differences(source: Path, frames: int = 32) -> dict:
+    """decord's frames against PyAV's, grey levels: the first ``frames`` frames at frame stride 4, at the source size
+    and scaled in the decoder to the 182 and 160-pixel short sides (the training and evaluation pipelines)."""
+    indices = np.arange(0, 4 * frames, 4)
+    differences = {}
+    for short_side in (None, 182, 160):
+        decord_frames, pyav_frames = (
+            open_video(source, short_side=short_side, backend=decoder).get_frames(indices).float() for decoder in ("decord", "pyav")
+        )
+        difference = (decord_frames - pyav_frames).abs()
+        differences[f"short side {short_side or 'source'}"] = {
+            "identical": bool(difference.max() == 0), "mean": round(difference.mean().item(), 3), "max": difference.max().item()
+        }
+    return differences
 
 
 def open_part(args: argparse.Namespace) -> dict:
@@ -173,7 +195,7 @@ def open_part(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["windows", "open"], default="windows")
+    parser.add_argument("--part", choices=["windows", "compare", "open"], default="windows")
     parser.add_argument("--cache", type=Path, default=BENCH_DIR / "out" / "decode")
     parser.add_argument("--decoders", nargs="+", default=["decord", "pyav"])
     parser.add_argument("--repeats", type=int, default=1, help="windows per row (the median is reported)")
@@ -182,7 +204,7 @@ def main() -> None:
     import tadcli
 
     print(f"machine: {machine()}; tadcli from {Path(tadcli.__file__).parent}; decoders {decoder_versions()}", flush=True)
-    results = windows_part(args) if args.part == "windows" else open_part(args)
+    results = open_part(args) if args.part == "open" else windows_part(args, timed=args.part == "windows")
     print(json.dumps(results, indent=1))
 
 

@@ -222,13 +222,18 @@ class _Container:
         try:
             for packet in self._take_packets(HEADER_PACKETS):
                 for frame in packet.decode():
-                    return round(frame.rotation / 90) % 4 * 90
+                    return self._first_frame(frame)
             if self._read_all:  # a short video: its frames are still in the (frame-threaded) decoder
                 for frame in self.stream.decode(None):
-                    return round(frame.rotation / 90) % 4 * 90
+                    return self._first_frame(frame)
         except av.FFmpegError:
             pass
         return 0
+
+    def _first_frame(self, frame: av.VideoFrame) -> int:
+        """The rotation of the first decoded frame; its size is the stored size the decoders return."""
+        self.stored_height, self.stored_width = frame.height, frame.width
+        return round(frame.rotation / 90) % 4 * 90
 
     def _take_packets(self, limit: int | None) -> Iterator[av.Packet]:
         """The next packets of the video stream (at most ``limit``), their timestamps recorded."""
@@ -430,7 +435,7 @@ class VideoReader:
 
     def _open_decoder(self, opened: _Container, backend: Backend) -> _DecordDecoder | _PyAVDecoder:
         """The decoder of ``backend`` for the opened file (decord opens the file itself, PyAV keeps ``opened``)."""
-        decord_error = None
+        decord_error = ""
         if backend == "decord":
             try:
                 if opened.rotation:
@@ -441,12 +446,12 @@ class VideoReader:
             except Exception as error:  # decord raises its own types (DECORDError, ...)
                 if not self._fallback_allowed:
                     raise VideoError(f"{self.path}: cannot open video (decord: {error})") from error
-                decord_error = f"decord: {error}; "
+                decord_error = f"decord: {error}; "  # said too if PyAV cannot open it either
                 logger.debug("%s: decord cannot read the video, reading it with PyAV: %s", self.path, error)
         try:
             return _PyAVDecoder(opened, self._short_side)
         except Exception as error:  # av.FFmpegError, ValueError
-            raise VideoError(f"{self.path}: cannot open video ({decord_error or ''}pyav: {error})") from error
+            raise VideoError(f"{self.path}: cannot open video ({decord_error}pyav: {error})") from error
 
     @property
     def backend(self) -> str:
