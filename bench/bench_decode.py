@@ -10,14 +10,18 @@ DataLoader worker does for a video it has not open. Sources, written once into `
 CRF 23, a key frame every 2 s), seeded: (a) 1280x720 30 fps and (b) 1920x1080 60 fps, 3,200 frames each, a
 panning random texture with moving shapes and film-grain noise (not trivially compressible).
 
-Part ``compare``: only decord's frames against PyAV's on the sources (the windows part ends with it too).
+Part ``compare``: decord's frames against PyAV's on the sources (grey levels, at the source size and scaled).
 
 Part ``open`` (``--part open``): milliseconds to open a video for reading (``open_video(path, short_side)``)
 and to read one tiny training window, and the ``tiny`` training step's parts (``bench_train.step_breakdown``:
 batch 2 of 128 frames at 64 px from the default synthetic dataset, each window opening its video), for
 comparing the code before and after the open-once change: run it with the tadcli of each commit.
 
-    python bench/bench_decode.py [--part windows|compare|open] [--cache DIR] [--decoders decord pyav] [--repeats N]
+    python bench/bench_decode.py [--part windows|compare|open] [--cache DIR] [--decoders decord pyav]
+        [--sources a_720p30 b_1080p60] [--repeats N]
+
+Each ``windows`` row prints as one JSON line, so that rows of different interpreters (decord 0.6.0 and decord2
+cannot share one) can be interleaved on a busy machine (BENCHMARKS.md gives the loop).
 
 Frames per second = window frames delivered / wall time, in this process (torch threads as set, decoder threads
 its default). The source frames decoded per second are 4x that (frame stride 4).
@@ -67,23 +71,26 @@ def decoder_versions() -> dict[str, str]:
 
 
 def write_source(path: Path, height: int, width: int, fps: int, num_frames: int) -> Path:
-    """A seeded H.264 video: a random texture panning 3 px per frame, three moving discs, grain noise."""
+    """A seeded H.264 video: a detailed random texture panning 3 px per frame, three moving discs and film grain
+    that changes every frame (16 grain images, each shifted by a random offset), so that the codec has real
+    detail to keep (a few Mbit/s, like camera video; printed)."""
     import av
 
     if path.is_file():
         return path
     rng = np.random.default_rng(0)
-    coarse = rng.integers(0, 256, size=(height // 16 + 2, (width + 3 * num_frames) // 16 + 2, 3)).astype(np.float32)
-    texture = torch.nn.functional.interpolate(torch.from_numpy(coarse).permute(2, 0, 1)[None], scale_factor=16, mode="bilinear")
-    texture = (0.6 * texture[0].permute(1, 2, 0).numpy() + 50).astype(np.uint8)  # [H', W', 3]
-    grains = [rng.integers(0, 24, size=(height, width, 3), dtype=np.uint8) for _ in range(7)]
+    coarse = rng.integers(0, 256, size=(height // 4 + 2, (width + 3 * num_frames) // 4 + 2, 3)).astype(np.float32)
+    texture = torch.nn.functional.interpolate(torch.from_numpy(coarse).permute(2, 0, 1)[None], scale_factor=4, mode="bilinear")
+    texture = (0.7 * texture[0].permute(1, 2, 0).numpy() + 20).astype(np.uint8)  # [H', W', 3]
+    grains = [rng.integers(0, 40, size=(height, width, 3), dtype=np.uint8) for _ in range(16)]
     rows, cols = np.ogrid[0:height, 0:width]
     temporary = path.with_suffix(".partial.mp4")
     with av.open(str(temporary), "w") as container:
         stream = container.add_stream("libx264", rate=fps, options={"crf": "23", "preset": "veryfast", "g": str(2 * fps)})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for index in range(num_frames):
-            image = texture[:height, 3 * index : 3 * index + width] + grains[index % len(grains)]
+            grain = np.roll(grains[index % len(grains)], tuple(rng.integers(0, 64, size=2)), axis=(0, 1))
+            image = texture[:height, 3 * index : 3 * index + width] + grain
             for disc in range(3):
                 centre_y = height / 2 + height / 3 * np.sin(index / (25 + 10 * disc) + disc)
                 centre_x = (index * (4 + 3 * disc) + disc * width / 3) % width
@@ -132,20 +139,23 @@ def time_windows(source: Path, decoder: str, repeats: int) -> dict:
 
 
 def windows_part(args: argparse.Namespace, timed: bool = True) -> dict:
-    """Every source: the window timings of each decoder (``timed``) and decord's frames against PyAV's."""
+    """Each source: the window timings of each decoder (``timed``) and decord's frames against PyAV's (``--compare``)."""
     args.cache.mkdir(parents=True, exist_ok=True)
     results = {}
-    for name, (height, width, fps) in SOURCES.items():
+    for name in args.sources:
+        height, width, fps = SOURCES[name]
         started = time.perf_counter()
         source = write_source(args.cache / f"{name}.mp4", height, width, fps, SOURCE_FRAMES)
-        print(f"{name}: {source} ({source.stat().st_size / 1e6:.1f} MB, ready in {time.perf_counter() - started:.0f} s)",
-              flush=True)
+        megabits = source.stat().st_size * 8 / 1e6 / (SOURCE_FRAMES / fps)
+        print(f"{name}: {source} ({megabits:.1f} Mbit/s, ready in {time.perf_counter() - started:.0f} s)", flush=True)
         for decoder in args.decoders if timed else ():
-            results[f"{name} {decoder}"] = time_windows(source, decoder, args.repeats)
-            print(f"  {decoder}: {results[f'{name} {decoder}']}", flush=True)
-        if "decord" in decoder_versions():
-            results[f"{name} decord vs pyav"] = frame_differences(source)
-            print(f"  decord vs pyav: {results[f'{name} decord vs pyav']}", flush=True)
+            label = f"{name} {decoder} {decoder_versions()[decoder]}"
+            results[label] = time_windows(source, decoder, args.repeats)
+            print(json.dumps({label: results[label]}), flush=True)
+        if not timed and "decord" in decoder_versions():
+            label = f"{name} decord {decoder_versions()['decord']} vs pyav"
+            results[label] = frame_differences(source)
+            print(json.dumps({label: results[label]}), flush=True)
     return results
 
 
@@ -198,6 +208,7 @@ def main() -> None:
     parser.add_argument("--part", choices=["windows", "compare", "open"], default="windows")
     parser.add_argument("--cache", type=Path, default=BENCH_DIR / "out" / "decode")
     parser.add_argument("--decoders", nargs="+", default=["decord", "pyav"])
+    parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES))
     parser.add_argument("--repeats", type=int, default=1, help="windows per row (the median is reported)")
     parser.add_argument("--steps", type=int, default=10, help="--part open: tiny training steps timed")
     args = parser.parse_args()
@@ -205,7 +216,8 @@ def main() -> None:
 
     print(f"machine: {machine()}; tadcli from {Path(tadcli.__file__).parent}; decoders {decoder_versions()}", flush=True)
     results = open_part(args) if args.part == "open" else windows_part(args, timed=args.part == "windows")
-    print(json.dumps(results, indent=1))
+    if args.part == "open":
+        print(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
