@@ -98,3 +98,44 @@ def trained_run(small_synthetic, tmp_path_factory) -> Path:
     overrides = [*FAST_TINY, f"train.epochs={TRAINED_EPOCHS}", "train.eval_start_epoch=1000"]
     train(TrainRequest("tiny", small_synthetic, run_dir, overrides, device="cpu", threads=1))
     return run_dir
+
+
+@pytest.fixture(params=["decord", "pyav"])
+def decoder(request, monkeypatch) -> str:
+    """Each video decoder in turn, chosen as a user chooses it (``TAD_DECODER``) for everything the test runs;
+    decord is skipped where it is not installed (no wheel for the platform)."""
+    from tadcli.data.video import DECODER_ENV, decord_installed
+
+    if request.param == "decord" and not decord_installed():
+        pytest.skip("decord is not installed")
+    monkeypatch.setenv(DECODER_ENV, request.param)
+    return request.param
+
+
+@pytest.fixture
+def container_opens(monkeypatch) -> list[tuple[str, str]]:
+    """``(decoder, file name)`` of every video container opened for reading while the test runs (``av.open``
+    and ``decord.VideoReader``, the two ways tad opens a video file)."""
+    import av
+
+    opens: list[tuple[str, str]] = []
+    av_open = av.open
+
+    def counting_av_open(file, *args, **kwargs):
+        if (args[0] if args else kwargs.get("mode", "r")) == "r":  # writing a test video is not an open
+            opens.append(("pyav", Path(str(file)).name))
+        return av_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_av_open)
+    try:
+        import decord
+    except ImportError:
+        return opens
+    decord_reader = decord.VideoReader
+
+    def counting_decord_reader(uri, *args, **kwargs):
+        opens.append(("decord", Path(str(uri)).name))
+        return decord_reader(uri, *args, **kwargs)
+
+    monkeypatch.setattr(decord, "VideoReader", counting_decord_reader)
+    return opens

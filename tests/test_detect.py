@@ -16,11 +16,12 @@ from tadcli.config.loader import preset_to_yaml
 from tadcli.data.annotations import read_class_list
 from tadcli.data.prepared import load_prepared_dataset
 from tadcli.data.transforms import EvalTransform, frames_from_decoder
-from tadcli.data.video import VideoReader, open_video
+from tadcli.data.video import DECODER_ENV, DECODERS, configured_decoder, decord_installed, decoder_version, open_video
 from tadcli.inference.detector import events_from_detections
 from tadcli.inference.loading import load_run_model
 from tadcli.io.events import Event
 from tadcli.io.features import read_features
+from tadcli.io.rundir import read_run_config
 from tadcli.io.timeline import AXIS_HEIGHT, MARGIN, PANEL_GAP, ROW_HEIGHT, TITLE_HEIGHT
 from tadcli.model.postprocess import Detections
 
@@ -142,19 +143,34 @@ def test_unreadable_videos_are_named_and_the_others_written(trained_run, small_s
     assert [video["video"] for video in json.loads(out.read_text())["videos"]] == [good[0], good[1]]
 
 
-def test_detection_opens_each_video_once(trained_run, small_synthetic, monkeypatch):
-    opened = []
-    open_reader = VideoReader.__init__
-
-    def counting(self, path, *args, **kwargs) -> None:
-        opened.append(Path(path))
-        open_reader(self, path, *args, **kwargs)
-
-    monkeypatch.setattr(VideoReader, "__init__", counting)
+def test_detection_opens_each_video_once_and_finds_the_same_events_with_either_decoder(
+    trained_run, small_synthetic, monkeypatch, container_opens
+):
     paths = [video.path for video in held_out_videos(small_synthetic)]
-    results = list(tadcli.load_detector(trained_run, device="cpu").detect_many(paths))
-    assert all(result.events is not None for result in results)
-    assert opened == paths  # the window stream reads each video's timeline from the reader that decodes it
+    events = {}
+    for decoder in [name for name in DECODERS if name != "decord" or decord_installed()]:
+        monkeypatch.setenv(DECODER_ENV, decoder)
+        container_opens.clear()
+        results = list(tadcli.load_detector(trained_run, device="cpu").detect_many(paths))
+        assert all(result.events is not None for result in results)
+        events[decoder] = [result.events for result in results]
+        # the window stream reads each video's timeline from the reader that decodes it: PyAV reads the header
+        # (the PyAV decoder keeps that container), decord opens the file once more, for itself
+        decoders_per_video = ["pyav", "decord"] if decoder == "decord" else ["pyav"]
+        assert container_opens == [(name, path.name) for path in paths for name in decoders_per_video]
+    # 64 x 64 videos read at 64 px: no scaling, the decoders give identical frames, so identical events
+    assert len(set(map(repr, events.values()))) == 1
+
+
+def test_a_run_records_its_decoder_and_older_runs_without_it_load(trained_run, tmp_path):
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["decoder"] == decoder_version(configured_decoder())  # "decord 3.4.0" / "pyav 18.1.0"
+    assert read_run_config(trained_run).decoder == config["decoder"]
+    old = tmp_path / "old_run"
+    old.mkdir()
+    del config["decoder"]
+    (old / "config.json").write_text(json.dumps(config))
+    assert read_run_config(old).decoder is None
 
 
 def test_a_released_checkpoint_and_the_run_give_the_same_events(trained_run, small_synthetic, tmp_path):

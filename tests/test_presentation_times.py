@@ -11,7 +11,6 @@ import shutil
 from dataclasses import replace
 
 import av
-import decord
 import numpy as np
 import pytest
 import torch
@@ -23,7 +22,7 @@ from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
 from tadcli.data.probe import probe_video
 from tadcli.data.synthetic import write_mp4
 from tadcli.data.timeline import presentation_timeline
-from tadcli.data.video import open_video
+from tadcli.data.video import decoder_version, open_video
 from tadcli.errors import VideoError
 from tadcli.inference.evaluate import evaluate_on_records
 from tadcli.inference.loading import load_run_model
@@ -69,10 +68,9 @@ def _expected_tenths(written: list[int], num_slots: int) -> list[int]:
     return [int(written[written <= slot].max()) for slot in range(num_slots)]
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
-def test_a_variable_frame_rate_video_is_read_at_its_real_presentation_times(vfr_video, backend):
-    reader = open_video(vfr_video, backend=backend)
-    assert reader.variable_frame_rate
+def test_a_variable_frame_rate_video_is_read_at_its_real_presentation_times(vfr_video, decoder):
+    reader = open_video(vfr_video)
+    assert reader.backend == decoder and reader.variable_frame_rate
     assert reader.fps == pytest.approx(FPS)
     assert reader.duration == pytest.approx(18.0)  # last frame at 17.9 s + one frame; 141 frames / 10 fps would say 14.1
     assert reader.num_frames == 180
@@ -82,6 +80,7 @@ def test_a_variable_frame_rate_video_is_read_at_its_real_presentation_times(vfr_
 
 
 def test_decord_and_pyav_build_the_same_timeline(vfr_video):
+    pytest.importorskip("decord")
     decord_reader = open_video(vfr_video, backend="decord")
     pyav_reader = open_video(vfr_video, backend="pyav")
     assert (decord_reader.fps, decord_reader.num_frames, decord_reader.duration) == (
@@ -93,19 +92,20 @@ def test_decord_and_pyav_build_the_same_timeline(vfr_video):
     assert torch.equal(decord_reader.get_frames(slots), pyav_reader.get_frames(slots))
 
 
-def test_a_detection_record_of_a_vfr_video_has_its_real_duration(vfr_video):
+def test_a_detection_record_of_a_vfr_video_has_its_real_duration(vfr_video, decoder):
     record = VideoRecord.from_video(vfr_video)
     assert (record.fps, record.num_frames) == (pytest.approx(FPS), 180)
     assert record.duration == pytest.approx(18.0)
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
-def test_a_constant_rate_video_reads_frame_for_frame_as_its_decoder_gives_it(tmp_path, backend):
+def test_a_constant_rate_video_reads_frame_for_frame_as_its_decoder_gives_it(tmp_path, decoder):
     path = write_mp4(tmp_path / "cfr.mp4", [_time_coded_frame(t) for t in range(45)], FPS)
-    reader = open_video(path, backend=backend)
-    assert not reader.variable_frame_rate
+    reader = open_video(path)
+    assert reader.backend == decoder and not reader.variable_frame_rate
     indices = list(range(45))
-    if backend == "decord":
+    if decoder == "decord":
+        import decord
+
         raw = decord.VideoReader(str(path))
         assert (reader.fps, reader.num_frames) == (raw.get_avg_fps(), len(raw))
         expected = raw.get_batch(indices).asnumpy()
@@ -137,35 +137,36 @@ def _upright_picture() -> np.ndarray:
 
 
 @pytest.mark.parametrize("rotation", [90, 180, 270])
-def test_a_rotated_phone_video_is_decoded_upright(tmp_path, rotation):
+def test_a_rotated_phone_video_is_decoded_upright(tmp_path, rotation, decoder):
     upright = _upright_picture()
     stored = np.ascontiguousarray(np.rot90(upright, -rotation // 90))  # how the phone stores it
     path = write_mp4(tmp_path / f"rotated{rotation}.mp4", [stored] * 12, FPS, rotation=rotation)
-    for backend in ("auto", "pyav"):
-        reader = open_video(path, backend=backend)
-        assert (reader.rotation, reader.height, reader.width) == (rotation, 64, 32)
-        frames = reader.get_frames([0, 11])
-        assert frames.shape == (2, 64, 32, 3)
-        assert (frames[0].float() - torch.from_numpy(upright).float()).abs().mean() < 3
-        # the short side is the upright frame's: 16 px wide, 32 px high
-        scaled = open_video(path, short_side=16, backend=backend)
-        assert scaled.get_frames([3]).shape == (1, 32, 16, 3)
-        red = scaled.get_frames([3])[0, :, :, 0].float()
-        assert red[:8, :8].mean() > 200 and red[16:, :].mean() < 80
-    # decord applies some rotations itself and returns corrupt frames for others: it is not used
-    with pytest.raises(VideoError, match=f"rotated by {rotation} degrees"):
-        open_video(path, backend="decord")
+    reader = open_video(path)
+    # decord applies some rotations itself and returns corrupt frames for others: PyAV reads the file
+    assert reader.backend == "pyav"
+    assert (reader.rotation, reader.height, reader.width) == (rotation, 64, 32)
+    frames = reader.get_frames([0, 11])
+    assert frames.shape == (2, 64, 32, 3)
+    assert (frames[0].float() - torch.from_numpy(upright).float()).abs().mean() < 3
+    # the short side is the upright frame's: 16 px wide, 32 px high
+    scaled = open_video(path, short_side=16)
+    assert scaled.get_frames([3]).shape == (1, 32, 16, 3)
+    red = scaled.get_frames([3])[0, :, :, 0].float()
+    assert red[:8, :8].mean() > 200 and red[16:, :].mean() < 80
+    if decoder == "decord":
+        with pytest.raises(VideoError, match=f"rotated by {rotation} degrees"):
+            open_video(path, pyav_fallback=False)
 
 
-def test_probe_reports_variable_frame_rate_rotation_and_real_duration(vfr_video, tmp_path):
+def test_probe_reports_variable_frame_rate_rotation_and_real_duration(vfr_video, tmp_path, decoder):
     probe = probe_video(vfr_video)
-    assert probe.variable_frame_rate and probe.rotation == 0
+    assert probe.backend == decoder and probe.variable_frame_rate and probe.rotation == 0
     assert (probe.fps, probe.num_frames, probe.duration) == (pytest.approx(FPS), 180, pytest.approx(18.0))
     rotated = probe_video(write_mp4(tmp_path / "portrait.mp4", [_upright_picture()[:32]] * 4, FPS, rotation=270))
-    assert rotated.rotation == 270 and not rotated.variable_frame_rate
+    assert rotated.rotation == 270 and not rotated.variable_frame_rate and rotated.backend == "pyav"
 
 
-def test_prepare_reports_variable_frame_rate_and_rotated_videos_with_their_real_duration(vfr_video, tmp_path):
+def test_prepare_reports_variable_frame_rate_and_rotated_videos_with_their_real_duration(vfr_video, tmp_path, decoder):
     videos = tmp_path / "videos"
     videos.mkdir()
     shutil.copy(vfr_video, videos / "phone.mp4")
@@ -180,6 +181,10 @@ def test_prepare_reports_variable_frame_rate_and_rotated_videos_with_their_real_
     assert "NOTE video_variable_frame_rate x1" in text and "train/phone: " in text
     assert "read at 10 fps, real duration 18.000 s" in text
     assert "NOTE video_rotated x1" in text and "val/portrait: " in text and "turned 90 degrees counter-clockwise" in text
+    # the decoder chosen, and who read what: PyAV reads the rotated video whatever the choice
+    read = "decord 1, pyav 1" if decoder == "decord" else "pyav 2"
+    assert f"decoder: {decoder_version(decoder)} (TAD_DECODER=decord|pyav to change); videos read by {read}" in text
+    assert json.loads((out / "report.json").read_text())["decoder"] == decoder_version(decoder)
     issues = json.loads((out / "report.json").read_text())["issues"]
     assert {issue["kind"]: issue["video_id"] for issue in issues} == {"video_variable_frame_rate": "phone", "video_rotated": "portrait"}
     phone = load_prepared_dataset(out).videos["phone"]

@@ -33,7 +33,7 @@ import typer
 from tadcli import __version__
 from tadcli.cli import commands
 from tadcli.cli._click import OneLineUsageErrors
-from tadcli.cli.errors import show_tracebacks
+from tadcli.cli.errors import show_tracebacks, user_errors
 from tadcli.cli.render import console
 
 app = typer.Typer(
@@ -63,6 +63,10 @@ def _root(
 ) -> None:
     """End-to-end temporal action detection (AdaTAD)."""
     show_tracebacks(debug)
+    from tadcli.data.video import configured_decoder
+
+    with user_errors():
+        configured_decoder()  # a TAD_DECODER that names no decoder (or decord, not installed) is said before any work
 
 
 app.command()(commands.demo)

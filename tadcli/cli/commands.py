@@ -15,6 +15,7 @@ import typer
 
 from tadcli.cli.errors import user_errors
 from tadcli.cli.options import (
+    DecoderOpt,
     AnnotationFormat,
     BatchOpt,
     DatasetName,
@@ -108,6 +109,7 @@ def prepare(
     classes: Annotated[int, typer.Option(help="Synthetic only: number of action classes.")] = 4,
     seed: Annotated[int, typer.Option(help="Synthetic only: random seed (same seed, same dataset).")] = 0,
     workers: Annotated[int, typer.Option(help="Parallel video probes.")] = 2,
+    decoder: DecoderOpt = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -136,6 +138,7 @@ def prepare(
     from tadcli.services import prepare as service
 
     with user_errors():
+        _use_decoder(decoder)
         with progress_bar() as progress:
             if check is not None:
                 report = service.check_dataset(check, workers=workers, progress=progress)
@@ -183,6 +186,7 @@ def train(
     threads: Annotated[
         Optional[int], typer.Option(help="CPU threads per training process. Default: the cores shared among processes.")
     ] = None,
+    decoder: DecoderOpt = None,
 ) -> None:
     """Train AdaTAD end to end on a prepared dataset; writes a run folder that 'tad eval --run' and 'tad detect' read.
 
@@ -204,6 +208,7 @@ def train(
         reporter_factory=TrainingDisplay,
     )
     with user_errors():
+        _use_decoder(decoder)
         summary = run_training(request, nproc=nproc)
     if summary is None:  # a worker rank of torchrun: rank 0 reports
         return
@@ -292,6 +297,7 @@ def eval_(
             "0.5:0.05:0.95)."
         ),
     ] = None,
+    decoder: DecoderOpt = None,
 ) -> None:
     """Score detections with the official ActivityNet detection mAP: a results file (--predictions) or a
     trained run on a prepared dataset (--run); --diagnose DIR adds DETAD's error diagnosis."""
@@ -299,6 +305,7 @@ def eval_(
     json_to_stdout = is_stdout(json_out)
     json_file = None if json_to_stdout else json_out
     with user_errors():
+        _use_decoder(decoder)
         if run is not None:
             if predictions is not None or annotations is not None or thresholds is not None:
                 raise typer.BadParameter("--run takes its thresholds and ground truth from the run and its dataset")
@@ -416,6 +423,7 @@ def detect(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 1,
     workers: WorkersOpt = 0,
+    decoder: DecoderOpt = None,
 ) -> None:
     """Detect actions in raw videos: start and end in seconds, class and score of each.
 
@@ -426,6 +434,7 @@ def detect(
     from tadcli.services.detect import detect as run_detect
 
     with user_errors():
+        _use_decoder(decoder)
         source = _model_source(run, checkpoint)
         with progress_bar() as progress:
             report = run_detect(
@@ -449,6 +458,14 @@ def detect(
     render_detect_report(report, out)
     if report.failed:
         raise typer.Exit(code=1)
+
+
+def _use_decoder(decoder: Optional[str]) -> None:
+    """``--decoder X``: TAD_DECODER=X for this command and the processes it starts (DataLoader and DDP workers)."""
+    if decoder is not None:
+        from tadcli.data.video import use_decoder
+
+        use_decoder(decoder)
 
 
 def _model_source(run: Optional[Path], checkpoint: Optional[Path]) -> Path:
@@ -511,6 +528,7 @@ def extract(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 1,
     workers: WorkersOpt = 0,
+    decoder: DecoderOpt = None,
 ) -> None:
     """Write backbone features [T, C] of whole videos, with a sidecar that maps feature index to seconds.
 
@@ -519,6 +537,7 @@ def extract(
     from tadcli.services.extract import extract as run_extract
 
     with user_errors():
+        _use_decoder(decoder)
         with progress_bar() as progress:
             report = run_extract(
                 videos,

@@ -20,6 +20,7 @@ __all__ = [
     "AnnotationFormat",
     "BatchOpt",
     "DatasetName",
+    "DecoderOpt",
     "DeviceOpt",
     "EventFormat",
     "FeatureFormat",
@@ -39,4 +40,12 @@ SetOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Windows per forward pass.")]
 WorkersOpt = Annotated[int, typer.Option(min=0, help="Decoding processes (0: decode in this process).")]
+DecoderOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        metavar="decord|pyav",
+        help="Video decoder, for this command and the processes it starts (the same as TAD_DECODER). "
+        "Default: $TAD_DECODER, else decord when installed, else pyav.",
+    ),
+]
 VideosArg = Annotated[List[str], typer.Argument(help="Video files, folders (searched recursively) or glob patterns.")]

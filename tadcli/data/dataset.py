@@ -44,7 +44,7 @@ from tadcli.data.sampling import (
     training_window,
 )
 from tadcli.data.transforms import SpatialTransform, frames_from_decoder
-from tadcli.data.video import Backend, VideoReader, open_video
+from tadcli.data.video import Backend, VideoReader, configured_decoder, open_video
 from tadcli.errors import DatasetError, VideoError
 
 logger = logging.getLogger(__name__)
@@ -164,12 +164,16 @@ class WindowBatch:
 
 
 class _ReaderCache:
-    """Open readers, least recently used closed first; never pickled (each worker opens its own)."""
+    """Open readers, least recently used closed first; never pickled (each worker opens its own).
 
-    def __init__(self, capacity: int, short_side: int | None, backend: Backend) -> None:
+    The decoder is resolved here, in the process that builds the dataset (``None``: ``$TAD_DECODER``, else
+    decord when installed), and travels to the workers with the pickled dataset.
+    """
+
+    def __init__(self, capacity: int, short_side: int | None, backend: Backend | None) -> None:
         self.capacity = capacity
         self.short_side = short_side
-        self.backend = backend
+        self.backend = configured_decoder(backend)
         self._readers: OrderedDict[Path, VideoReader] = OrderedDict()
 
     def get(self, path: Path) -> VideoReader:
@@ -192,7 +196,7 @@ class _WindowLoader:
         self,
         transform: SpatialTransform,
         short_side: int | None,
-        backend: Backend,
+        backend: Backend | None,
         decode_chunk_frames: int,
         max_open_videos: int,
     ) -> None:
@@ -260,7 +264,8 @@ class TrainWindowDataset(Dataset):
         transform: spatial transform (usually :class:`tadcli.data.transforms.TrainTransform`).
         short_side: short side the decoder scales frames to (the transform's resize), ``None``: source.
         seed: base seed of the per-sample generators.
-        backend: video decoder (``"auto"``: decord, PyAV fallback).
+        backend: video decoder, ``"decord"`` (PyAV for the files decord cannot read) or ``"pyav"``; ``None``:
+            ``$TAD_DECODER``, else decord when installed (:func:`tadcli.data.video.configured_decoder`).
         decode_chunk_frames: frames decoded and transformed at a time (bounds memory at high resolution).
         max_open_videos: readers kept open per worker.
     """
@@ -277,7 +282,7 @@ class TrainWindowDataset(Dataset):
         transform: SpatialTransform,
         short_side: int | None,
         seed: int = 0,
-        backend: Backend = "auto",
+        backend: Backend | None = None,
         decode_chunk_frames: int = 64,
         max_open_videos: int = 4,
     ) -> None:
@@ -386,7 +391,7 @@ class EvalWindowDataset(Dataset):
         geometry: WindowGeometry,
         transform: SpatialTransform,
         short_side: int | None,
-        backend: Backend = "auto",
+        backend: Backend | None = None,
         decode_chunk_frames: int = 64,
         max_open_videos: int = 2,
     ) -> None:

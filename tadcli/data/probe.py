@@ -3,10 +3,12 @@ rotation, and whether the first and last frames decode; in parallel, with a cach
 probes new or changed files. fps, frame count and duration are those of the reader's timeline
 (:mod:`tadcli.data.timeline`): real seconds, also for a variable-frame-rate video.
 
-A probe opens the file with :func:`tadcli.data.video.open_video` (decord, PyAV when decord is missing
-or fails) and decodes frames ``0`` and ``num_frames - 1``: a file that opens but whose last frame
-does not decode would otherwise fail in the middle of training. A file that only PyAV reads and that
-holds fewer frames than its container declares (a truncated download) is readable, with a warning.
+A probe opens the file once with :func:`tadcli.data.video.open_video` (the configured decoder:
+``$TAD_DECODER``, else decord when installed, else PyAV; PyAV for what decord cannot read) and decodes
+frames ``0`` and ``num_frames - 1``: a file that opens but whose last frame does not decode would
+otherwise fail in the middle of training. A file that holds fewer frames than its container declares (a
+truncated download whose index survived) is readable, with a warning. The decoder that read each video
+is recorded (``backend``); the probes of one call use one decoder choice, resolved in the calling thread.
 
 The cache (``probe_cache.json`` in the prepared dataset folder) maps
 ``"<path>|<size in bytes>|<mtime in ns>"`` to the probe, so a replaced or modified file is probed
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from tadcli.data.video import open_video
+from tadcli.data.video import Backend, configured_decoder, decoder_version, open_video
 from tadcli.errors import VideoError
 from tadcli.io.jsonio import write_json_atomic
 from tadcli.progress import ProgressCallback
@@ -63,22 +66,30 @@ class VideoProbe:
 
 @dataclass
 class ProbeRun:
-    """The probes of one call, keyed by absolute path, and how many came from the cache."""
+    """The probes of one call, keyed by absolute path, how many came from the cache, and the decoder used
+    (``"decord 3.4.0"``: :func:`tadcli.data.video.decoder_version`)."""
 
     probes: dict[str, VideoProbe]
     probed: int
     from_cache: int
+    decoder: str
+
+    def videos_per_decoder(self) -> dict[str, int]:
+        """Decoder -> readable videos it read (PyAV reads what decord cannot; a cached probe keeps its decoder)."""
+        return dict(sorted(Counter(p.backend for p in self.probes.values() if p.backend is not None).items()))
 
 
-def probe_video(path: str | Path) -> VideoProbe:
-    """Probe one video file; unreadable files give a probe with ``error`` set (never raise)."""
+def probe_video(path: str | Path, backend: Backend | None = None) -> VideoProbe:
+    """Probe one video file with ``backend`` (``None``: the configured decoder); unreadable files give a probe
+    with ``error`` set (never raise a :class:`VideoError`)."""
     path = Path(path).absolute()
     stat = path.stat()
     measured = dict(
         fps=None, num_frames=None, duration=None, width=None, height=None, backend=None, variable_frame_rate=None, rotation=None
     )
+    warning = None
     try:
-        reader = open_video(path)
+        reader = open_video(path, backend=backend)
         measured.update(fps=reader.fps, num_frames=reader.num_frames, duration=reader.duration)
         reader.get_frames([0, reader.num_frames - 1])
         # a failed decord read switches the reader to PyAV, whose frame count is the one that works
@@ -92,28 +103,17 @@ def probe_video(path: str | Path) -> VideoProbe:
             variable_frame_rate=reader.variable_frame_rate,
             rotation=reader.rotation,
         )
+        if reader.declared_frames > reader.stored_frames:
+            warning = (
+                f"truncated at frame {reader.stored_frames} of the {reader.declared_frames} its container declares "
+                "(an interrupted download?)"
+            )
         error = None
     except VideoError as exc:
         error = str(exc).removeprefix(f"{path}: ")
-    warning = _truncation_warning(path, measured["num_frames"]) if measured["backend"] == "pyav" else None
     return VideoProbe(
         path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns, error=error, warning=warning, **measured
     )
-
-
-def _truncation_warning(path: Path, num_frames: int) -> str | None:
-    """When PyAV read the file (decord could not), compare the frames present with the frame count that
-    the container declares: fewer present means a truncated file (an interrupted download or copy)."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            declared = container.streams.video[0].frames  # 0 when the container does not say
-    except av.FFmpegError:
-        return None  # PyAV has just read this file; failing now says nothing about truncation
-    if declared > num_frames:
-        return f"truncated at frame {num_frames} of the {declared} its container declares (an interrupted download?)"
-    return None
 
 
 def probe_videos(
@@ -121,6 +121,7 @@ def probe_videos(
     cache_path: str | Path | None = None,
     workers: int = 2,
     progress: ProgressCallback | None = None,
+    backend: Backend | None = None,
 ) -> ProbeRun:
     """Probe many videos in parallel threads, reusing cached probes of unchanged files.
 
@@ -130,10 +131,13 @@ def probe_videos(
             probes and finally rewritten with the probes of ``paths`` alone; ``None`` for no cache.
         workers: probes running at once (decord and PyAV decode outside the GIL).
         progress: called as ``progress("probing videos", done, total)``.
+        backend: the decoder (``None``: :func:`~tadcli.data.video.configured_decoder`); cached probes keep the
+            decoder that read them.
 
     Returns:
         A :class:`ProbeRun` with one probe per path.
     """
+    backend = configured_decoder(backend)
     files = [Path(p).absolute() for p in paths]
     cache_root = Path(cache_path).absolute().parent if cache_path is not None else None
     cached = _read_cache(Path(cache_path)) if cache_path is not None else {}
@@ -149,7 +153,7 @@ def probe_videos(
     if progress is not None:
         progress("probing videos", done, total)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for future in as_completed([pool.submit(probe_video, file) for file in to_probe]):
+        for future in as_completed([pool.submit(probe_video, file, backend) for file in to_probe]):
             probe = future.result()
             probes[probe.path] = probe
             done += 1
@@ -159,7 +163,9 @@ def probe_videos(
                 _write_cache(Path(cache_path), {**cached, **_keyed(probes.values(), cache_root)})
     if cache_path is not None:
         _write_cache(Path(cache_path), _keyed(probes.values(), cache_root))
-    return ProbeRun(probes=probes, probed=len(to_probe), from_cache=len(files) - len(to_probe))
+    return ProbeRun(
+        probes=probes, probed=len(to_probe), from_cache=len(files) - len(to_probe), decoder=decoder_version(backend)
+    )
 
 
 def _cache_key(file: Path, cache_root: Path | None) -> str | None:

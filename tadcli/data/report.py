@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +33,8 @@ class DatasetReport:
     videos_probed: int = 0
     videos_from_cache: int = 0
     annotations: str | None = None  # absolute path of the annotations prepared (None: a check)
+    decoder: str | None = None  # the video decoder chosen and its version, "decord 3.4.0" (None: no video probed)
+    videos_per_decoder: dict[str, int] = field(default_factory=dict)  # decoder -> readable videos it read
 
     @property
     def usable(self) -> bool:
@@ -61,6 +63,8 @@ class DatasetReport:
             "annotations": self.annotations,
             "videos_probed": self.videos_probed,
             "videos_from_cache": self.videos_from_cache,
+            "decoder": self.decoder,
+            "videos_per_decoder": self.videos_per_decoder,
             "counts": {subset: asdict(counts) for subset, counts in self.counts.items()},
             "issue_counts": self.issue_counts(),
             "decisions": {kind: kind.decision for kind in self.issue_counts()},
@@ -73,6 +77,9 @@ class DatasetReport:
         verdict = "usable" if self.usable else f"NOT usable ({self._why_not_usable()})"
         lines = [f"{self.dataset_dir}: {verb}, profile '{self.profile}', {verdict}", f"source: {self.source}"]
         lines.append(f"videos probed: {self.videos_probed} (from cache: {self.videos_from_cache})")
+        if self.decoder is not None:
+            read = ", ".join(f"{name} {count}" for name, count in self.videos_per_decoder.items())
+            lines.append(f"decoder: {self.decoder} (TAD_DECODER=decord|pyav to change){f'; videos read by {read}' if read else ''}")
         for subset, counts in self.counts.items():
             lines.append(f"  {subset}: {counts.videos} videos, {counts.instances} instances, {counts.classes} classes")
         for kind, count in self.issue_counts().items():

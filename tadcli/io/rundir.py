@@ -4,7 +4,7 @@ This layout is a contract (README, "Run directory"); every file in it is replace
 
     RUN/
       config.json        the fully resolved preset, the dataset profile, the class names, the tad version,
-                         the batch plan (processes x accumulation x videos per forward)
+                         the batch plan (processes x accumulation x videos per forward), the video decoder
       model.safetensors  the evaluated (EMA) weights of the whole model: with config.json, all that
                          evaluation and detection need
       state/training.pt  everything to resume exactly: raw trainable weights and buffers, optimizer, EMA,
@@ -68,6 +68,9 @@ class RunConfig:
             before tad recorded it): ``batch_size`` (global), ``world_size`` (processes), ``accumulation``
             (forwards per process and step), ``micro_batch_size`` (videos per forward), ``steps_per_epoch``
             and ``normaliser`` (``"per forward"``: each forward keeps its own loss normaliser).
+        decoder: the video decoder the run was started with and its version, ``"decord 3.4.0"`` or
+            ``"pyav 18.1.0"`` (informative: PyAV still reads the videos decord cannot; ``None`` in runs written
+            before tad recorded it).
     """
 
     preset: Preset
@@ -76,6 +79,7 @@ class RunConfig:
     dataset: str
     tad_version: str
     batch_plan: dict | None = None
+    decoder: str | None = None
 
     def to_json(self) -> dict:
         content = {
@@ -88,6 +92,8 @@ class RunConfig:
         }
         if self.batch_plan is not None:
             content["batch_plan"] = dict(self.batch_plan)
+        if self.decoder is not None:
+            content["decoder"] = self.decoder
         return content
 
 
@@ -173,6 +179,7 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
             dataset=str(content.get("dataset", "")),
             tad_version=str(content.get("tad_version", "unknown")),
             batch_plan=content.get("batch_plan"),
+            decoder=content.get("decoder"),
         )
     except json.JSONDecodeError as error:
         raise RunError(f"{path}: invalid JSON at line {error.lineno}: {error.msg}") from None

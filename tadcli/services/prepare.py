@@ -161,7 +161,7 @@ def _prepare_staged(
     if blocked is not None:
         issues += drop_blocked_videos(annotation_set, read_video_list(blocked), profile.eval_subset, dataset)
 
-    video_paths, probes, probed, from_cache = None, None, 0, 0
+    video_paths, probes, probed, from_cache, run = None, None, 0, 0, None
     if videos_dir is not None:
         video_paths, ambiguous = find_video_files(videos_dir, annotation_set, dataset == "activitynet")
         for issue in ambiguous:  # dropped here, so that they are not also reported missing
@@ -185,6 +185,8 @@ def _prepare_staged(
         videos_probed=probed,
         videos_from_cache=from_cache,
         annotations=_recorded_path(shown_annotations, out_dir),
+        decoder=run.decoder if run is not None else None,
+        videos_per_decoder=run.videos_per_decoder() if run is not None else {},
     )
     if not report.usable and (out_dir / MANIFEST_FILE).is_file():
         kept = Issue(IssueKind.PREVIOUS_DATASET_KEPT, f"{out_dir} still holds the dataset prepared before")
@@ -261,7 +263,7 @@ def check_dataset(
     """
     dataset = load_prepared_dataset(check_input_dir(dataset_dir, "dataset folder"))
     profile = dataset.dataset_profile
-    probes, probed, from_cache = None, 0, 0
+    probes, probed, from_cache, run = None, 0, 0, None
     if all(video.path is not None for video in dataset.videos.values()):
         existing = [video.path for video in dataset.videos.values() if video.path.is_file()]
         run = probe_videos(existing, dataset.root / PROBE_CACHE_FILE, workers, progress)
@@ -278,6 +280,8 @@ def check_dataset(
         issues=issues,
         videos_probed=probed,
         videos_from_cache=from_cache,
+        decoder=run.decoder if run is not None else None,
+        videos_per_decoder=run.videos_per_decoder() if run is not None else {},
     )
 
 

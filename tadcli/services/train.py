@@ -170,6 +170,7 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
 
     from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
     from tadcli.data.pipeline import train_dataset
+    from tadcli.data.video import configured_decoder, decoder_version
     from tadcli.inference.evaluate import DatasetEvaluator
     from tadcli.io.rundir import RunConfig, read_run_config, run_lock, run_paths, write_run_config
     from tadcli.model.build import build_model
@@ -197,7 +198,10 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
             if take_lock:
                 held.enter_context(run_lock(run_dir))
             _check_empty_run_dir(run_dir)
-            config = RunConfig(preset, dataset.dataset_profile.name, list(dataset.classes), str(dataset.root), __version__)
+            decoder = decoder_version(configured_decoder())
+            config = RunConfig(
+                preset, dataset.dataset_profile.name, list(dataset.classes), str(dataset.root), __version__, decoder=decoder
+            )
             write_run_config(run_dir, config)
         barrier()
     profile = dataset.dataset_profile
