@@ -56,8 +56,9 @@ def _all_true_indices(indices: list) -> list:
 
 def run_value_free(func, args: tuple, kwargs: dict):  # noqa: ANN001, ANN201 - any op, any result
     """Run one op on fake tensors, answering value reads and boolean masks (see the module docstring)."""
-    if func is _DEVICE_QUERY:
-        return func(*args)
+    if func is _DEVICE_QUERY:  # the most frequent op: answered here, not by FakeTensorMode's dispatch
+        tensor = args[0]
+        return tensor.fake_device if isinstance(tensor, FakeTensor) else func(*args)
     if func is aten._local_scalar_dense.default:
         return _scalar_value(args[0])
     if func is aten.nonzero.default:
