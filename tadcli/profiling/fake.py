@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -137,6 +138,8 @@ class _Returns(enum.Enum):
         aliased = first.alias_info is not None and isinstance(first.type, torch.TensorType)
         if aliased and func.is_view and len(returns) == 1 and not first.alias_info.is_write:
             return cls.VIEWS
+        if torch.Tag.inplace_view in func.tags:  # resize_, set_, squeeze_...: the layout changes in place
+            return cls.OTHER
         one_written = len(returns) == 1 and isinstance(returns[0].type, torch.TensorType)
         if aliased and first.alias_info.is_write and one_written and returns[0].alias_info == first.alias_info:
             return cls.FIRST_ARGUMENT
@@ -158,10 +161,15 @@ class OutputLayouts:
         self._layouts: dict[Hashable, tuple[_Layout, ...] | None] = {}  # None: run every time
         self._returns: dict[object, _Returns] = {}
 
-    def run(self, func, args: tuple, kwargs: dict):  # noqa: ANN001, ANN201 - any op, any result
+    def returns(self, func) -> _Returns:  # noqa: ANN001 - an op
+        """What ``func``'s outputs are (:class:`_Returns`), from its schema, remembered."""
         returns = self._returns.get(func)
         if returns is None:
             returns = self._returns[func] = _Returns.of(func)
+        return returns
+
+    def run(self, func, args: tuple, kwargs: dict):  # noqa: ANN001, ANN201 - any op, any result
+        returns = self.returns(func)
         if returns is _Returns.OTHER or not args or not isinstance(args[0], FakeTensor):
             return func(*args, **kwargs)
         key = _layout_key((func, args, tuple(kwargs.items())))
@@ -201,6 +209,24 @@ class OutputLayouts:
 
 
 _OUTPUT_LAYOUTS = OutputLayouts()
+
+
+# what weight initialisation (torch.nn.init, timm's trunc_normal_) writes in place
+_INITIALISING_WRITES = frozenset(
+    getattr(torch.Tensor, name)
+    for name in ("uniform_", "normal_", "erfinv_", "mul_", "add_", "clamp_", "copy_", "fill_", "zero_")
+)
+
+
+class MetaInitSkipped(TorchFunctionMode):
+    """Weight initialisation of ``meta`` tensors returns at once: they hold no values, and on the meta device
+    each write runs as Python decompositions (half a second for a giant). Only the value writes of
+    :data:`_INITIALISING_WRITES` are skipped; shapes, dtypes and ``requires_grad`` are set as always."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - function protocol
+        if func in _INITIALISING_WRITES and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
 
 
 class ValueFreeOps(TorchDispatchMode):
