@@ -139,7 +139,7 @@ def test_a_script_without_a_main_guard_predicts_in_worker_processes(tmp_path):
         target = Target("cpu", "fp32")
         workloads = [Workload(load_preset("tiny", ["train.batch_size=1", f"input.frames={16 * (4 + i)}"]), 1, 1, 20)
                      for i in range(4)]
-        with Predictor(target, parallel=3, worker_start_seconds=0) as predictor:
+        with Predictor(target, parallel=3) as predictor:
             parallel = predictor.predict(workloads, inference=False)
             workers = len(predictor.worker_processes)
         alone = [predict(workload, target, inference=False) for workload in workloads]
@@ -158,7 +158,7 @@ def test_a_script_without_a_main_guard_predicts_in_worker_processes(tmp_path):
 def test_a_worker_killed_mid_run_leaves_the_same_predictions(caplog):
     target, workloads = Target("cpu", "fp32"), _tiny_workloads(5)
     alone = [profiling_step.predict(workload, target, inference=False) for workload in workloads]
-    with Predictor(target, parallel=3, worker_start_seconds=0) as predictor:
+    with Predictor(target, parallel=3) as predictor:
 
         def kill_a_worker(count: int) -> None:  # as the kernel's out-of-memory killer would
             if count == 2 and len(predictor.worker_processes) == 2:

@@ -16,7 +16,6 @@ import pickle
 import selectors
 import subprocess
 import sys
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,9 +26,6 @@ from tadcli.profiling.step import Profile, Target, Workload, predict
 logger = logging.getLogger(__name__)
 
 WORKER_MEMORY_BYTES = 1 << 30  # host memory a worker may need (giant-1536: 0.8 GiB resident, measured)
-# A worker imports torch and the model code before its first prediction (about 3 s on a 2-core machine): it
-# is started only where one prediction takes longer than that (tiny: 1-2 s, giant-1536: 4-10 s).
-WORKER_START_SECONDS = 3.0
 
 
 def worker_count() -> int:
@@ -103,27 +99,23 @@ class _Worker:
 class Predictor:
     """:func:`~tadcli.profiling.step.predict` for one target, several workloads at a time; a context manager.
 
-    This process predicts too. When its first prediction of a call with several workloads takes longer than
-    a worker process takes to start (``worker_start_seconds``), it starts ``parallel - 1`` of them and goes on
-    predicting while they import what they need; from then on each workload goes to whoever is free first.
-    Workers serve every later call until the ``with`` block ends; leaving it on an error or Ctrl-C kills them
-    at once. A worker that stops (killed for memory, say) is dropped with a warning and its workload is
-    predicted by the others: the same predictions.
+    This process predicts too. The first call with several workloads starts ``parallel - 1`` worker processes
+    and goes on predicting while they import what they need (about 4 s of one core: torch, timm); from then on
+    each workload goes to whoever is free first. Even the smallest preset's prediction takes about a second
+    per mode, so a table of six pays for a worker; a single workload never starts one. Workers serve every
+    later call until the ``with`` block ends; leaving it on an error or Ctrl-C kills them at once. A worker
+    that stops (killed for memory, say) is dropped with a warning and its workload is predicted by the others:
+    the same predictions.
 
     Args:
         target: what every prediction is for.
         parallel: workloads predicted at once, this process included; None = :func:`worker_count`.
-        worker_start_seconds: the prediction time from which starting workers pays off.
     """
 
-    def __init__(
-        self, target: Target, parallel: int | None = None, worker_start_seconds: float = WORKER_START_SECONDS
-    ) -> None:
+    def __init__(self, target: Target, parallel: int | None = None) -> None:
         self.target = target
         self.parallel = worker_count() if parallel is None else parallel
-        self.worker_start_seconds = worker_start_seconds
         self._workers: list[_Worker] = []
-        self._worth_workers: bool | None = None  # decided by the first prediction here
 
     def __enter__(self) -> Predictor:
         return self
@@ -135,8 +127,8 @@ class Predictor:
 
     def __exit__(self, error_type: type[BaseException] | None, *rest: object) -> None:
         workers, self._workers = self._workers, []
-        for worker in workers:
-            worker.stop(now=error_type is not None)
+        for worker in workers:  # one still importing (started for suggestions that were not needed) is killed
+            worker.stop(now=error_type is not None or not worker.ready)
 
     def predict(
         self, workloads: Sequence[Workload], inference: bool = True, done: Callable[[int], None] | None = None
@@ -161,6 +153,8 @@ class Predictor:
                 waiting.appendleft(busy.pop(worker))
 
         with selectors.DefaultSelector() as selector:
+            if len(workloads) > 1:
+                self.start_workers()
             for worker in self._workers:
                 selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
             while waiting or busy:
@@ -171,12 +165,8 @@ class Predictor:
                     except WorkerStopped as stopped:
                         drop(worker, stopped)
                 if waiting:  # every worker is busy or starting: predict one here
-                    index, started = waiting.popleft(), time.perf_counter()
+                    index = waiting.popleft()
                     finished(index, predict(workloads[index], self.target, inference))
-                    if self._worth_workers is None and len(workloads) > 1:
-                        self._worth_workers = time.perf_counter() - started >= self.worker_start_seconds
-                    if self._worth_workers and waiting:
-                        self._start_workers(selector)
                 events = selector.select(timeout=None if busy and not waiting else 0) if self._workers else []
                 for key, _ in events:
                     worker = key.data
@@ -189,11 +179,11 @@ class Predictor:
                         finished(busy.pop(worker), profile)
         return profiles
 
-    def _start_workers(self, selector: selectors.BaseSelector) -> None:
+    def start_workers(self) -> None:
+        """Start the worker processes now (they import while this process works on), e.g. where a single
+        prediction may be followed by several."""
         while len(self._workers) < self.parallel - 1:
-            worker = _Worker()
-            self._workers.append(worker)
-            selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
+            self._workers.append(_Worker())
 
 
 def _serve(jobs: BinaryIO, answers: BinaryIO) -> None:

@@ -42,7 +42,7 @@ from tadcli.data.dataset import WindowBatch
 from tadcli.model.adatad import AdaTAD
 from tadcli.model.build import build_model
 from tadcli.model.chunked import offload_leaves_the_device, representative_groups
-from tadcli.profiling.fake import FakeSession, ValueFreeMemory
+from tadcli.profiling.fake import FakeSession, MetaInitSkipped, ValueFreeMemory
 from tadcli.profiling.gpus import GpuSpec
 from tadcli.profiling.replay import CallTraces
 from tadcli.profiling.tracker import LiveTensorMemory, MemoryPeak
@@ -281,7 +281,8 @@ def predict(workload: Workload, target: Target, inference: bool = True) -> Profi
 
     Nothing is allocated: the model is built on the meta device and every tensor is fake.
     """
-    model = build_model(_without_weights_file(workload.preset), workload.num_classes, device="meta")
+    with MetaInitSkipped():
+        model = build_model(_without_weights_file(workload.preset), workload.num_classes, device="meta")
     total, trainable = count_parameters(model)
     cpu = torch.device("cpu")
     cuda_target = target.device == "cuda"

@@ -11,6 +11,7 @@ image size are searched again on top of them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -130,17 +131,28 @@ class _Search:
         result = self.profiled[change]
         return result if result.fits(self.capacity) else None
 
-    def nearest_each(self, searches: Sequence[Sequence[Change]], parallel: int = 1) -> list[Suggestion]:
-        """The first change that fits in each of ``searches`` (memory falls along each), where one does.
+    def nearest_each(
+        self, searches: Sequence[Sequence[Change]], parallel: int = 1, start_bytes: int | None = None
+    ) -> list[Suggestion]:
+        """The first change that fits in each of ``searches`` (memory falls along each), where one does;
+        ``start_bytes``: what the configuration they change requires, where known (it does not fit).
 
         Searches side by side, in rounds: each round profiles at once, in every unfinished search, the
-        changes that split what is left of it evenly: one each (a binary search) while at least ``parallel``
-        searches are left, more each when fewer are, so that a round has about ``parallel`` profiles.
+        change where the memory, interpolated between the nearest profiled changes on either side, meets the
+        budget: first the farthest change (the configuration's memory is the other end; without it, the
+        middle), then the interpolated one, the middle when the last guess did not halve the interval. One
+        each while at least ``parallel`` searches are left; where more fit in a round, the change before the
+        guess too (a guess that fits is then confirmed as the first in the same round) and changes splitting
+        the rest. Memory along an axis is near linear in the number of frames or blocks, so a search ends in
+        about three profiles where halving takes seven, and in one where nothing on the axis fits; it finds
+        the same change.
         """
         bounds = [(0, len(changes)) for changes in searches]
+        halving = [False] * len(searches)  # the last guess did not halve the interval: take the middle next
         best: list[Suggestion | None] = [None] * len(searches)
         while active := [i for i, (low, high) in enumerate(bounds) if low < high]:
-            probes = {i: _splits(*bounds[i], max(1, parallel // len(active))) for i in active}
+            count = max(1, parallel // len(active))
+            probes = {i: self._probes(searches[i], *bounds[i], count, halving[i], start_bytes) for i in active}
             self.profile_all([searches[i][k] for i in active for k in probes[i]])
             for i in active:
                 low, high = bounds[i]
@@ -150,8 +162,37 @@ class _Search:
                         best[i], high = Suggestion(searches[i][k], result), k
                         break
                     low = k + 1
+                interpolated = bounds[i][1] < len(searches[i])  # this round's guess came from a line
+                halving[i] = interpolated and 2 * (high - low) > bounds[i][1] - bounds[i][0]
                 bounds[i] = (low, high)
         return [found for found in best if found is not None]
+
+    def _probes(
+        self, changes: Sequence[Change], low: int, high: int, count: int, halve: bool, start_bytes: int | None
+    ) -> list[int]:
+        """Up to ``count`` positions of ``[low, high)`` to profile next, ascending (see :meth:`nearest_each`)."""
+        if high == len(changes) and start_bytes is not None:
+            guess = high - 1  # the farthest change: the other end of the line (and the cheapest profile)
+        else:
+            guess = None if halve else self._interpolated(changes, low, high, start_bytes)
+        if guess is None:
+            return _splits(low, high, count)
+        chosen = {guess} | ({guess - 1} if count > 1 and guess > low else set())
+        if count > len(chosen):
+            chosen |= set(_splits(low, high, count - len(chosen)))
+        return sorted(chosen)
+
+    def _interpolated(self, changes: Sequence[Change], low: int, high: int, start_bytes: int | None) -> int | None:
+        """The position in ``[low, high)`` where the memory of the profiled neighbours ``low - 1`` (or the
+        configuration itself) and ``high``, joined by a line, meets the budget; None where one is unknown."""
+        if high >= len(changes):
+            return None
+        before = start_bytes if low == 0 else self.profiled[changes[low - 1]].required_bytes()
+        after = self.profiled[changes[high]].required_bytes()
+        if before is None or before <= after:
+            return None
+        position = (low - 1) + math.ceil((before - self.capacity) * (high - low + 1) / (before - after))
+        return min(max(position, low), high - 1)
 
 
 def _splits(low: int, high: int, count: int) -> list[int]:
@@ -168,6 +209,7 @@ def suggest(
     valid: Callable[[Change], bool],
     device: str = "cuda",
     parallel: int = 1,
+    start_bytes: int | None = None,
 ) -> list[Suggestion]:
     """The nearest fitting change on each axis (see the module docstring), or combinations when none fits.
 
@@ -181,10 +223,12 @@ def suggest(
         device: the device predicted for, ``cuda`` or ``cpu``.
         parallel: how many profiles ``profile`` runs at once: each round of the searches asks for about that
             many (the same suggestions whatever it is).
+        start_bytes: the memory the configuration requires (:meth:`Profile.required_bytes`), where known: the
+            searches interpolate from it (the same suggestions, found in fewer profiles).
     """
     search = _Search(profile, capacity)
     options = axes(preset, batch, global_batch, valid, device)
-    single = search.nearest_each(list(options.values()), parallel)
+    single = search.nearest_each(list(options.values()), parallel, start_bytes)
     if single:
         return single
     structural = [
@@ -206,7 +250,9 @@ def suggest(
             suggestions.append(Suggestion(base, fitted))
             continue
         combined = [[base.then(change) for change in options.get(axis, [])] for axis in ("frames", "image size")]
-        suggestions += search.nearest_each([[c for c in changes if valid(c)] for changes in combined], parallel)
+        suggestions += search.nearest_each(
+            [[c for c in changes if valid(c)] for changes in combined], parallel, search.profiled[base].required_bytes()
+        )
         if suggestions:
             break
     return suggestions

@@ -157,12 +157,14 @@ def _suggestions(
     batch: int,
     global_batch: int,
     capacity: int,
+    start_bytes: int,
     workload: Callable[[Preset], Workload],
     predictor: Predictor,
     progress: ProgressCallback | None,
 ) -> list[Suggestion]:
-    """The nearest configurations to ``focus`` (``preset`` with ``focus_overrides``) that fit ``capacity``, each
-    profiled: :func:`tadcli.profiling.suggest.suggest`, its rounds of profiles run in parallel."""
+    """The nearest configurations to ``focus`` (``preset`` with ``focus_overrides``, requiring ``start_bytes``)
+    that fit ``capacity``, each profiled: :func:`tadcli.profiling.suggest.suggest`, its rounds of profiles run
+    in parallel."""
 
     def changed(change: Change) -> Preset:
         return load_preset(preset, [*focus_overrides, *change.overrides])
@@ -183,7 +185,8 @@ def _suggestions(
         return predictor.predict([workload(changed(change)) for change in changes], inference=False, done=done)
 
     return suggest(
-        focus, batch, global_batch, capacity, profile_changes, valid, predictor.target.device, predictor.parallel
+        focus, batch, global_batch, capacity, profile_changes, valid, predictor.target.device, predictor.parallel,
+        start_bytes,
     )
 
 
@@ -275,13 +278,16 @@ def profile_memory(
         variants[Mode.PRESET] = base
     focus = mode if mode is not None else next((m for m in modes if variants[m].adaptation == base.adaptation))
     with Predictor(target) as predictor:  # its worker processes serve the table and the suggestions
+        if suggest_changes and capacity is not None:  # suggestions may follow one row: workers import meanwhile
+            predictor.start_workers()
         rows = _mode_rows(modes, variants, base, workload, predictor, capacity, measure_peak, device, progress)
         focus_row = next(row for row in rows if row.mode == focus)
         suggestions: list[Suggestion] = []
         if suggest_changes and capacity is not None and not focus_row.fits:
             focus_overrides = [*base_overrides, *mode_overrides(focus, base)]
             suggestions = _suggestions(
-                preset, focus_overrides, variants[focus], batch, global_batch, capacity, workload, predictor, progress
+                preset, focus_overrides, variants[focus], batch, global_batch, capacity,
+                focus_row.profile.required_bytes(), workload, predictor, progress,
             )
     plan = MemoryPlan(
         preset=preset,
