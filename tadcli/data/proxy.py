@@ -352,9 +352,9 @@ def _hint(dataset: PreparedDataset, preset: Preset, short_side: int, frame_step:
     larger = bool(sizes) and max(sizes) >= HINT_SIZE_RATIO * short_side
     if not larger and frame_step == 1:
         return None
-    read = f"{max(sizes)} px" if sizes else "their full size"
+    size = f"up to {max(sizes)} px (short side)" if sizes else "of unknown size"
     return (
-        f"hint: {dataset.root} holds videos of up to {read} (short side) of which preset '{preset.name}' reads "
-        f"{short_side} px and 1 frame in {frame_step}; 'tad prepare ... --proxy' transcodes them once for "
-        "faster training (README: Proxy videos)"
+        f"hint: the videos of {dataset.root} are {size}, every frame; preset '{preset.name}' reads {short_side} px "
+        f"and 1 frame in {frame_step}: 'tad prepare ... --proxy' transcodes them once, for faster training "
+        "(README: Proxy videos)"
     )
