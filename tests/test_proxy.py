@@ -176,6 +176,10 @@ def test_a_preset_the_proxies_do_not_serve_reads_the_originals(proxied: Path) ->
     use = proxy_use(load_prepared_dataset(proxied), preset)
     assert (use.proxies, use.frame_step) == (False, 1)
     assert "reading the original videos" in use.note and "1 frame in 2" in use.note
+    larger = proxy_use(load_prepared_dataset(proxied), load_preset("tiny", [*FAST_TINY, "input.image_size=96"]))
+    assert not larger.proxies and "reads 96 px" in larger.note  # the sources have 96 px, the proxies 64
+    smaller = proxy_use(load_prepared_dataset(proxied), load_preset("tiny", [*FAST_TINY, "input.image_size=48"]))
+    assert smaller.proxies
 
 
 def test_train_hints_at_proxies_once_and_shows_the_data_wait(original: Path, proxied: Path, tmp_path: Path) -> None:

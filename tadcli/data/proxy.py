@@ -333,8 +333,10 @@ def proxy_use(dataset: PreparedDataset, preset: Preset) -> ProxyUse:
         return ProxyUse(False, 1, _hint(dataset, preset, short_side, frame_step))
     if frame_step % settings.frame_step:
         why = f"reads 1 frame in {frame_step}, they hold 1 in {settings.frame_step}"
-    elif short_side > settings.short_side and any(
-        video.proxy.short_side < short_side for video in dataset.videos.values() if video.proxy is not None
+    elif any(  # a proxy smaller than the preset reads, where its source is not as small itself
+        video.proxy.short_side < min(short_side, video.short_side or short_side)
+        for video in dataset.videos.values()
+        if video.proxy is not None
     ):
         why = f"reads {short_side} px (short side), they hold {settings.short_side} px"
     else:
