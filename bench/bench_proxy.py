@@ -122,7 +122,7 @@ def run_pipeline(workdir: Path, windows: int) -> dict:
             write_source(source, width, height, fps, SOURCE_FRAMES)
             print(f"wrote {source} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         started = time.perf_counter()
-        run = build_proxies({name: (source, height)}, workdir / "proxies", settings, workers=1)
+        run = build_proxies({name: (source, height)}, workdir / f"proxies_{name}", settings, workers=1)
         transcode = time.perf_counter() - started
         proxy = run.proxies[name]
         raw = pipeline_fps(source, 1, windows)

@@ -26,7 +26,7 @@ from tadcli.data.synthetic import write_mp4
 from tadcli.data.video import open_video
 from tadcli.services.prepare import prepare_dataset
 
-from conftest import FAST_TINY
+from conftest import FAST_TINY, error_line
 
 FPS = 24
 SECONDS = 3.0
@@ -123,6 +123,27 @@ def test_prepare_again_reuses_the_datasets_proxies(sources, tmp_path: Path) -> N
     assert prepare_dataset("custom", *sources, out, proxy=True, proxy_presets=["tiny"]).usable
     after = {p.name: p.stat().st_ino for p in (out / "proxies").glob("*.mp4")}
     assert before == after and len(after) == 3  # linked, not transcoded again
+
+
+def test_ctrl_c_keeps_finished_proxies_and_a_rerun_resumes(sources, tmp_path: Path) -> None:
+    out, work = tmp_path / "data", tmp_path / ".data.tad-proxies"
+
+    def interrupt(description: str, done: int, total: int) -> None:  # Ctrl-C once the first proxy is done
+        if description == "transcoding proxies" and done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset("custom", *sources, out, proxy=True, proxy_presets=["tiny"], workers=1, progress=interrupt)
+    assert not out.exists()  # the dataset is put in place only when complete
+    finished = {p.stem for p in work.glob("*.json")}
+    assert finished and finished == {p.stem for p in work.glob("*.mp4")} and not list(work.glob(".*"))
+    inodes = {name: (work / f"{name}.mp4").stat().st_ino for name in finished}
+    seen = []
+    report = prepare_dataset("custom", *sources, out, proxy=True, proxy_presets=["tiny"], progress=lambda *a: seen.append(a))
+    assert report.usable
+    assert [a for a in seen if a[0] == "transcoding proxies"][0] == ("transcoding proxies", len(finished), 3)
+    assert {name: (out / "proxies" / f"{name}.mp4").stat().st_ino for name in finished} == inodes
+    assert len(list((out / "proxies").glob("*.mp4"))) == 3 and not work.exists()
 
 
 def test_an_undecodable_video_is_named_and_left_out(sources, tmp_path: Path) -> None:
@@ -234,3 +255,13 @@ def test_eval_on_proxies_scores_the_same_ground_truth(original: Path, proxied: P
 )
 def test_training_workers_rule(cores, processes, current, wait, compute, expected) -> None:
     assert training_workers(cores, processes, current, wait, compute) == expected
+
+
+def test_proxy_options_are_checked_before_any_work(sources, tmp_path: Path) -> None:
+    annotations, videos = sources
+    base = ["prepare", "custom", "--annotations", str(annotations), "--out", str(tmp_path / "data")]
+    line = error_line(runner.invoke(app, [*base, "--videos", str(videos), "--proxy", "--proxy-preset", "no-such-preset"]))
+    assert "no-such-preset" in line
+    assert "--videos" in error_line(runner.invoke(app, [*base, "--proxy"]))
+    assert "--proxy" in error_line(runner.invoke(app, [*base, "--videos", str(videos), "--proxy-preset", "tiny"]))
+    assert not (tmp_path / "data").exists() and not (tmp_path / ".data.tad-proxies").exists()
