@@ -85,7 +85,8 @@ def test_proxies_have_the_presets_short_side_and_frame_rate(proxied: Path, sourc
         assert (video.fps, video.num_frames, video.duration, video.short_side) == (FPS, 72, SECONDS, 96)
         proxy = open_video(video.proxy.path)
         assert (proxy.height, proxy.width) == (64, 86)
-        assert proxy.fps == pytest.approx(FPS / STEP) and proxy.num_frames == math.ceil(72 / STEP) == video.proxy.num_frames
+        assert proxy.fps == pytest.approx(FPS / STEP)
+        assert proxy.num_frames == math.ceil(72 / STEP) == video.proxy.num_frames
         source = open_video(video.path)
         for k in (0, 5, 17):  # proxy frame k is the picture of source frame k * STEP
             proxy_level = proxy.get_frames([k]).float().mean()
@@ -139,7 +140,9 @@ def test_ctrl_c_keeps_finished_proxies_and_a_rerun_resumes(sources, tmp_path: Pa
     assert finished and finished == {p.stem for p in work.glob("*.mp4")} and not list(work.glob(".*"))
     inodes = {name: (work / f"{name}.mp4").stat().st_ino for name in finished}
     seen = []
-    report = prepare_dataset("custom", *sources, out, proxy=True, proxy_presets=["tiny"], progress=lambda *a: seen.append(a))
+    report = prepare_dataset(
+        "custom", *sources, out, proxy=True, proxy_presets=["tiny"], progress=lambda *a: seen.append(a)
+    )
     assert report.usable
     assert [a for a in seen if a[0] == "transcoding proxies"][0] == ("transcoding proxies", len(finished), 3)
     assert {name: (out / "proxies" / f"{name}.mp4").stat().st_ino for name in finished} == inodes
@@ -155,7 +158,9 @@ def test_an_undecodable_video_is_named_and_left_out(sources, tmp_path: Path) -> 
     (broken / "clip_d.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
     rows = annotations.read_text() + "clip_d,0.5,1.5,jump,train\n"
     (tmp_path / "annotations.csv").write_text(rows)
-    report = prepare_dataset("custom", tmp_path / "annotations.csv", broken, tmp_path / "data", proxy=True, proxy_presets=["tiny"])
+    report = prepare_dataset(
+        "custom", tmp_path / "annotations.csv", broken, tmp_path / "data", proxy=True, proxy_presets=["tiny"]
+    )
     assert report.usable
     assert any(issue.video_id == "clip_d" and "clip_d.mp4" in issue.detail for issue in report.issues)
     dataset = load_prepared_dataset(tmp_path / "data")
@@ -184,7 +189,8 @@ def test_windows_from_proxies_keep_the_originals_seconds(original: Path, proxied
                 np.testing.assert_allclose(wa.seconds_to_grid(a.segments), wb.seconds_to_grid(b.segments), atol=1e-9)
     # a training window: the same seconds, the same ground truth on its grid, frames of the proxy's size
     train_a = train_dataset(records_from_prepared(plain, "train"), preset, profile, seed=1)
-    train_b = train_dataset(records_from_prepared(proxies, "train", proxies=True), preset, profile, seed=1, frame_step=STEP)
+    proxy_records = records_from_prepared(proxies, "train", proxies=True)
+    train_b = train_dataset(proxy_records, preset, profile, seed=1, frame_step=STEP)
     sample_a, sample_b = train_a[0], train_b[0]
     np.testing.assert_allclose(sample_a.gt_segments, sample_b.gt_segments, atol=1e-5)
     np.testing.assert_array_equal(sample_a.mask, sample_b.mask)
@@ -206,7 +212,8 @@ def test_a_preset_the_proxies_do_not_serve_reads_the_originals(proxied: Path) ->
 def test_train_hints_at_proxies_once_and_shows_the_data_wait(original: Path, proxied: Path, tmp_path: Path) -> None:
     overrides = [*FAST_TINY, "train.epochs=1", "train.warmup_epochs=0", "train.eval_start_epoch=1000"]
     options = [item for override in overrides for item in ("--set", override)]
-    result = runner.invoke(app, ["train", "--data", str(original), "--out", str(tmp_path / "a"), "--device", "cpu", *options])
+    command = ["train", "--device", "cpu", *options]
+    result = runner.invoke(app, [*command, "--data", str(original), "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
     hints = [line for line in result.output.splitlines() if line.startswith("hint:")]
     assert len(hints) == 1 and "--proxy" in hints[0] and "96 px" in hints[0] and "64 px" in hints[0]
@@ -214,7 +221,7 @@ def test_train_hints_at_proxies_once_and_shows_the_data_wait(original: Path, pro
     steps = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     train_lines = [line for line in steps if line["kind"] == "train"]
     assert train_lines and all(0 <= line["data_wait_seconds"] <= line["step_seconds"] for line in train_lines)
-    result = runner.invoke(app, ["train", "--data", str(proxied), "--out", str(tmp_path / "b"), "--device", "cpu", *options])
+    result = runner.invoke(app, [*command, "--data", str(proxied), "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     assert "hint:" not in result.output
 
@@ -260,7 +267,8 @@ def test_training_workers_rule(cores, processes, current, wait, compute, expecte
 def test_proxy_options_are_checked_before_any_work(sources, tmp_path: Path) -> None:
     annotations, videos = sources
     base = ["prepare", "custom", "--annotations", str(annotations), "--out", str(tmp_path / "data")]
-    line = error_line(runner.invoke(app, [*base, "--videos", str(videos), "--proxy", "--proxy-preset", "no-such-preset"]))
+    unknown = ["--videos", str(videos), "--proxy", "--proxy-preset", "no-such-preset"]
+    line = error_line(runner.invoke(app, [*base, *unknown]))
     assert "no-such-preset" in line
     assert "--videos" in error_line(runner.invoke(app, [*base, "--proxy"]))
     assert "--proxy" in error_line(runner.invoke(app, [*base, "--videos", str(videos), "--proxy-preset", "tiny"]))

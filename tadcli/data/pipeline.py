@@ -43,7 +43,9 @@ def window_geometry(preset: Preset, profile: DatasetProfile, frame_step: int = 1
         except ValueError as error:
             raise PresetError(f"preset '{preset.name}' on the {profile.name} protocol: {error}") from None
     if frame_stride % frame_step:
-        raise PresetError(f"preset '{preset.name}' reads 1 frame in {frame_stride}, not a multiple of the proxies' {frame_step}")
+        raise PresetError(
+            f"preset '{preset.name}' reads 1 frame in {frame_stride}, not a multiple of the proxies' {frame_step}"
+        )
     return WindowGeometry(
         preset.input.detector_length, scale, frame_stride // frame_step, profile.sampling, profile.window_overlap
     )

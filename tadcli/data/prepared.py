@@ -225,7 +225,10 @@ def write_prepared_dataset(
         proxy: the proxies' settings, with ``proxies`` (video id -> proxy) for every video.
     """
     root = Path(dataset_dir).absolute()
-    database = {video_id: _manifest_entry(video, video_id, root, video_paths, short_sides, proxies) for video_id, video in videos.items()}
+    database = {
+        video_id: _manifest_entry(video, video_id, root, video_paths, short_sides, proxies)
+        for video_id, video in videos.items()
+    }
     content = {"version": MANIFEST_VERSION, "profile": profile, "classes": list(classes), "database": database}
     if proxy is not None:
         content["proxy"] = asdict(proxy)

@@ -57,7 +57,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tadcli.config.profiles import get_profile, subset_renames
-from tadcli.data.annotations import AnnotationFormat, AnnotationSet, read_annotations, read_video_list
+from tadcli.data.annotations import AnnotationFormat, AnnotationSet, VideoAnnotation, read_annotations, read_video_list
 from tadcli.data.checks import (
     Issue,
     IssueKind,
@@ -70,7 +70,6 @@ from tadcli.data.checks import (
     find_video_files,
     rename_subsets,
 )
-from tadcli.data.annotations import VideoAnnotation
 from tadcli.data.prepared import (
     MANIFEST_FILE,
     PROBE_CACHE_FILE,
@@ -210,12 +209,16 @@ def _prepare_staged(
 
     videos, check_issues = clean_videos(annotation_set.videos, annotation_set.classes, probes, profile)
     short_sides = None if probes is None else {
-        video_id: min(probe.width, probe.height) for video_id, probe in probes.items() if probe is not None and probe.readable
+        video_id: min(probe.width, probe.height)
+        for video_id, probe in probes.items()
+        if probe is not None and probe.readable
     }
     proxies, proxy_work = None, None
     if proxy is not None and video_paths is not None:
         proxy_work = _proxy_work_dir(out_dir)
-        proxies, proxy_issues = _make_proxies(staged, out_dir, proxy_work, videos, video_paths, short_sides, proxy, workers, progress)
+        proxies, proxy_issues = _make_proxies(
+            staged, out_dir, proxy_work, videos, video_paths, short_sides, proxy, workers, progress
+        )
         check_issues += proxy_issues
     issues += check_issues + check_subsets(videos, annotation_set.classes, profile)
     report = DatasetReport(
