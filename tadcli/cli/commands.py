@@ -194,7 +194,11 @@ def train(
     nproc: Annotated[int, typer.Option(help="Training processes on this machine (DDP; gloo on CPU, NCCL on GPUs).")] = 1,
     device: DeviceOpt = "auto",
     workers: Annotated[
-        Optional[int], typer.Option(help="Decoding processes per training process. Default: the preset's.")
+        Optional[int],
+        typer.Option(
+            help="Decoding processes per training process. Default: the preset's train.num_workers, else chosen "
+            "from the cores and the measured decode-to-compute ratio (README: Training)."
+        ),
     ] = None,
     threads: Annotated[
         Optional[int], typer.Option(help="CPU threads per training process. Default: the cores shared among processes.")
