@@ -220,8 +220,6 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
     seed_everything(preset.train.seed + context.rank)  # then per-rank randomness (drop path)
 
     reporter = request.reporter_factory() if (request.reporter_factory is not None and context.is_main) else None
-    if reporter is not None and proxies.note is not None:
-        reporter.message(proxies.note)
     trainer = Trainer(
         model,
         preset,
@@ -242,6 +240,8 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
         write_run_config(run_dir, replace(config, batch_plan=batch_plan))
     if request.resume is not None:
         _resume(trainer, run_dir, config, preset, reporter, context.is_main)
+    if reporter is not None and proxies.note is not None:  # once the run is sure to start
+        reporter.message(proxies.note)
     try:
         summary = trainer.run()
     finally:
