@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +276,30 @@ def test_proxy_options_are_checked_before_any_work(sources, tmp_path: Path) -> N
     assert "--videos" in error_line(runner.invoke(app, [*base, "--proxy"]))
     assert "--proxy" in error_line(runner.invoke(app, [*base, "--videos", str(videos), "--proxy-preset", "tiny"]))
     assert not (tmp_path / "data").exists() and not (tmp_path / ".data.tad-proxies").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_leaves_no_partial_proxy(tmp_path: Path) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: exit code 130, the transcodes that were running
+    leave nothing, the finished proxies stay with their sidecars, the dataset folder is not written."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    rows = ["video,start,end,label,subset"]
+    for index in range(10):
+        _write_source(videos / f"clip{index}.mp4", index)
+        rows.append(f"clip{index},0.5,1.5,jump,{'train' if index < 8 else 'val'}")
+    (tmp_path / "annotations.csv").write_text("\n".join(rows) + "\n")
+    command = ["tad", "prepare", "custom", "--annotations", "annotations.csv", "--videos", "videos", "--out", "data",
+               "--proxy", "--proxy-preset", "tiny", "--workers", "2"]
+    process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    work = tmp_path / ".data.tad-proxies"
+    deadline = time.monotonic() + 120
+    while not list(work.glob("*.json")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    finished = {p.stem for p in work.glob("*.json")}
+    assert 1 <= len(finished) < 10 and {p.stem for p in work.glob("*.mp4")} == finished
+    assert not [p for p in work.iterdir() if p.name.startswith(".")] and not (tmp_path / "data").exists()
