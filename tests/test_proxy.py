@@ -21,13 +21,14 @@ from typer.testing import CliRunner
 from tadcli.cli import app
 from tadcli.config.loader import load_preset
 from tadcli.config.profiles import get_profile
+from tadcli.data.checks import IssueKind
 from tadcli.data.loader import training_workers
 from tadcli.data.pipeline import train_dataset, window_geometry
 from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
 from tadcli.data.proxy import build_proxies, proxy_settings, proxy_use
 from tadcli.data.synthetic import write_mp4
 from tadcli.data.video import open_video
-from tadcli.services.prepare import prepare_dataset
+from tadcli.services.prepare import check_dataset, prepare_dataset
 
 from conftest import FAST_TINY, error_line
 
@@ -120,13 +121,18 @@ def test_a_rerun_keeps_finished_proxies_and_redoes_a_changed_source(sources, tmp
     assert progress[0] == ("transcoding proxies", 1, 3) and progress[-1] == ("transcoding proxies", 3, 3)
 
 
-def test_prepare_again_reuses_the_datasets_proxies(sources, tmp_path: Path) -> None:
+def test_prepare_again_reuses_the_datasets_proxies_and_check_finds_a_missing_one(sources, tmp_path: Path) -> None:
     out = tmp_path / "data"
     assert prepare_dataset("custom", *sources, out, proxy=True, proxy_presets=["tiny"]).usable
     before = {p.name: p.stat().st_ino for p in (out / "proxies").glob("*.mp4")}
     assert prepare_dataset("custom", *sources, out, proxy=True, proxy_presets=["tiny"]).usable
     after = {p.name: p.stat().st_ino for p in (out / "proxies").glob("*.mp4")}
     assert before == after and len(after) == 3  # linked, not transcoded again
+    assert check_dataset(out).usable
+    (out / "proxies" / "clip_b.mp4").unlink()
+    report = check_dataset(out)
+    assert not report.usable
+    assert [(i.kind, i.video_id) for i in report.failing_issues()] == [(IssueKind.PROXY_STALE, "clip_b")]
 
 
 def test_ctrl_c_keeps_finished_proxies_and_a_rerun_resumes(sources, tmp_path: Path) -> None:

@@ -74,6 +74,7 @@ from tadcli.data.prepared import (
     MANIFEST_FILE,
     PROBE_CACHE_FILE,
     REPORT_JSON_FILE,
+    PreparedDataset,
     ProxyFile,
     ProxySettings,
     load_prepared_dataset,
@@ -354,7 +355,8 @@ def check_dataset(
 
     Every video file is probed again (unchanged files from the probe cache). The check fails
     (``report.usable`` is False) when anything would be dropped or changed: a deleted, replaced or
-    unreadable video, a segment outside its video, an empty training or evaluation subset.
+    unreadable video, a segment outside its video, an empty training or evaluation subset, a proxy that is
+    missing or no longer matches its video.
 
     Raises:
         PathError: the folder is missing or is a file. DatasetError: the folder has no readable manifest.
@@ -368,7 +370,7 @@ def check_dataset(
         probes = {video.video_id: run.probes.get(str(video.path.absolute())) for video in dataset.videos.values()}
         probed, from_cache = run.probed, run.from_cache
     videos, issues = clean_videos(dataset.video_annotations(), dataset.classes, probes, profile)
-    issues += check_subsets(videos, dataset.classes, profile)
+    issues += check_subsets(videos, dataset.classes, profile) + _stale_proxies(dataset)
     return DatasetReport(
         mode="check",
         dataset_dir=str(dataset.root),
@@ -379,6 +381,22 @@ def check_dataset(
         videos_probed=probed,
         videos_from_cache=from_cache,
     )
+
+
+def _stale_proxies(dataset: PreparedDataset) -> list[Issue]:
+    """An issue per proxy that is missing or no longer matches its video (:func:`tadcli.data.proxy.finished_proxy`)."""
+    if dataset.proxy is None:
+        return []
+    from tadcli.data.proxy import ProxyJob, finished_proxy
+
+    issues = []
+    for video in dataset.videos.values():
+        if video.proxy is None or video.path is None or not video.path.is_file():
+            continue  # a missing video is reported by the checks
+        if finished_proxy(ProxyJob(video.video_id, video.path, video.proxy.path, dataset.proxy)) is None:
+            detail = f"{video.proxy.path}: missing, changed, or made from another version of {video.path}"
+            issues.append(Issue(IssueKind.PROXY_STALE, detail, video_id=video.video_id, subset=video.subset))
+    return issues
 
 
 def prepare_synthetic(
