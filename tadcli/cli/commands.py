@@ -108,7 +108,7 @@ def prepare(
     ] = None,
     classes: Annotated[int, typer.Option(help="Synthetic only: number of action classes.")] = 4,
     seed: Annotated[int, typer.Option(help="Synthetic only: random seed (same seed, same dataset).")] = 0,
-    workers: Annotated[int, typer.Option(help="Parallel video probes.")] = 2,
+    workers: Annotated[int, typer.Option(help="Parallel video probes (and proxy transcodes).")] = 2,
     decoder: DecoderOpt = None,
     force: Annotated[
         bool,
@@ -116,6 +116,18 @@ def prepare(
             "--force", help="Replace an output folder that holds another dataset or files that are not a dataset."
         ),
     ] = False,
+    proxy: Annotated[
+        bool,
+        typer.Option(
+            "--proxy",
+            help="Also transcode every video once to a proxy at the size and frame rate the presets read "
+            "(faster training and evaluation; times stay the original's seconds). Resumable after Ctrl-C.",
+        ),
+    ] = False,
+    proxy_preset: Annotated[
+        Optional[list[str]],
+        typer.Option(help="With --proxy: a preset the proxies must serve (repeatable). Default: the dataset's presets."),
+    ] = None,
 ) -> None:
     """Turn official annotation files and a video folder into one checked dataset (or --check one).
 
@@ -144,7 +156,8 @@ def prepare(
                 report = service.check_dataset(check, workers=workers, progress=progress)
             elif dataset is DatasetName.synthetic:
                 report = service.prepare_synthetic(
-                    out, num_videos=num_videos, num_classes=classes, seed=seed, force=force, progress=progress
+                    out, num_videos=num_videos, num_classes=classes, seed=seed, force=force, progress=progress,
+                    proxy=proxy, proxy_presets=proxy_preset, workers=workers,
                 )
             else:
                 report = service.prepare_dataset(
@@ -157,9 +170,13 @@ def prepare(
                     blocked=blocked,
                     workers=workers,
                     force=force,
+                    proxy=proxy,
+                    proxy_presets=proxy_preset,
                     progress=progress,
                 )
     render_prepare_report(report)
+    if proxy and report.usable:
+        typer.echo(service.proxy_summary(out), err=True)
     if not report.usable:
         raise typer.Exit(code=2)
 
@@ -181,7 +198,11 @@ def train(
     nproc: Annotated[int, typer.Option(help="Training processes on this machine (DDP; gloo on CPU, NCCL on GPUs).")] = 1,
     device: DeviceOpt = "auto",
     workers: Annotated[
-        Optional[int], typer.Option(help="Decoding processes per training process. Default: the preset's.")
+        Optional[int],
+        typer.Option(
+            help="Decoding processes per training process. Default: the preset's train.num_workers, else chosen "
+            "from the cores and the measured decode-to-compute ratio (README: Training)."
+        ),
     ] = None,
     threads: Annotated[
         Optional[int], typer.Option(help="CPU threads per training process. Default: the cores shared among processes.")

@@ -56,9 +56,11 @@ class TrainingDisplay:
     @staticmethod
     def _status(record) -> str:  # noqa: ANN001 - tadcli.training.reporting.StepRecord
         lr = max(record.lr.values()) if record.lr else 0.0
+        waited = record.data_wait_seconds / max(record.step_seconds, 1e-9)  # a starved device waits most of its step
         return (
             f"epoch {record.epoch} loss {record.loss_total:.4f} (cls {record.loss_classification:.4f} "
-            f"reg {record.loss_regression:.4f}) lr {lr:.2e} {record.samples_per_second:.1f} videos/s"
+            f"reg {record.loss_regression:.4f}) lr {lr:.2e} {record.samples_per_second:.1f} videos/s | "
+            f"data wait {record.data_wait_seconds:.2f} s ({100 * waited:.0f} %)"
         )
 
     def step(self, record) -> None:  # noqa: ANN001 - StepRecord

@@ -241,7 +241,10 @@ class TrainConfig(Section):
     mixed_precision: bool = Field(default=True, description="fp16 autocast on CUDA (CPU always runs fp32)")
     eval_start_epoch: int = Field(default=40, ge=0, description="first epoch (0-based) that is evaluated")
     eval_interval: int = Field(default=2, gt=0)
-    num_workers: int = Field(default=2, ge=0)
+    num_workers: Optional[int] = Field(
+        default=None, ge=0, description="decoding processes per training process; None = chosen from the cores and the "
+        "measured decode-to-compute ratio (tadcli.data.loader.training_workers)"
+    )
     seed: int = 42
 
     @property

@@ -81,6 +81,12 @@ class IssueKind(StrEnum):
         Severity.ERROR,
         "a subset the profile trains or evaluates on has no instance: nothing to train or a NaN mAP",
     )
+    PROXY_STALE = (
+        "proxy_stale",
+        Severity.ERROR,
+        "a proxy video is missing or was made from another version of its video (training would skip it): "
+        "run 'tad prepare ... --proxy' again",
+    )
     VIDEO_MISSING = ("video_missing", Severity.DROPPED, "video dropped: no file for it in the video folder")
     VIDEO_FILE_AMBIGUOUS = ("video_file_ambiguous", Severity.DROPPED, "video dropped: several files match its id")
     VIDEO_UNREADABLE = (

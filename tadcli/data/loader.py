@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -20,6 +21,38 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tadcli.data.dataset import collate_windows, worker_context
+
+
+# the share of a step spent waiting for data above which more decoding workers are started
+STARVED_WAIT_FRACTION = 0.1
+FIRST_EPOCH_WORKERS = 2
+
+
+def training_workers(
+    cores: int,
+    processes: int,
+    current: int | None = None,
+    wait_seconds: float = 0.0,
+    compute_seconds: float = 0.0,
+) -> int:
+    """Decoding processes per training process when neither the preset (``train.num_workers``) nor ``--workers``
+    sets them: chosen from the cores and the measured decode-to-compute ratio.
+
+    Each training process keeps one core for itself; the rest (``spare = cores // processes - 1``) may decode.
+    Before anything is measured (``current`` ``None``): ``min(2, spare)``. After an epoch with ``current``
+    workers, in which a step waited ``wait_seconds`` for its batches and computed ``compute_seconds`` (means):
+    one worker needs ``decode = current * (wait + compute)`` seconds per step's batches (``wait`` alone when
+    decoding ran in the training process), so ``ceil(decode / compute)`` workers keep up; the count only grows,
+    when the step waited more than :data:`STARVED_WAIT_FRACTION` of its compute, and never past ``spare``.
+    Samples do not depend on the number of workers (:mod:`tadcli.data.dataset`), so this changes speed only.
+    """
+    spare = max(cores // max(processes, 1) - 1, 0)
+    if current is None:
+        return min(FIRST_EPOCH_WORKERS, spare)
+    if compute_seconds <= 0 or wait_seconds <= STARVED_WAIT_FRACTION * compute_seconds:
+        return min(current, spare)
+    decode_seconds = wait_seconds if current == 0 else current * (wait_seconds + compute_seconds)
+    return min(max(math.ceil(decode_seconds / compute_seconds), current), spare)
 
 
 def single_thread_worker(worker_id: int) -> None:

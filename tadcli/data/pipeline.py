@@ -22,11 +22,15 @@ TRAIN_SHORT_SIDE = {160: 182, 224: 256}
 TRAIN_SHORT_SIDE_RATIO = 182 / 160
 
 
-def window_geometry(preset: Preset, profile: DatasetProfile) -> WindowGeometry:
+def window_geometry(preset: Preset, profile: DatasetProfile, frame_step: int = 1) -> WindowGeometry:
     """The windows of ``preset`` on a dataset of ``profile``.
 
+    ``frame_step``: source frames per frame of the videos read (proxies, :mod:`tadcli.data.proxy`): the frame
+    stride is counted in their frames, so that windows cover the same seconds.
+
     Raises:
-        PresetError: the preset's scale factor does not divide the profile's snippet stride.
+        PresetError: the preset's scale factor does not divide the profile's snippet stride, or its frame
+            stride is not a multiple of ``frame_step``.
     """
     scale = preset.input.scale_factor
     if preset.input.frame_stride is not None:
@@ -38,7 +42,13 @@ def window_geometry(preset: Preset, profile: DatasetProfile) -> WindowGeometry:
             frame_stride = frame_stride_for(profile.snippet_stride, scale)
         except ValueError as error:
             raise PresetError(f"preset '{preset.name}' on the {profile.name} protocol: {error}") from None
-    return WindowGeometry(preset.input.detector_length, scale, frame_stride, profile.sampling, profile.window_overlap)
+    if frame_stride % frame_step:
+        raise PresetError(
+            f"preset '{preset.name}' reads 1 frame in {frame_stride}, not a multiple of the proxies' {frame_step}"
+        )
+    return WindowGeometry(
+        preset.input.detector_length, scale, frame_stride // frame_step, profile.sampling, profile.window_overlap
+    )
 
 
 def train_transform(preset: Preset) -> SpatialTransform:
@@ -51,9 +61,12 @@ def train_transform(preset: Preset) -> SpatialTransform:
     return TrainTransform(size, short_side=short_side, randaugment=full, color_jitter=full)
 
 
-def train_dataset(records: Sequence[VideoRecord], preset: Preset, profile: DatasetProfile, seed: int) -> TrainWindowDataset:
-    """One random window per video and epoch (random truncation, or the resized video)."""
-    geometry = window_geometry(preset, profile)
+def train_dataset(
+    records: Sequence[VideoRecord], preset: Preset, profile: DatasetProfile, seed: int, frame_step: int = 1
+) -> TrainWindowDataset:
+    """One random window per video and epoch (random truncation, or the resized video); ``frame_step``: source
+    frames per frame of the records' files (proxies)."""
+    geometry = window_geometry(preset, profile, frame_step)
     transform = train_transform(preset)
     return TrainWindowDataset(
         records,

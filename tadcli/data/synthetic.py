@@ -45,17 +45,19 @@ def available_codec() -> str:
 def write_mp4(
     path: str | Path,
     frames: Iterable[np.ndarray],
-    fps: int,
+    fps: int | Fraction,
     codec: str | None = None,
     times: Sequence[float] | None = None,
     rotation: int = 0,
+    keyframe_interval: int | None = None,
 ) -> Path:
-    """Encode RGB frames into an mp4 file (``yuv420p``, one key frame per second).
+    """Encode RGB frames into an mp4 file (``yuv420p``, one key frame per second unless ``keyframe_interval``).
 
     Args:
         path: the file to write (its directory must exist).
         frames: uint8 arrays ``[H, W, 3]`` (RGB), all the same size; H and W even.
-        fps: frames per second (an integer rate keeps timestamps exact); the nominal rate with ``times``.
+        fps: frames per second (an integer or a fraction such as 30000/1001: timestamps stay exact); the
+            nominal rate with ``times``.
         codec: ``"libx264"`` or ``"mpeg4"``; default :func:`available_codec`.
         times: presentation time of each frame in seconds, increasing (a variable frame rate, kept to
             1/60000 s); default ``index / fps``.
@@ -72,11 +74,11 @@ def write_mp4(
     if first is None:
         raise ValueError(f"{path}: no frames to write")
     time_base = Fraction(1, fps) if times is None else Fraction(1, VARIABLE_RATE_TICKS)
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", format="mp4") as container:  # also for a temporary name
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = first.shape[:2]  # must be set before the first frame is encoded
         stream.pix_fmt = "yuv420p"
-        stream.codec_context.gop_size = fps
+        stream.codec_context.gop_size = keyframe_interval or max(1, round(fps))
         stream.codec_context.thread_count = 1
         if rotation:
             stream.set_display_rotation(rotation)

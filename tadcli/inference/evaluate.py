@@ -12,6 +12,7 @@ import torch
 from tadcli.config.schema import Preset
 from tadcli.data.dataset import VideoRecord
 from tadcli.data.prepared import PreparedDataset, load_prepared_dataset, records_from_prepared
+from tadcli.data.proxy import proxy_use
 from tadcli.errors import DatasetError
 from tadcli.evaluation.detection_map import DetectionMetrics, GroundTruth, evaluate_detections
 from tadcli.evaluation.report import EvalReport, report_from_metrics
@@ -137,9 +138,10 @@ class DatasetEvaluator:
         self.preset = preset
         self.profile = profile
         self.subset = subset or profile.eval_subset
-        self.records = records_from_prepared(dataset, self.subset)
+        self.proxy_use = proxy_use(dataset, preset)  # the proxies when they serve the preset; times in seconds
+        self.records = records_from_prepared(dataset, self.subset, self.proxy_use.proxies)
         self.tiou_thresholds = preset.evaluation.tiou_thresholds or list(profile.tiou_thresholds)
-        self.plan = inference_plan(preset, profile, device)
+        self.plan = inference_plan(preset, profile, device, self.proxy_use.frame_step)
         self.out_dir = Path(out_dir)
         self.batch_size = batch_size
         self.num_workers = num_workers

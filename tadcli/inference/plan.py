@@ -60,16 +60,19 @@ def autocast_dtype(device: torch.device, mixed_precision: bool) -> torch.dtype |
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def inference_plan(preset: Preset, profile: DatasetProfile, device: torch.device | str = "cpu") -> InferencePlan:
+def inference_plan(
+    preset: Preset, profile: DatasetProfile, device: torch.device | str = "cpu", frame_step: int = 1
+) -> InferencePlan:
     """The plan of ``preset``'s model on a dataset of ``profile`` on ``device``; mixed precision per
-    ``inference.mixed_precision`` (unset: ``train.mixed_precision``).
+    ``inference.mixed_precision`` (unset: ``train.mixed_precision``); ``frame_step``: source frames per frame of
+    the videos read (a prepared dataset's proxies, :func:`tadcli.data.proxy.proxy_use`).
 
     Raises:
         PresetError: the preset's scale factor does not divide the profile's snippet stride.
     """
     device = torch.device(device)
     return InferencePlan(
-        geometry=window_geometry(preset, profile),
+        geometry=window_geometry(preset, profile, frame_step),
         transform=EvalTransform(preset.input.image_size),
         settings=postprocess_settings(preset, profile),
         device=device,

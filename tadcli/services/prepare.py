@@ -35,6 +35,14 @@ evaluator scores against all of it. ``blocked`` (OpenTAD's ``blocked.json``, or 
 removes the listed videos from the evaluated subset (ActivityNet: videos no longer available). Both are
 counted in the report.
 
+With ``proxy`` (``tad prepare --proxy``), every kept video is also transcoded once to a proxy
+(:mod:`tadcli.data.proxy`: the short side and frame rate that ``proxy_presets`` read, default the dataset's
+presets), in parallel processes. They are built in a work folder beside the output folder
+(``.<name>.tad-proxies``), which survives Ctrl-C so that a re-run transcodes only what is missing, then linked
+into the new dataset's ``proxies/`` when it is put in place (the work folder is then removed); an earlier
+dataset's proxies are reused the same way. A video that cannot be transcoded is dropped and reported
+(``video_unreadable``), as a video that cannot be probed.
+
 Video files are looked up recursively in the video folder by id: ``<id>.<ext>`` for ext in mp4, mkv, avi,
 mov, webm; ActivityNet ids are also tried with and without the ``v_`` prefix. A video that several
 files match is dropped and reported.
@@ -43,11 +51,13 @@ files match is dropped and reported.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from tadcli.config.profiles import get_profile, subset_renames
-from tadcli.data.annotations import AnnotationFormat, AnnotationSet, read_annotations, read_video_list
+from tadcli.data.annotations import AnnotationFormat, AnnotationSet, VideoAnnotation, read_annotations, read_video_list
 from tadcli.data.checks import (
     Issue,
     IssueKind,
@@ -64,6 +74,9 @@ from tadcli.data.prepared import (
     MANIFEST_FILE,
     PROBE_CACHE_FILE,
     REPORT_JSON_FILE,
+    PreparedDataset,
+    ProxyFile,
+    ProxySettings,
     load_prepared_dataset,
     write_prepared_dataset,
 )
@@ -87,6 +100,8 @@ def prepare_dataset(
     blocked: str | Path | None = None,
     workers: int = 2,
     force: bool = False,
+    proxy: bool = False,
+    proxy_presets: Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> DatasetReport:
     """Prepare a dataset folder from the official annotations and a video folder.
@@ -104,8 +119,11 @@ def prepare_dataset(
         class_list: a class list file for formats whose files do not name the classes.
         blocked: a list of videos to remove from the evaluated subset (JSON list or one id per line;
             ActivityNet ids match with or without ``v_``).
-        workers: videos probed at once.
+        workers: videos probed (and proxies transcoded) at once.
         force: replace an ``out_dir`` that holds another dataset or files that are not a dataset.
+        proxy: transcode every video to a proxy (see the module doc); needs ``videos_dir``.
+        proxy_presets: the presets the proxies serve (names or YAML files; default: the dataset's presets,
+            :func:`tadcli.data.proxy.default_proxy_presets`).
         progress: ``(description, done, total)`` callback.
 
     Returns:
@@ -127,12 +145,28 @@ def prepare_dataset(
     inputs = {"annotations": annotations, "video folder": videos_dir, "class list": class_list, "blocked": blocked}
     _refuse_inputs_inside(out_dir, {role: path for role, path in inputs.items() if path is not None})
     _refuse_other_content(out_dir, profile.name, annotations, force)
+    if proxy and videos_dir is None:
+        raise DatasetError("--proxy transcodes the videos: give their folder with --videos")
+    settings = _proxy_settings(profile.name, proxy, proxy_presets)
     with staged_folder(out_dir) as staged:
         return _prepare_staged(
             staged, profile.name, annotations, videos_dir, annotation_format, class_list, workers, progress,
             shown_annotations=annotations,
             blocked=blocked,
+            proxy=settings,
         )
+
+
+def _proxy_settings(dataset: str, proxy: bool, presets: Sequence[str] | None) -> ProxySettings | None:
+    """The proxies' settings when asked for (checked before any work: an unknown preset is an error at once)."""
+    if not proxy:
+        if presets:
+            raise DatasetError("--proxy-preset chooses what the proxies hold: add --proxy")
+        return None
+    from tadcli.data.proxy import default_proxy_presets, proxy_settings
+
+    profile = get_profile(dataset)
+    return proxy_settings(list(presets) if presets else default_proxy_presets(profile), profile)
 
 
 def _prepare_staged(
@@ -146,10 +180,11 @@ def _prepare_staged(
     progress: ProgressCallback | None,
     shown_annotations: Path,
     blocked: Path | None = None,
+    proxy: ProxySettings | None = None,
 ) -> DatasetReport:
     """Prepare into ``staged.path`` and commit it, unless the run is unusable and would replace a dataset.
     ``shown_annotations``: the annotation path the report names (and records, see :func:`_recorded_path`);
-    ``blocked``: videos removed from the evaluated subset."""
+    ``blocked``: videos removed from the evaluated subset; ``proxy``: make proxies with these settings."""
     profile = get_profile(dataset)
     out_dir = staged.target
     annotation_format, issues = choose_annotation_format(dataset, annotations, annotation_format)
@@ -174,6 +209,18 @@ def _prepare_staged(
         probed, from_cache = run.probed, run.from_cache
 
     videos, check_issues = clean_videos(annotation_set.videos, annotation_set.classes, probes, profile)
+    short_sides = None if probes is None else {
+        video_id: min(probe.width, probe.height)
+        for video_id, probe in probes.items()
+        if probe is not None and probe.readable
+    }
+    proxies, proxy_work = None, None
+    if proxy is not None and video_paths is not None:
+        proxy_work = _proxy_work_dir(out_dir)
+        proxies, proxy_issues = _make_proxies(
+            staged, out_dir, proxy_work, videos, video_paths, short_sides, proxy, workers, progress
+        )
+        check_issues += proxy_issues
     issues += check_issues + check_subsets(videos, annotation_set.classes, profile)
     report = DatasetReport(
         mode="prepare",
@@ -194,9 +241,63 @@ def _prepare_staged(
         return report  # the staged folder is removed: the earlier dataset stays byte for byte
     write_report(staged.path, report)
     if report.usable:
-        write_prepared_dataset(staged.path, profile.name, annotation_set.classes, videos, video_paths)
+        write_prepared_dataset(
+            staged.path, profile.name, annotation_set.classes, videos, video_paths, short_sides,
+            proxy=proxy if proxies is not None else None, proxies=proxies,
+        )
     staged.commit()
+    if proxy_work is not None:
+        shutil.rmtree(proxy_work, ignore_errors=True)  # its proxies are linked into the dataset now
     return report
+
+
+def _proxy_work_dir(out_dir: Path) -> Path:
+    """Where proxies are built: beside the output folder, kept across Ctrl-C until the dataset holds them."""
+    return out_dir.parent / f".{out_dir.name}.tad-proxies"
+
+
+def _make_proxies(
+    staged: StagedFolder,
+    out_dir: Path,
+    work: Path,
+    videos: dict[str, VideoAnnotation],
+    video_paths: dict[str, Path],
+    short_sides: dict[str, int] | None,
+    settings: ProxySettings,
+    workers: int,
+    progress: ProgressCallback | None,
+) -> tuple[dict[str, ProxyFile], list[Issue]]:
+    """Proxies of the kept ``videos`` in ``staged``'s proxy folder; videos that cannot be transcoded are removed
+    from ``videos`` and reported. The earlier dataset's proxies and those of an interrupted run are reused."""
+    from tadcli.data.proxy import build_proxies
+
+    _link_files(out_dir / settings.folder, work)  # the earlier dataset's proxies: reused when still valid
+    sources = {video_id: (video_paths[video_id], (short_sides or {}).get(video_id)) for video_id in videos}
+    run = build_proxies(sources, work, settings, workers, progress)
+    issues = []
+    for video_id, error in run.failed.items():
+        subset = videos.pop(video_id).subset
+        detail = f"{video_paths[video_id]}: cannot be transcoded to a proxy: {error}"
+        issues.append(Issue(IssueKind.VIDEO_UNREADABLE, detail, video_id=video_id, subset=subset))
+    folder = staged.path / settings.folder
+    _link_files(work, folder)
+    proxies = {video_id: ProxyFile(folder / proxy.path.name, proxy.fps, proxy.num_frames, proxy.short_side)
+               for video_id, proxy in run.proxies.items() if video_id in videos}
+    return proxies, issues
+
+
+def _link_files(source: Path, destination: Path) -> None:
+    """Hard-link (copy where links are not possible) the files of ``source`` missing in ``destination``."""
+    if not source.is_dir():
+        return
+    destination.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        target = destination / entry.name
+        if entry.is_file() and not target.exists():
+            try:
+                os.link(entry, target)
+            except OSError:
+                shutil.copy2(entry, target)
 
 
 def _refuse_inputs_inside(out_dir: Path, inputs: dict[str, Path]) -> None:
@@ -256,7 +357,8 @@ def check_dataset(
 
     Every video file is probed again (unchanged files from the probe cache). The check fails
     (``report.usable`` is False) when anything would be dropped or changed: a deleted, replaced or
-    unreadable video, a segment outside its video, an empty training or evaluation subset.
+    unreadable video, a segment outside its video, an empty training or evaluation subset, a proxy that is
+    missing or no longer matches its video.
 
     Raises:
         PathError: the folder is missing or is a file. DatasetError: the folder has no readable manifest.
@@ -270,7 +372,7 @@ def check_dataset(
         probes = {video.video_id: run.probes.get(str(video.path.absolute())) for video in dataset.videos.values()}
         probed, from_cache = run.probed, run.from_cache
     videos, issues = clean_videos(dataset.video_annotations(), dataset.classes, probes, profile)
-    issues += check_subsets(videos, dataset.classes, profile)
+    issues += check_subsets(videos, dataset.classes, profile) + _stale_proxies(dataset)
     return DatasetReport(
         mode="check",
         dataset_dir=str(dataset.root),
@@ -285,6 +387,22 @@ def check_dataset(
     )
 
 
+def _stale_proxies(dataset: PreparedDataset) -> list[Issue]:
+    """An issue per proxy that is missing or no longer matches its video (:func:`tadcli.data.proxy.finished_proxy`)."""
+    if dataset.proxy is None:
+        return []
+    from tadcli.data.proxy import ProxyJob, finished_proxy
+
+    issues = []
+    for video in dataset.videos.values():
+        if video.proxy is None or video.path is None or not video.path.is_file():
+            continue  # a missing video is reported by the checks
+        if finished_proxy(ProxyJob(video.video_id, video.path, video.proxy.path, dataset.proxy)) is None:
+            detail = f"{video.proxy.path}: missing, changed, or made from another version of {video.path}"
+            issues.append(Issue(IssueKind.PROXY_STALE, detail, video_id=video.video_id, subset=video.subset))
+    return issues
+
+
 def prepare_synthetic(
     out_dir: str | Path,
     *,
@@ -293,15 +411,19 @@ def prepare_synthetic(
     seed: int = 0,
     workers: int = 2,
     force: bool = False,
+    proxy: bool = False,
+    proxy_presets: Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> DatasetReport:
     """Write the synthetic dataset (:func:`tadcli.data.synthetic.write_synthetic_videos`) into ``out_dir``
     and prepare it with the ``synthetic`` profile; the videos stay in ``out_dir/videos``. Like
-    :func:`prepare_dataset`, everything is built aside and put in place only when it is complete."""
+    :func:`prepare_dataset`, everything is built aside and put in place only when it is complete; ``proxy`` and
+    ``proxy_presets`` as there."""
     from tadcli.data.synthetic import ANNOTATION_FILENAME, VIDEO_DIRNAME, write_synthetic_videos
 
     out_dir = check_output_dir(out_dir, "output folder").absolute()
     _refuse_other_content(out_dir, "synthetic", out_dir / ANNOTATION_FILENAME, force)
+    settings = _proxy_settings("synthetic", proxy, proxy_presets)
     with staged_folder(out_dir) as staged:
         annotation_file = write_synthetic_videos(
             staged.path,
@@ -313,6 +435,7 @@ def prepare_synthetic(
         return _prepare_staged(
             staged, "synthetic", annotation_file, staged.path / VIDEO_DIRNAME, "custom-json", None, workers, progress,
             shown_annotations=out_dir / ANNOTATION_FILENAME,
+            proxy=settings,
         )
 
 
@@ -324,6 +447,20 @@ def _probes_by_video(
         video_id: probes[str(video_paths[video_id])] if video_id in video_paths else None
         for video_id in annotation_set.videos
     }
+
+
+def proxy_summary(dataset_dir: str | Path) -> str:
+    """One line on a prepared dataset's proxies: where, what they hold, for which presets."""
+    dataset = load_prepared_dataset(dataset_dir)
+    settings = dataset.proxy
+    if settings is None:
+        return f"{dataset.root}: no proxies"
+    count = sum(video.proxy is not None for video in dataset.videos.values())
+    return (
+        f"proxies: {count} video(s) in {dataset.root / settings.folder}, short side {settings.short_side} px (at most "
+        f"the source's), 1 frame in {settings.frame_step}, a key frame every {settings.keyframe_interval}, "
+        f"{settings.codec}; for presets {', '.join(settings.presets)}"
+    )
 
 
 def _report_progress(progress: ProgressCallback | None, description: str, done: int, total: int) -> None:

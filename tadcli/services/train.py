@@ -39,7 +39,9 @@ class TrainRequest:
         overrides: ``section.field=value`` overrides of the preset.
         resume: a run directory to continue exactly.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        num_workers: decoding processes per training process (``None``: the preset's ``train.num_workers``).
+        num_workers: decoding processes per training process (``None``: the preset's ``train.num_workers``; when
+            that is unset too, chosen from the cores and the measured decode-to-compute ratio,
+            :func:`tadcli.data.loader.training_workers`).
         eval_batch_size: windows per forward in validation.
         threads: intra-op CPU threads per process (``None``: the cores divided among the processes).
         reporter_factory: builds the progress display in the main process (``None``: silent).
@@ -169,7 +171,9 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
     import torch
 
     from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
+    from tadcli.data.loader import training_workers
     from tadcli.data.pipeline import train_dataset
+    from tadcli.data.proxy import proxy_use
     from tadcli.data.video import configured_decoder, decoder_version
     from tadcli.inference.evaluate import DatasetEvaluator
     from tadcli.io.rundir import RunConfig, read_run_config, run_lock, run_paths, write_run_config
@@ -205,13 +209,16 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
             write_run_config(run_dir, config)
         barrier()
     profile = dataset.dataset_profile
-    train_records = records_from_prepared(dataset, profile.train_subset)
+    proxies = proxy_use(dataset, preset)  # read the proxies when they serve the preset (same seconds)
+    train_records = records_from_prepared(dataset, profile.train_subset, proxies.proxies)
     if preset.detector.class_agnostic:  # one "action" class; the video classifier names it (spec §6.2)
         train_records = [replace(r, labels=np.zeros_like(r.labels)) for r in train_records]
 
     num_workers = preset.train.num_workers if request.num_workers is None else request.num_workers
+    # None: the trainer sizes the loader from what it measures; threads and validation take the first guess
+    first_workers = training_workers(os.cpu_count() or 1, context.world_size) if num_workers is None else num_workers
     if device.type == "cpu":
-        torch.set_num_threads(_cpu_threads(context.world_size, num_workers, request.threads))
+        torch.set_num_threads(_cpu_threads(context.world_size, first_workers, request.threads))
     seed_everything(preset.train.seed)  # the same initial weights on every rank
     model = build_model(preset, num_classes=preset.num_detector_classes(len(dataset.classes))).to(device)
     seed_everything(preset.train.seed + context.rank)  # then per-rank randomness (drop path)
@@ -221,12 +228,13 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
         model,
         preset,
         profile,
-        train_dataset(train_records, preset, profile, seed=preset.train.seed),
+        train_dataset(train_records, preset, profile, seed=preset.train.seed, frame_step=proxies.frame_step),
         run_dir,
         device,
         context,
         evaluator=DatasetEvaluator(
-            dataset, dataset.classes, preset, profile.eval_subset, run_paths(run_dir).eval, device, request.eval_batch_size, num_workers
+            dataset, dataset.classes, preset, profile.eval_subset, run_paths(run_dir).eval, device, request.eval_batch_size,
+            first_workers,
         ),
         reporter=reporter,
         num_workers=num_workers,
@@ -236,6 +244,8 @@ def _train_locked(request: TrainRequest, context, device, held: ExitStack):  # n
         write_run_config(run_dir, replace(config, batch_plan=batch_plan))
     if request.resume is not None:
         _resume(trainer, run_dir, config, preset, reporter, context.is_main)
+    if reporter is not None and proxies.note is not None:  # once the run is sure to start
+        reporter.message(proxies.note)
     try:
         summary = trainer.run()
     finally:

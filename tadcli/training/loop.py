@@ -7,6 +7,7 @@ what a checkpoint holds, :class:`tadcli.training.checkpoint.TrainingState`.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tadcli.config.profiles import DatasetProfile
 from tadcli.config.schema import Preset
 from tadcli.data.dataset import TrainWindowDataset
+from tadcli.data.loader import training_workers
 from tadcli.errors import DiskFullError, TadError, TrainingInterrupted
 from tadcli.io.rundir import load_weights, run_paths, save_weights
 from tadcli.model.adatad import AdaTAD
@@ -54,7 +56,8 @@ class Trainer:
         context: rank and world size.
         evaluator: evaluation of the EMA model at an epoch, or ``None`` to never evaluate.
         reporter: display of progress (rank 0 only; ``None``: nothing is shown).
-        num_workers: decoding processes per rank.
+        num_workers: decoding processes per rank; ``None``: chosen per epoch from the cores and the data-wait and
+            compute times measured in the previous one (:func:`tadcli.data.loader.training_workers`).
         log_interval: optimizer steps between two ``train`` lines of the metrics log.
     """
 
@@ -69,7 +72,7 @@ class Trainer:
         context: DistributedContext,
         evaluator: Evaluator | None = None,
         reporter: TrainingReporter | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         log_interval: int = 1,
     ) -> None:
         self.model = model
@@ -81,7 +84,9 @@ class Trainer:
         self.context = context
         self.evaluator = evaluator
         self.reporter = reporter if context.is_main else None
-        self.num_workers = num_workers
+        self.auto_workers = num_workers is None
+        cores = os.cpu_count() or 1
+        self.num_workers = training_workers(cores, context.world_size) if num_workers is None else num_workers
         self.log_interval = log_interval
         train = preset.train
         self.plan = plan_batches(preset, len(dataset), context.world_size)
@@ -184,7 +189,7 @@ class Trainer:
             self.metrics.truncate_after(self.position.global_step)
 
     # ------------------------------------------------------------------------------------ the loop
-    def _log_step(self, result: StepResult, epoch: int, step_in_epoch: int, seconds: float) -> None:
+    def _log_step(self, result: StepResult, epoch: int, step_in_epoch: int, seconds: float, data_wait: float) -> None:
         record = StepRecord(
             epoch=epoch,
             step=step_in_epoch,
@@ -196,6 +201,8 @@ class Trainer:
             grad_norm=result.grad_norm,
             num_positives=result.num_positives,
             samples_per_second=result.num_videos / max(seconds, 1e-9),
+            data_wait_seconds=data_wait,
+            step_seconds=seconds,
         )
         logged = self.position.global_step % self.log_interval == 0 or step_in_epoch + 1 == self.plan.steps_per_epoch
         if self.context.is_main and logged:
@@ -283,7 +290,7 @@ class Trainer:
         )
         batches = iter(loader)
         requested = iter(sampler)
-        skipped = 0
+        skipped, waited, computed = 0, 0.0, 0.0
         for step_in_epoch in range(first_step, self.plan.steps_per_epoch):
             tic = time.perf_counter()
             try:
@@ -292,6 +299,7 @@ class Trainer:
                 if self.interrupt.requested:  # Ctrl-C reached the decoding workers first
                     self._interrupt()
                 raise
+            data_wait = time.perf_counter() - tic  # the step waited this long for its batches
             for batch in micro_batches:
                 wanted = [self.dataset.videos[i].video_id for i in next(requested)]
                 skipped += sum(meta.video_id != video for meta, video in zip(batch.metas, wanted))
@@ -311,10 +319,18 @@ class Trainer:
                 self.ema.update()
             result = self._global_result(result)
             self.position = TrainingPosition(epoch, step_in_epoch + 1, self.position.global_step + 1)
-            self._log_step(result, epoch, step_in_epoch, time.perf_counter() - tic)
+            seconds = time.perf_counter() - tic
+            if step_in_epoch > first_step:  # the first step also waited for the workers to start
+                waited, computed = waited + data_wait, computed + seconds - data_wait
+            self._log_step(result, epoch, step_in_epoch, seconds, data_wait)
             if self._interrupt_requested():
                 self._interrupt()
         del batches
+        steps = self.plan.steps_per_epoch - first_step - 1
+        if self.auto_workers and steps > 0:
+            self.num_workers = training_workers(
+                os.cpu_count() or 1, self.context.world_size, self.num_workers, waited / steps, computed / steps
+            )
         self.summary.skipped_videos += skipped
         if self.context.is_main:
             record = EpochRecord(epoch=epoch, global_step=self.position.global_step, skipped_videos=skipped)

@@ -35,7 +35,9 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class StepRecord:
-    """One optimizer step: losses (means over the global batch), lr per parameter group, gradient norm."""
+    """One optimizer step: losses (means over the global batch), lr per parameter group, gradient norm, and
+    time: ``step_seconds`` in all, of which ``data_wait_seconds`` waiting for the batches (this rank's; a large
+    share means the decoders starve the device)."""
 
     epoch: int
     step: int
@@ -47,6 +49,8 @@ class StepRecord:
     grad_norm: float
     num_positives: int
     samples_per_second: float
+    data_wait_seconds: float = 0.0
+    step_seconds: float = 0.0
 
     def to_json(self) -> dict:
         return {"kind": "train", **asdict(self)}
