@@ -62,9 +62,9 @@ def decoder_versions() -> dict[str, str]:
 
     versions = {"pyav": av.__version__}
     try:
-        import decord
+        from tadcli.data.video import import_decord
 
-        versions["decord"] = decord.__version__
+        versions["decord"] = import_decord().__version__
     except ImportError:
         pass
     return versions

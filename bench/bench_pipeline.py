@@ -117,9 +117,9 @@ def main() -> None:
     )
     evaluation_windows = evaluation.geometry.eval_windows(records[0].num_frames, records[0].fps, records[0].duration)
 
-    import decord
+    from tadcli.data.video import import_decord
 
-    raw_reader = decord.VideoReader(str(path))
+    raw_reader = import_decord().VideoReader(str(path))
     windows = [pipeline[i].meta for i in range(args.windows + 1)]  # the same windows for raw decoding
 
     def raw(index: int) -> int:

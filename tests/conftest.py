@@ -118,6 +118,8 @@ def container_opens(monkeypatch) -> list[tuple[str, str]]:
     and ``decord.VideoReader``, the two ways tad opens a video file)."""
     import av
 
+    from tadcli.data.video import import_decord
+
     opens: list[tuple[str, str]] = []
     av_open = av.open
 
@@ -128,7 +130,7 @@ def container_opens(monkeypatch) -> list[tuple[str, str]]:
 
     monkeypatch.setattr(av, "open", counting_av_open)
     try:
-        import decord
+        decord = import_decord()
     except ImportError:
         return opens
     decord_reader = decord.VideoReader

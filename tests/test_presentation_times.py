@@ -22,7 +22,7 @@ from tadcli.data.prepared import load_prepared_dataset, records_from_prepared
 from tadcli.data.probe import probe_video
 from tadcli.data.synthetic import write_mp4
 from tadcli.data.timeline import presentation_timeline
-from tadcli.data.video import decoder_version, open_video
+from tadcli.data.video import decoder_version, import_decord, open_video
 from tadcli.errors import VideoError
 from tadcli.inference.evaluate import evaluate_on_records
 from tadcli.inference.loading import load_run_model
@@ -104,9 +104,7 @@ def test_a_constant_rate_video_reads_frame_for_frame_as_its_decoder_gives_it(tmp
     assert reader.backend == decoder and not reader.variable_frame_rate
     indices = list(range(45))
     if decoder == "decord":
-        import decord
-
-        raw = decord.VideoReader(str(path))
+        raw = import_decord().VideoReader(str(path))
         assert (reader.fps, reader.num_frames) == (raw.get_avg_fps(), len(raw))
         expected = raw.get_batch(indices).asnumpy()
     else:

@@ -4,6 +4,7 @@ frame at the source size; each video is opened once; bad files are VideoErrors."
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -17,7 +18,15 @@ from tadcli.data.dataset import TrainWindowDataset, VideoRecord
 from tadcli.data.probe import probe_video
 from tadcli.data.synthetic import write_mp4
 from tadcli.data.transforms import EvalTransform
-from tadcli.data.video import DECODER_ENV, configured_decoder, decoder_version, open_video, scaled_size
+from tadcli.data.video import (
+    DECODER_ENV,
+    configured_decoder,
+    decoder_version,
+    decord_installed,
+    import_decord,
+    open_video,
+    scaled_size,
+)
 from tadcli.errors import TadError, VideoError
 
 from conftest import error_line
@@ -98,7 +107,9 @@ def test_scaled_frames_of_decord_and_pyav_differ_by_their_filters_only(video_pat
 
 
 def test_decord2_widths_it_malforms_are_read_with_pyav(video_path):
-    decord = pytest.importorskip("decord")
+    if not decord_installed():
+        pytest.skip("decord is not installed")
+    decord = import_decord()
     if decord.__version__.startswith("0."):
         pytest.skip("decord 0.6 returns these widths well")
     reader = open_video(video_path, short_side=24, backend="decord")  # 24 x 32: decord2 would give 6 channels
@@ -203,3 +214,20 @@ def test_the_decoder_option_chooses_the_decoder_of_a_command(video_path, tmp_pat
     assert "--decoder='gpu': unknown video decoder; use one of: decord, pyav" in error_line(
         CliRunner().invoke(app, [*command, "--decoder", "gpu"])
     )
+
+
+def test_decord_is_imported_without_the_cuda_blas_that_takes_over_cpu_matrix_products():
+    # decord2 loads every library of the nvidia pip packages (a CUDA torch installs them, libnvblas among them)
+    # into the global namespace on import: a CPU matrix product after that crashed the process
+    if not decord_installed():
+        pytest.skip("decord is not installed")
+    script = (
+        "from tadcli.data.video import import_decord\n"
+        "import_decord()\n"
+        "import torch\n"
+        "weight = torch.ones(64, 64)\n"
+        "print(float(torch.nn.functional.linear(weight, weight).sum()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(64.0 ** 3) and "NVBLAS" not in done.stdout + done.stderr

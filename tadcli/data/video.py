@@ -52,9 +52,11 @@ import glob
 import importlib.util
 import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -83,6 +85,33 @@ def decord_installed() -> bool:
         return importlib.util.find_spec("decord") is not None
     except ValueError:  # sys.modules["decord"] is None (tests hide it so)
         return False
+
+
+def import_decord() -> ModuleType:
+    """The ``decord`` module, imported without the CUDA libraries of the ``nvidia`` pip packages.
+
+    On import, decord2 loads every shared library of the ``nvidia`` packages (for its CUDA build) into the
+    process's global symbol table. With a CUDA build of torch installed those include ``libnvblas``, which then
+    takes over the BLAS calls of the whole process and crashes the first CPU matrix product (``[NVBLAS] CPU Blas
+    library need to be provided``, then a segmentation fault). tad decodes on the CPU: decord's import is shown
+    no ``nvidia`` package. Every import of decord in tad goes through here.
+
+    Raises:
+        ImportError: decord is not installed.
+    """
+    if "decord" in sys.modules and sys.modules["decord"] is not None:
+        return sys.modules["decord"]
+    find_spec = importlib.util.find_spec
+
+    def without_nvidia(name: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - find_spec's signature
+        return None if name == "nvidia" else find_spec(name, *args, **kwargs)
+
+    importlib.util.find_spec = without_nvidia
+    try:
+        import decord
+    finally:
+        importlib.util.find_spec = find_spec
+    return decord
 
 
 def configured_decoder(backend: str | None = None, *, given_as: str = "backend") -> Backend:
@@ -121,9 +150,7 @@ def use_decoder(backend: str) -> Backend:
 def decoder_version(backend: Backend) -> str:
     """``"decord 3.4.0"`` / ``"pyav 18.1.0"``: the decoder and its installed version."""
     if backend == "decord":
-        import decord
-
-        return f"decord {decord.__version__}"
+        return f"decord {import_decord().__version__}"
     import av
 
     return f"pyav {av.__version__}"
@@ -296,7 +323,7 @@ class _DecordDecoder:
     name = "decord"
 
     def __init__(self, path: Path, height: int, width: int, num_threads: int, scaled: bool) -> None:
-        import decord  # optional dependency: not available on every platform
+        decord = import_decord()  # optional dependency: not available on every platform
 
         if not decord.__version__.startswith("0.") and _decord_malformed_width(width):
             raise ValueError(f"decord {decord.__version__} returns malformed frames {width} pixels wide")
