@@ -192,9 +192,11 @@ def test_zero_length_segments() -> None:
     assert metrics.recall.tolist() == [0.5]
 
 
-def test_inverted_ground_truth_is_rejected_and_inverted_detections_scored_officially() -> None:
-    with pytest.raises(ValueError, match="end"):
-        make_gt(("a", 5, 4, "run"))
+def test_inverted_ground_truth_and_detections_are_scored_officially() -> None:
+    # An inverted instance overlaps nothing; against its exact reversal the official 0/0 (NaN) is a match.
+    inverted_gt = make_gt(("a", 5, 4, "run"), ("a", 20, 30, "run"))
+    metrics = evaluate_detections(inverted_gt, make_dets(("a", 4, 5, "run", 0.9), ("a", 3, 6, "run", 0.8)), [0.5])
+    assert metrics.recall.tolist() == [0.5] and metrics.average_precision[:, 0].tolist() == [0.5]
     gt = make_gt(("a", 0, 10, "run"), ("a", 20, 24, "run"))
     # The official tIoU of an inverted detection: 0 / (len_gt + len_det); 0/0 (NaN) when the lengths cancel.
     det_starts, det_ends = np.array([3.0, 10.0, 24.0]), np.array([2.0, 0.0, 20.0])

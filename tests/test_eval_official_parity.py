@@ -206,3 +206,22 @@ def test_bit_identical_to_official_with_inverted_detections(seed: int) -> None:
     assert metrics.average_precision.tobytes() == ap.tobytes()
     assert metrics.mean_average_precision.tobytes() == mean_ap.tobytes()
     assert metrics.average_map == average_map
+
+
+def test_bit_identical_to_official_with_inverted_ground_truth() -> None:
+    # An annotation file can hold an instance whose end precedes its start: the official code reads it (it
+    # overlaps nothing; 0/0 = NaN, a match, against its exact reversal).
+    rng = np.random.default_rng(5)
+    gt_rows, det_rows = random_case(rng, num_videos=4, num_classes=3, num_gt=30, num_dets=300)
+    gt_rows = [(v, e, s, label) if k % 4 == 0 else (v, s, e, label) for k, (v, s, e, label) in enumerate(gt_rows)]
+    det_rows += [(v, e, s, label, rng.random()) for v, s, e, label in gt_rows[:8]]  # reversed copies
+    thresholds = [0.0, 0.3, 0.5, 0.7]
+    with np.errstate(invalid="ignore", divide="ignore"):  # the official 0/0
+        ap, mean_ap, average_map, classes = official_evaluate(gt_rows, det_rows, thresholds)
+
+    metrics = evaluate_detections(*to_inputs(gt_rows, det_rows), thresholds)
+
+    assert sum(e < s for _, s, e, _ in gt_rows) == 8
+    assert list(metrics.classes) == classes
+    assert metrics.average_precision.tobytes() == ap.tobytes()
+    assert metrics.average_map == average_map

@@ -151,11 +151,19 @@ def test_no_predicted_label_is_a_class(tmp_path: Path, small_gt: Path) -> None:
         evaluate_predictions(predictions, small_gt)
 
 
-def test_inverted_ground_truth_names_file_video_and_instance(tmp_path: Path) -> None:
+def test_inverted_ground_truth_is_scored_as_the_official_evaluator_does_and_strict_names_it(tmp_path: Path) -> None:
+    # the official evaluator reads such an instance (it overlaps nothing: a miss); DETAD's diagnosis drops it
     gt = gt_file(tmp_path, {"a": video("validation", (0, 10, "run"), (8, 7, "run"))})
-    predictions = results_file(tmp_path, {"a": [det(0, 10, "run", 0.9)]})
+    predictions = results_file(tmp_path, {"a": [det(0, 10, "run", 0.9), det(6, 9, "run", 0.8)]})
+    report = evaluate_predictions(predictions, gt, tiou=[0.5], diagnose_dir=tmp_path / "diagnosis")
+    assert report.average_mAP == pytest.approx(0.5)  # one of two instances found, at precision 1
+    assert any("1 ground-truth instances end before they start (e.g. video 'a': annotation 1 (run)" in note
+               for note in report.notes)
+    diagnosis = json.loads((tmp_path / "diagnosis" / "diagnosis.json").read_text())
+    assert sum(b["count"] for b in diagnosis["sensitivity"]["coverage"].values()) == 1
+    assert diagnosis["average_num_instance_per_class"] == 1.0
     with pytest.raises(AnnotationError, match=r"gt.json: video 'a': annotation 1 \(run\): segment \[8.0, 7.0\] ends before it starts"):
-        evaluate_predictions(predictions, gt)
+        evaluate_predictions(predictions, gt, strict=True)
 
 
 def test_malformed_results_name_the_entry(tmp_path: Path, small_gt: Path) -> None:

@@ -293,8 +293,8 @@ def eval_(
         bool,
         typer.Option(
             "--strict",
-            help="Reject predictions whose end precedes their start (by default they are scored as the "
-            "official evaluator scores them, with a warning).",
+            help="Reject predictions and ground-truth instances whose end precedes their start (by default "
+            "they are scored as the official evaluator scores them, with a warning or note).",
         ),
     ] = False,
     run: Annotated[

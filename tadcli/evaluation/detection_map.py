@@ -37,7 +37,8 @@ Choices where the official result is not reproducible or not defined (documented
   instance matches it, as officially (the official sample ActivityNet submission has three), and one
   elsewhere does not. Inverted ground truth (``end < start``) is rejected with ``ValueError`` (callers
   report it with file and entry first).
-- Inverted detections (``end < start``) are scored exactly as the official code scores them: its
+- Inverted detections (``end < start``), and inverted ground-truth instances alike, are scored exactly as the
+  official code scores them: its
   intersection is 0 and its union ``len_gt + len_det`` (``len_det < 0``), so the tIoU is 0 (no match
   above threshold 0) unless the two lengths cancel; then it is 0/0, NaN, which the official comparisons
   count as a match at every threshold, tried before any other instance. :func:`segment_tiou` returns
@@ -63,7 +64,8 @@ class GroundTruth:
     Args:
         video_ids: [N] video id of each instance.
         starts: [N] float64 start times (seconds, or any unit shared with the detections).
-        ends: [N] float64 end times, ``ends >= starts``.
+        ends: [N] float64 end times (an instance that ends before it starts is scored as the official code
+            scores it, like an inverted detection).
         labels: [N] class name of each instance.
     """
 
@@ -73,7 +75,7 @@ class GroundTruth:
     labels: Sequence[str]
 
     def __post_init__(self) -> None:
-        _check_columns("ground truth", self.video_ids, self.starts, self.ends, self.labels)
+        _check_columns("ground truth", self.video_ids, self.starts, self.ends, self.labels, allow_inverted=True)
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -252,8 +254,8 @@ def segment_tiou(det_starts: np.ndarray, det_ends: np.ndarray, gt_starts: np.nda
     ``inter = max(min(e_det, e_gt) - max(s_det, s_gt), 0)``,
     ``union = (e_gt - s_gt) + (e_det - s_det) - inter``, ``tIoU = inter / union`` in float64.
     A zero union of two zero-length segments (the official code gives NaN) gives 1 when both are at the
-    same instant and 0 otherwise. An inverted detection (``e_det < s_det``) has ``inter = 0``: its tIoU is
-    0 for a non-zero union and NaN, as officially, for a zero one (a match at every threshold).
+    same instant and 0 otherwise. An inverted segment (``e < s``, detection or ground truth) has ``inter = 0``:
+    the tIoU is 0 for a non-zero union and NaN, as officially, for a zero one (a match at every threshold).
 
     Args:
         det_starts, det_ends, gt_starts, gt_ends: [P] float64 arrays, one pair per position.
@@ -266,7 +268,7 @@ def segment_tiou(det_starts: np.ndarray, det_ends: np.ndarray, gt_starts: np.nda
     same_instant = (union == 0) & (det_starts == gt_starts)
     tiou = same_instant.astype(np.float64)
     np.divide(intersection, union, out=tiou, where=union > 0)
-    tiou[(union == 0) & (det_ends < det_starts)] = np.nan
+    tiou[(union == 0) & ((det_ends < det_starts) | (gt_ends < gt_starts))] = np.nan
     return tiou
 
 

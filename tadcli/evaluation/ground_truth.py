@@ -29,6 +29,8 @@ evaluator's default ``numpy.linspace(0.5, 0.95, 10)``.
 
 Predictions whose end precedes their start are scored as the official evaluator scores them (see
 :mod:`tadcli.evaluation.detection_map`) with one warning that counts them (:func:`inverted_predictions_warning`).
+Ground-truth instances whose end precedes their start are kept the same way (the official evaluator reads them,
+DETAD's diagnosis removes them) with one note; ``strict`` makes the first one an error.
 """
 
 from __future__ import annotations
@@ -113,12 +115,12 @@ def _default_subset(annotation_set: AnnotationSet, preferred: str | None) -> str
 
 
 def subset_ground_truth(
-    annotation_set: AnnotationSet, path: Path, subset: str, notes: list[str]
+    annotation_set: AnnotationSet, path: Path, subset: str, notes: list[str], strict: bool = False
 ) -> tuple[GroundTruth, set[str]]:
     """Ground truth of ``subset`` in file order, and the ids of all the subset's videos.
 
     Raises:
-        AnnotationError: an instance ends before it starts. DatasetError: the subset has no instance.
+        AnnotationError: (``strict``) an instance ends before it starts. DatasetError: the subset has no instance.
     """
     drop_ambiguous = annotation_set.format.rules.drops_ambiguous
     strip_prefix = annotation_set.format.rules.strips_bsn_prefix
@@ -126,6 +128,7 @@ def subset_ground_truth(
     subset_videos: set[str] = set()
     num_ambiguous = 0
     num_zero_length = 0
+    inverted: list[str] = []  # where each instance that ends before it starts is
     for video in annotation_set.videos.values():
         if video.subset != subset:
             continue
@@ -136,10 +139,12 @@ def subset_ground_truth(
                 num_ambiguous += 1
                 continue
             if instance.end < instance.start:
-                raise AnnotationError(
-                    f"{path}: video {video.video_id!r}: annotation {index} ({instance.label}): "
-                    f"segment [{instance.start}, {instance.end}] ends before it starts"
+                inverted.append(
+                    f"video {video.video_id!r}: annotation {index} ({instance.label}): "
+                    f"segment [{instance.start}, {instance.end}]"
                 )
+                if strict:
+                    raise AnnotationError(f"{path}: {inverted[0]} ends before it starts")
             num_zero_length += instance.end == instance.start
             video_ids.append(video_id)
             starts.append(instance.start)
@@ -151,6 +156,12 @@ def subset_ground_truth(
         notes.append(f"{num_ambiguous} '{AMBIGUOUS_LABEL}' instances are not a class and were left out")
     if strip_prefix:
         notes.append(f"video ids of {path.name} were taken without their '{BSN_VIDEO_PREFIX}' prefix (ActivityNet ids)")
+    if inverted:
+        notes.append(
+            f"{len(inverted)} ground-truth instances end before they start (e.g. {inverted[0]}): scored as the "
+            "official evaluator scores them (they overlap nothing); DETAD's diagnosis leaves them out; --strict "
+            "rejects them"
+        )
     if num_zero_length:
         notes.append(f"{num_zero_length} ground-truth instances have zero length: only a detection at the same instant matches them")
     ground_truth = GroundTruth(video_ids, np.array(starts, dtype=np.float64), np.array(ends, dtype=np.float64), labels)

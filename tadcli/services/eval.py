@@ -18,8 +18,8 @@ THUMOS14 and ActivityNet bins, :func:`tadcli.evaluation.diagnosis.flavour_for`) 
 when given, else DETAD's own for those bins (THUMOS14: 0.5; ActivityNet: 0.5:0.05:0.95); the mAP report is the
 same with or without it.
 
-``strict=True`` makes the first prediction whose end precedes its start an error naming its video and
-entry instead of a warning. ``csv_out`` writes the per-class AP table (one row per class: instances, AP
+``strict=True`` makes the first prediction (or ground-truth instance) whose end precedes its start an error
+naming its video and entry instead of a warning (a note). ``csv_out`` writes the per-class AP table (one row per class: instances, AP
 at each threshold, mean).
 """
 
@@ -88,7 +88,8 @@ def evaluate_predictions(
         progress: optional ``(description, done, total)`` callback.
         annotation_format: a :class:`tadcli.data.annotations.AnnotationFormat` (or its value); ``None``
             detects it (EPIC-Kitchens CSVs need ``epic-kitchens-verb`` or ``epic-kitchens-noun``).
-        strict: a prediction whose end precedes its start is an error instead of a warning.
+        strict: a prediction or ground-truth instance whose end precedes its start is an error instead of a
+            warning or note.
         csv_out: also write :meth:`EvalReport.per_class_table` there as CSV, atomically.
         diagnose_dir: also write DETAD's diagnosis there (``diagnosis.json``, PNG figures with matplotlib;
             see the module doc); the folder is created.
@@ -97,7 +98,7 @@ def evaluate_predictions(
         PathError: a path is missing, of the wrong kind, or ``json_out`` / ``diagnose_dir`` cannot be written.
         AnnotationError: unreadable or malformed files (naming file, video and entry), no results
             video in the subset, no predicted label among the ground-truth classes, or (``strict``)
-            an inverted prediction.
+            an inverted prediction or ground-truth instance.
         DatasetError: the subset has no ground-truth instances (the message lists the subsets).
         PresetError: unknown dataset profile.
     """
@@ -121,7 +122,7 @@ def evaluate_predictions(
     notes: list[str] = []
     if subset is None:
         subset = choose_subset(annotation_set, profile, notes)
-    ground_truth, subset_videos = subset_ground_truth(annotation_set, Path(annotations), subset, notes)
+    ground_truth, subset_videos = subset_ground_truth(annotation_set, Path(annotations), subset, notes, strict)
 
     report_progress("reading predictions", 1, steps)
     detections = read_detection_results(predictions, strict=strict)
