@@ -26,17 +26,20 @@ Files: ``<dataset>/proxies/<video id>.mp4`` and beside each a sidecar ``<video i
 the settings, the source's stat hash (size and modification time) and the proxy's size. A proxy counts as done
 when its sidecar matches all three, so a re-run (after Ctrl-C, or with new videos) transcodes only what is
 missing or whose source changed. Each proxy is written to a temporary file and renamed into place
-(:func:`tadcli.io.atomic.atomic_path`), its sidecar after it: an interrupted transcode leaves no partial proxy.
+(:func:`tadcli.io.atomic.atomic_path`), its sidecar after it, Ctrl-C held between the two: an interrupted
+transcode leaves no partial proxy and no proxy without its sidecar.
 Videos are transcoded in parallel processes (:func:`build_proxies`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -201,26 +204,41 @@ def transcode_proxy(job: ProxyJob) -> ProxyFile:
             yield from reader.get_frames(slots[start : start + DECODE_CHUNK_FRAMES]).numpy()
 
     job.destination.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(job.destination) as temporary:
-        write_mp4(temporary, frames(), rate, codec=settings.codec, keyframe_interval=settings.keyframe_interval)
-        proxy = open_video(temporary)
-        if proxy.num_frames != len(slots) or abs(proxy.fps * settings.frame_step / reader.fps - 1) > 1e-4:
-            raise VideoError(
-                f"{job.source}: its proxy reads as {proxy.num_frames} frames at {proxy.fps:g} fps, "
-                f"expected {len(slots)} at {reader.fps / settings.frame_step:g}"
-            )
-        made = ProxyFile(job.destination, proxy.fps, proxy.num_frames, min(proxy.height, proxy.width))
-    sidecar = ProxySidecar(
-        SIDECAR_VERSION,
-        settings.fingerprint(),
-        source_stat_hash(job.source),
-        job.destination.stat().st_size,
-        made.fps,
-        made.num_frames,
-        made.short_side,
-    )
-    write_json_atomic(_sidecar_path(job.destination), asdict(sidecar), indent=1)
+    with contextlib.ExitStack() as commit:
+        with atomic_path(job.destination) as temporary:
+            write_mp4(temporary, frames(), rate, codec=settings.codec, keyframe_interval=settings.keyframe_interval)
+            proxy = open_video(temporary)
+            if proxy.num_frames != len(slots) or abs(proxy.fps * settings.frame_step / reader.fps - 1) > 1e-4:
+                raise VideoError(
+                    f"{job.source}: its proxy reads as {proxy.num_frames} frames at {proxy.fps:g} fps, "
+                    f"expected {len(slots)} at {reader.fps / settings.frame_step:g}"
+                )
+            made = ProxyFile(job.destination, proxy.fps, proxy.num_frames, min(proxy.height, proxy.width))
+            commit.enter_context(_interrupts_held())  # the proxy's rename and its sidecar: both or neither
+        sidecar = ProxySidecar(
+            SIDECAR_VERSION,
+            settings.fingerprint(),
+            source_stat_hash(job.source),
+            job.destination.stat().st_size,
+            made.fps,
+            made.num_frames,
+            made.short_side,
+        )
+        write_json_atomic(_sidecar_path(job.destination), asdict(sidecar), indent=1)
     return made
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C (SIGINT) waits until the block ends, where the platform can hold signals (not on Windows)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _transcode_or_error(job: ProxyJob) -> tuple[str, ProxyFile | None, str | None]:
