@@ -26,21 +26,19 @@ Files: ``<dataset>/proxies/<video id>.mp4`` and beside each a sidecar ``<video i
 the settings, the source's stat hash (size and modification time) and the proxy's size. A proxy counts as done
 when its sidecar matches all three, so a re-run (after Ctrl-C, or with new videos) transcodes only what is
 missing or whose source changed. Each proxy is written to a temporary file and renamed into place
-(:func:`tadcli.io.atomic.atomic_path`), its sidecar after it, Ctrl-C held between the two: an interrupted
-transcode leaves no partial proxy and no proxy without its sidecar.
+(:func:`tadcli.io.atomic.atomic_path`), its sidecar after it. On Ctrl-C the transcoding processes (which ignore
+it) are stopped and what they left is removed: no partial proxy, no proxy without its sidecar.
 Videos are transcoded in parallel processes (:func:`build_proxies`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
 import signal
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -204,41 +202,32 @@ def transcode_proxy(job: ProxyJob) -> ProxyFile:
             yield from reader.get_frames(slots[start : start + DECODE_CHUNK_FRAMES]).numpy()
 
     job.destination.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as commit:
-        with atomic_path(job.destination) as temporary:
-            write_mp4(temporary, frames(), rate, codec=settings.codec, keyframe_interval=settings.keyframe_interval)
-            proxy = open_video(temporary)
-            if proxy.num_frames != len(slots) or abs(proxy.fps * settings.frame_step / reader.fps - 1) > 1e-4:
-                raise VideoError(
-                    f"{job.source}: its proxy reads as {proxy.num_frames} frames at {proxy.fps:g} fps, "
-                    f"expected {len(slots)} at {reader.fps / settings.frame_step:g}"
-                )
-            made = ProxyFile(job.destination, proxy.fps, proxy.num_frames, min(proxy.height, proxy.width))
-            commit.enter_context(_interrupts_held())  # the proxy's rename and its sidecar: both or neither
-        sidecar = ProxySidecar(
-            SIDECAR_VERSION,
-            settings.fingerprint(),
-            source_stat_hash(job.source),
-            job.destination.stat().st_size,
-            made.fps,
-            made.num_frames,
-            made.short_side,
-        )
-        write_json_atomic(_sidecar_path(job.destination), asdict(sidecar), indent=1)
+    with atomic_path(job.destination) as temporary:
+        write_mp4(temporary, frames(), rate, codec=settings.codec, keyframe_interval=settings.keyframe_interval)
+        proxy = open_video(temporary)
+        if proxy.num_frames != len(slots) or abs(proxy.fps * settings.frame_step / reader.fps - 1) > 1e-4:
+            raise VideoError(
+                f"{job.source}: its proxy reads as {proxy.num_frames} frames at {proxy.fps:g} fps, "
+                f"expected {len(slots)} at {reader.fps / settings.frame_step:g}"
+            )
+        made = ProxyFile(job.destination, proxy.fps, proxy.num_frames, min(proxy.height, proxy.width))
+    sidecar = ProxySidecar(
+        SIDECAR_VERSION,
+        settings.fingerprint(),
+        source_stat_hash(job.source),
+        job.destination.stat().st_size,
+        made.fps,
+        made.num_frames,
+        made.short_side,
+    )
+    write_json_atomic(_sidecar_path(job.destination), asdict(sidecar), indent=1)
     return made
 
 
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C (SIGINT) waits until the block ends, where the platform can hold signals (not on Windows)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+def _ignore_interrupts() -> None:
+    """A transcoding process's start: Ctrl-C reaches the whole process group, and only the parent handles it
+    (it stops the workers and tidies their folder, :func:`build_proxies`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _transcode_or_error(job: ProxyJob) -> tuple[str, ProxyFile | None, str | None]:
@@ -299,22 +288,33 @@ def build_proxies(
     if to_make:
         from tadcli.data.dataset import worker_context
 
-        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(to_make))), mp_context=worker_context()) as pool:
-            futures = [pool.submit(_transcode_or_error, job) for job in to_make]
-            try:
-                for future in as_completed(futures):
-                    video_id, proxy, error = future.result()
-                    if proxy is not None:
-                        proxies[video_id] = proxy
-                    else:
-                        failed[video_id] = error
-                    if progress is not None:
-                        progress("transcoding proxies", len(proxies) + len(failed), len(jobs))
-            except BaseException:  # Ctrl-C: the finished proxies stay, the running ones leave nothing behind
-                for future in futures:
-                    future.cancel()
-                raise
+        processes = max(1, min(workers, len(to_make)))
+        pool = worker_context().Pool(processes, initializer=_ignore_interrupts)
+        try:
+            for video_id, proxy, error in pool.imap_unordered(_transcode_or_error, to_make):
+                if proxy is not None:
+                    proxies[video_id] = proxy
+                else:
+                    failed[video_id] = error
+                if progress is not None:
+                    progress("transcoding proxies", len(proxies) + len(failed), len(jobs))
+        except BaseException:  # Ctrl-C: the running transcodes stop; the finished proxies stay
+            pool.terminate()
+            pool.join()
+            _remove_unfinished(folder)
+            raise
+        pool.close()
+        pool.join()
     return ProxyRun(proxies=proxies, failed=failed, made=len(to_make) - len(failed), reused=reused)
+
+
+def _remove_unfinished(folder: Path) -> None:
+    """Remove what stopped transcodes left: temporary files and proxies whose sidecar was not written."""
+    for path in folder.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+    for proxy in folder.glob("*.mp4"):
+        if not _sidecar_path(proxy).exists():
+            proxy.unlink(missing_ok=True)
 
 
 def _remove_stale(folder: Path, wanted: set[Path]) -> None:
