@@ -139,19 +139,20 @@ def _parse_entry(entry: Any, where: str, strict: bool) -> tuple[float, float, st
     if missing:
         raise AnnotationError(f"{where}: missing {', '.join(missing)} in {entry!r}")
     segment, label, score = entry["segment"], entry["label"], entry["score"]
-    if not isinstance(segment, list) or len(segment) != 2 or not all(_is_finite_number(t) for t in segment):
+    if not isinstance(segment, list) or len(segment) != 2 or not all(is_finite_number(t) for t in segment):
         raise AnnotationError(f"{where}: segment: expected [start, end] as two finite numbers, got {segment!r}")
     start, end = float(segment[0]), float(segment[1])
     if strict and end < start:
         raise AnnotationError(f"{where}: segment: end {segment[1]!r} < start {segment[0]!r} (--strict)")
     if not isinstance(label, str) or not label:
         raise AnnotationError(f"{where}: label: expected a class name (non-empty string), got {label!r}")
-    if not _is_finite_number(score):
+    if not is_finite_number(score):
         raise AnnotationError(f"{where}: score: expected a finite number, got {score!r}")
     return start, end, label, float(score)
 
 
-def _is_finite_number(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
+    """A JSON number (not a bool) that is finite."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
     try:

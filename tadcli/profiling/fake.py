@@ -88,8 +88,8 @@ def _layout_key(value: object) -> Hashable:
 
 
 @dataclass(frozen=True)
-class _Layout:
-    """An output tensor's layout, its storage size included."""
+class TensorLayout:
+    """A tensor's layout, its storage size included: what a memory prediction needs to make it again."""
 
     storage_bytes: int
     shape: tuple[int, ...]
@@ -99,10 +99,15 @@ class _Layout:
     device: torch.device
 
     @classmethod
-    def of(cls, tensor: FakeTensor) -> _Layout:
+    def of(cls, tensor: torch.Tensor) -> TensorLayout:
+        device = tensor.fake_device if isinstance(tensor, FakeTensor) else tensor.device
         storage_bytes = tensor.untyped_storage().nbytes()
-        return cls(storage_bytes, tuple(tensor.shape), tensor.stride(), tensor.storage_offset(), tensor.dtype,
-                   tensor.fake_device)
+        return cls(storage_bytes, tuple(tensor.shape), tensor.stride(), tensor.storage_offset(), tensor.dtype, device)
+
+    def empty(self) -> torch.Tensor:
+        """A tensor of this layout made by the ops in force (under fake tensors: no memory)."""
+        base = torch.empty(self.storage_bytes // self.dtype.itemsize, dtype=self.dtype, device=self.device)
+        return base.as_strided(self.shape, self.stride, self.offset)
 
     def new(self, mode: FakeTensorMode) -> FakeTensor:
         """A fake tensor of this layout on a storage of its own."""
@@ -158,7 +163,7 @@ class OutputLayouts:
     """
 
     def __init__(self) -> None:
-        self._layouts: dict[Hashable, tuple[_Layout, ...] | None] = {}  # None: run every time
+        self._layouts: dict[Hashable, tuple[TensorLayout, ...] | None] = {}  # None: run every time
         self._returns: dict[object, _Returns] = {}
 
     def returns(self, func) -> _Returns:  # noqa: ANN001 - an op
@@ -191,7 +196,7 @@ class OutputLayouts:
         return outputs if len(outputs) > 1 else outputs[0]
 
     @staticmethod
-    def _layouts_of(out: object, returns: _Returns, args: tuple) -> tuple[_Layout, ...] | None:
+    def _layouts_of(out: object, returns: _Returns, args: tuple) -> tuple[TensorLayout, ...] | None:
         """The layouts to hand out for later calls, None where they would not be the op's outputs."""
         first = args[0]
         if returns is _Returns.FIRST_ARGUMENT:
@@ -205,7 +210,7 @@ class OutputLayouts:
                 return None
         if returns is _Returns.VIEWS and any(t.dtype != first.dtype for t in outputs):
             return None  # a view as another dtype: not an as_strided view of the first argument
-        return tuple(_Layout.of(t) for t in outputs)
+        return tuple(TensorLayout.of(t) for t in outputs)
 
 
 _OUTPUT_LAYOUTS = OutputLayouts()

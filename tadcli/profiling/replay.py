@@ -26,6 +26,7 @@ from typing import TypeVar
 import torch
 
 from tadcli.model.chunked import repeated_calls
+from tadcli.profiling.fake import TensorLayout
 from tadcli.profiling.tracker import LiveTensorMemory, Recording
 
 Result = TypeVar("Result")
@@ -36,17 +37,7 @@ class _Output:
     """The layout of the tensor a call returned and the recorded number of its storage."""
 
     storage: int
-    storage_bytes: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
-    offset: int
-    dtype: torch.dtype
-    device: torch.device
-
-    def empty(self) -> torch.Tensor:
-        """A tensor of this layout, on a storage of the recorded size (under fake tensors: no memory)."""
-        base = torch.empty(self.storage_bytes // self.dtype.itemsize, dtype=self.dtype, device=self.device)
-        return base.as_strided(self.shape, self.stride, self.offset)
+    layout: TensorLayout
 
 
 @dataclass(frozen=True)
@@ -64,15 +55,7 @@ def _trace(recording: Recording, result: object) -> _Trace | None:
         storage = recording.storages.get(result.untyped_storage()._cdata)
         if result.requires_grad or storage is None:
             return None
-        output = _Output(
-            storage,
-            result.untyped_storage().nbytes(),
-            tuple(result.shape),
-            result.stride(),
-            result.storage_offset(),
-            result.dtype,
-            result.device,
-        )
+        output = _Output(storage, TensorLayout.of(result))
     kept = set(recording.storages.values()) - ({output.storage} if output else set())
     return None if kept else _Trace(tuple(recording.events), output)
 
@@ -116,6 +99,6 @@ class CallTraces:
             tracker.replay(trace.events, {})
             return None
         with tracker.paused():
-            result = trace.output.empty()
+            result = trace.output.layout.empty()
         tracker.replay(trace.events, {trace.output.storage: result.untyped_storage()})
         return result

@@ -20,14 +20,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tadcli.errors import AnnotationError
-from tadcli.evaluation.results import results_columns
+from tadcli.evaluation.results import is_finite_number, results_columns
 from tadcli.io.events import CSV_HEADER, Event, EventFormat
 
 SRT_CUE = re.compile(
@@ -108,7 +107,7 @@ def _json_video(path: Path, index: int, entry: Any) -> FileVideo:
     if not isinstance(entry, dict) or not isinstance(entry.get("video"), str) or not isinstance(entry.get("events"), list):
         raise AnnotationError(f"{where}: expected {{\"video\": name, \"events\": [...]}}, got {_short(entry)}")
     duration = entry.get("duration")
-    if duration is not None and not _is_finite_number(duration):
+    if duration is not None and not is_finite_number(duration):
         raise AnnotationError(f"{where} ({entry['video']}): duration: expected a number of seconds, got {duration!r}")
     events = []
     for event_index, event in enumerate(entry["events"]):
@@ -174,7 +173,7 @@ def _event(where: str, label: Any, start: Any, end: Any, score: Any) -> Event:
     if not isinstance(label, str) or not label:
         raise AnnotationError(f"{where}: label: expected a class name, got {label!r}")
     for name, value in (("start", start), ("end", end), ("score", score)):
-        if not _is_finite_number(value):
+        if not is_finite_number(value):
             raise AnnotationError(f"{where}: {name}: expected a finite number, got {value!r}")
     if end < start:
         raise AnnotationError(f"{where}: end {end} < start {start}: an event must end at or after its start")
@@ -186,15 +185,6 @@ def _number(where: str, name: str, text: str) -> float:
         return float(text)
     except ValueError:
         raise AnnotationError(f"{where}: {name}: expected a number, got {text!r}") from None
-
-
-def _is_finite_number(value: Any) -> bool:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer beyond the float range
-        return False
 
 
 def _short(value: Any) -> str:
