@@ -7,7 +7,9 @@ override meets exactly the checks a file does. Mappings merge key by key; lists 
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -76,16 +78,24 @@ def _display(path: Path) -> str:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping a preset file holds, a copy of its own (callers change it). The same text is parsed once: a
+    search over suggested configurations loads the same preset a hundred times (reading it is cheap)."""
+    return copy.deepcopy(_parsed_yaml(_display(path), path.read_text(encoding="utf-8")))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_yaml(label: str, text: str) -> dict[str, Any]:
+    """:func:`_read_yaml`'s parse of ``text``, read from the file shown as ``label``."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise PresetError(f"{_display(path)}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise PresetError(f"{label}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise PresetError(f"{_display(path)}: a preset must be a mapping of sections, got {type(data).__name__}")
+        raise PresetError(f"{label}: a preset must be a mapping of sections, got {type(data).__name__}")
     return data
 
 
