@@ -22,9 +22,8 @@ SETTINGS = (("tiny", []), ("small-768", ["input.frames=256"]), ("giant-1536", []
 def snapshot() -> dict[str, dict]:
     from tadcli.config.loader import load_preset
     from tadcli.profiling.gpus import find_gpu
-    from tadcli.profiling.modes import MODES, mode_overrides
+    from tadcli.profiling.modes import MODES, mode_overrides, prediction_target
     from tadcli.profiling.step import Target, Workload, predict
-    from tadcli.services.profile_memory import prediction_target
 
     found = {}
     for preset, extra in SETTINGS:

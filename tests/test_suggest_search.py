@@ -1,5 +1,7 @@
 """The suggestion search finds the first change that fits on each axis, as a scan would, in fewer profiles than
-halving: memory along an axis is near linear, and the search interpolates between what it has profiled."""
+halving: memory along an axis is near linear, and the search interpolates between what it has profiled; where it
+knows how much of the configuration's memory a change scales (frames, tokens, blocks), its first round usually
+ends the search."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tadcli.profiling.suggest import Change, _Search
+from tadcli.profiling.suggest import Change, Start, _Search
 
 GIB = 1 << 30
 
@@ -41,18 +43,21 @@ def _curve(shape: str, count: int) -> list[int]:
     return [int(v * GIB) for v in values]
 
 
-def _run(curve: list[int], capacity: int, parallel: int) -> tuple[int | None, int]:
-    changes = [Change(f"change {k}", ()) for k in range(len(curve) - 1)]
+def _run(
+    curve: list[int], capacity: int, parallel: int, scales: list[float] | None = None, fixed: int | None = None
+) -> tuple[int | None, list[list[int]]]:
+    """The first fit the search finds, and the positions it profiled, round by round."""
+    changes = [Change(f"change {k}", (), (), None if scales is None else scales[k]) for k in range(len(curve) - 1)]
     memory = dict(zip(changes, (_Required(b) for b in curve[1:])))
-    profiled = []
+    rounds = []
 
     def profile(batch):
-        profiled.extend(batch)
+        rounds.append([changes.index(change) for change in batch])
         return [memory[change] for change in batch]
 
-    found = _Search(profile, capacity).nearest_each([changes], parallel, start_bytes=curve[0])
+    found = _Search(profile, capacity).nearest_each([changes], parallel, Start(curve[0], fixed))
     first = changes.index(found[0].change) if found else None
-    return first, len(profiled)
+    return first, rounds
 
 
 @pytest.mark.parametrize("shape", ["linear", "quadratic", "steps", "noisy"])
@@ -63,10 +68,10 @@ def test_the_search_finds_the_first_change_that_fits_in_fewer_profiles_than_halv
     for capacity_gib in (27.9, 26, 23.6, 17, 12.5, 9, 8.1, 7):  # from just below the configuration to none fits
         capacity = int(capacity_gib * GIB)
         fitting = [k for k, b in enumerate(curve[1:]) if b <= capacity]
-        first, profiles = _run(curve, capacity, parallel)
+        first, rounds = _run(curve, capacity, parallel)
         assert first == (fitting[0] if fitting else None)
         if shape == "linear" and parallel == 1:
-            assert profiles <= 4 < math.ceil(math.log2(count + 1))  # halving needs 7
+            assert sum(map(len, rounds)) <= 4 < math.ceil(math.log2(count + 1))  # halving needs 7
 
 
 def test_without_the_configurations_memory_the_search_halves_first():
@@ -76,3 +81,38 @@ def test_without_the_configurations_memory_the_search_halves_first():
     _Search(lambda batch: first_round.append(list(batch)) or [_Required(curve[1 + changes.index(c)]) for c in batch],
             int(20 * GIB)).nearest_each([changes], 1)
     assert first_round[0] == [changes[47]]  # the middle
+
+
+def _scaled_curve(shape: str, count: int, fixed_gib: float) -> tuple[list[int], list[float]]:
+    """Memory of the configuration (scale 1) and of ``count`` changes keeping a falling share of its activations:
+    ``fixed`` plus activations that scale as ``shape`` says (linear: as the frames do; quadratic: a size whose
+    tokens are not the scale; steps: allocator rounding)."""
+    scales = [(count - k) / (count + 1) for k in range(count)]
+    activations = {
+        "linear": lambda s: 20 * s,
+        "quadratic": lambda s: 20 * s * s,
+        "steps": lambda s: 2 * math.ceil(10 * s),
+    }[shape]
+    curve = [int((fixed_gib + activations(s)) * GIB) for s in [1.0, *scales]]
+    return curve, scales
+
+
+@pytest.mark.parametrize("shape", ["linear", "quadratic", "steps"])
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_search_that_knows_the_scales_finds_the_first_fit(shape, parallel):
+    count, fixed = 95, 8.0
+    curve, scales = _scaled_curve(shape, count, fixed)
+    for capacity_gib in (27.9, 26, 23.6, 17, 12.5, 9, 8.1, 7):
+        capacity = int(capacity_gib * GIB)
+        fitting = [k for k, b in enumerate(curve[1:]) if b <= capacity]
+        first, rounds = _run(curve, capacity, parallel, scales, int(fixed * GIB))
+        assert first == (fitting[0] if fitting else None)
+        if shape == "linear":  # the first guess is right: it and the change before it, in one round
+            assert len(rounds) == 1 and len(rounds[0]) == (1 if not fitting or fitting[0] == 0 else 2)
+
+
+def test_scales_need_the_configurations_fixed_memory():
+    curve, scales = _scaled_curve("linear", 95, 8.0)
+    _, with_fixed = _run(curve, int(17 * GIB), 1, scales, int(8 * GIB))
+    _, without = _run(curve, int(17 * GIB), 1, scales)
+    assert len(with_fixed) == 1 and without[0] == [94]  # without it: the farthest change first, as without scales

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from tadcli.services.extract import ExtractReport
     from tadcli.services.presets import PresetSummary
     from tadcli.services.review import ReviewReport
-    from tadcli.services.profile_memory import MemoryPlan
+    from tadcli.services.memory_plan import MemoryPlan
     from tadcli.training.reporting import TrainSummary
 
 console = Console(markup=False, highlight=False, soft_wrap=True)

@@ -17,7 +17,9 @@ one mode, :class:`ValueFreeMemory`, that both answers values and counts memory.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import enum
+import threading
 import warnings
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
@@ -55,11 +57,31 @@ def _all_true_indices(indices: list) -> list:
     return replaced
 
 
+class PredictionStopped(Exception):
+    """A prediction stopped by the event given to :func:`stopped_by` (its caller was interrupted)."""
+
+
+_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("stop_prediction", default=None)
+
+
+@contextlib.contextmanager
+def stopped_by(event: threading.Event) -> Iterator[None]:
+    """Ops run inside raise :class:`PredictionStopped` once ``event`` is set (from another thread)."""
+    token = _STOP.set(event)
+    try:
+        yield
+    finally:
+        _STOP.reset(token)
+
+
 def run_value_free(func, args: tuple, kwargs: dict):  # noqa: ANN001, ANN201 - any op, any result
     """Run one op on fake tensors, answering value reads and boolean masks (see the module docstring)."""
     if func is _DEVICE_QUERY:  # the most frequent op: answered here, not by FakeTensorMode's dispatch
         tensor = args[0]
         return tensor.fake_device if isinstance(tensor, FakeTensor) else func(*args)
+    stop = _STOP.get()  # not for device queries: C++ reads a device where it cannot take an exception
+    if stop is not None and stop.is_set():
+        raise PredictionStopped
     if func is aten._local_scalar_dense.default:
         return _scalar_value(args[0])
     if func is aten.nonzero.default:

@@ -1,9 +1,12 @@
-"""``tad profile-memory``: the peak GPU memory of one training step and of inference, per adaptation mode,
-whether it fits a GPU, and the nearest configurations that do when it does not.
+"""What ``tad profile-memory`` computes (:func:`plan_memory`) and reports (:class:`MemoryPlan`): the peak GPU
+memory of one training step and of inference, per adaptation mode, whether it fits a GPU, and the nearest
+configurations that do when it does not.
 
 Every number comes from running the project's own training step on fake tensors
 (:mod:`tadcli.profiling.step`); nothing is estimated from formulas. ``measure=True`` also runs the real
 step on the available device (CUDA, else the CPU) and reports its measured peak beside the prediction.
+The service :func:`tadcli.services.profile_memory.profile_memory` starts the worker processes, then imports
+this module (torch and the model: seconds) and calls :func:`plan_memory`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from tadcli.profiling.modes import (
 )
 from tadcli.profiling.step import CUDA_CONTEXT_BYTES, Measurement, Profile, StepMemory, Target, Workload, measure
 from tadcli.profiling.parallel import Predictor
-from tadcli.profiling.suggest import Change, Suggestion, suggest
+from tadcli.profiling.suggest import Change, Suggestion, first_changes, suggest
+from tadcli.profiling.workers import WorkerPool
 from tadcli.progress import ProgressCallback
 
 
@@ -150,90 +154,80 @@ def _mode_rows(
     return rows
 
 
-def _suggestions(
+class _Suggester:
+    """The nearest configurations to ``focus`` (``preset`` with ``focus_overrides``) that fit a budget, each
+    profiled: :func:`tadcli.profiling.suggest.suggest`, its rounds of profiles run by ``predictor``."""
+
+    def __init__(
+        self,
+        preset: str,
+        focus_overrides: Sequence[str],
+        focus: Preset,
+        batch: int,
+        global_batch: int,
+        workload: Callable[[Preset], Workload],
+        predictor: Predictor,
+    ) -> None:
+        self.preset, self.focus_overrides, self.focus = preset, list(focus_overrides), focus
+        self.batch, self.global_batch = batch, global_batch
+        self.workload, self.predictor = workload, predictor
+        self._valid: dict[Change, bool] = {}
+
+    def changed(self, change: Change) -> Preset:
+        return load_preset(self.preset, [*self.focus_overrides, *change.overrides])
+
+    def valid(self, change: Change) -> bool:
+        if change not in self._valid:
+            try:
+                self.changed(change)
+            except PresetError:
+                self._valid[change] = False
+            else:
+                self._valid[change] = True
+        return self._valid[change]
+
+    def prefetch(self) -> None:
+        """Let idle workers profile the changes every search starts with, while the focus is profiled."""
+        first = first_changes(self.focus, self.batch, self.global_batch, self.valid, self.predictor.target.device)
+        self.predictor.prefetch([self.workload(self.changed(change)) for change in first], inference=False)
+
+    def suggest(self, capacity: int, start: Profile, progress: ProgressCallback | None) -> list[Suggestion]:
+        """The suggestions for ``capacity``, the focus profiled as ``start``."""
+        profiled = [0]  # configurations asked for so far: the progress bar's total grows round by round
+
+        def profile_changes(changes: Sequence[Change]) -> list[Profile]:
+            before = profiled[0]
+            profiled[0] += len(changes)
+            done = None if progress is None else lambda n: progress("profiling suggestions", before + n, profiled[0])
+            workloads = [self.workload(self.changed(change)) for change in changes]
+            return self.predictor.predict(workloads, inference=False, done=done)
+
+        return suggest(
+            self.focus, self.batch, self.global_batch, capacity, profile_changes, self.valid,
+            self.predictor.target.device, self.predictor.parallel, start,
+        )
+
+
+def plan_memory(
+    pool: WorkerPool,
     preset: str,
-    focus_overrides: Sequence[str],
-    focus: Preset,
-    batch: int,
-    global_batch: int,
-    capacity: int,
-    start_bytes: int,
-    workload: Callable[[Preset], Workload],
-    predictor: Predictor,
+    overrides: Sequence[str],
+    frames: int | None,
+    image_size: int | None,
+    batch: int | None,
+    mode: Mode | str | None,
+    precision: str | None,
+    gpu: str | None,
+    memory_gb: float | None,
+    device: str | None,
+    measure_peak: bool,
+    num_classes: int,
+    suggest_changes: bool,
+    json_out: str | Path | None,
     progress: ProgressCallback | None,
-) -> list[Suggestion]:
-    """The nearest configurations to ``focus`` (``preset`` with ``focus_overrides``, requiring ``start_bytes``)
-    that fit ``capacity``, each profiled: :func:`tadcli.profiling.suggest.suggest`, its rounds of profiles run
-    in parallel."""
-
-    def changed(change: Change) -> Preset:
-        return load_preset(preset, [*focus_overrides, *change.overrides])
-
-    def valid(change: Change) -> bool:
-        try:
-            changed(change)
-        except PresetError:
-            return False
-        return True
-
-    profiled = [0]  # configurations asked for so far: the progress bar's total grows round by round
-
-    def profile_changes(changes: Sequence[Change]) -> list[Profile]:
-        before = profiled[0]
-        profiled[0] += len(changes)
-        done = None if progress is None else lambda n: progress("profiling suggestions", before + n, profiled[0])
-        return predictor.predict([workload(changed(change)) for change in changes], inference=False, done=done)
-
-    return suggest(
-        focus, batch, global_batch, capacity, profile_changes, valid, predictor.target.device, predictor.parallel,
-        start_bytes,
-    )
-
-
-def profile_memory(
-    preset: str = "tiny",
-    overrides: Sequence[str] = (),
-    frames: int | None = None,
-    image_size: int | None = None,
-    batch: int | None = None,
-    mode: Mode | str | None = None,
-    precision: str | None = None,
-    gpu: str | None = None,
-    memory_gb: float | None = None,
-    device: str | None = None,
-    measure_peak: bool = False,
-    num_classes: int = 20,
-    suggest_changes: bool = True,
-    json_out: str | Path | None = None,
-    progress: ProgressCallback | None = None,
 ) -> MemoryPlan:
-    """Predict (and optionally measure) the memory of ``preset`` per adaptation mode.
-
-    Args:
-        preset: preset name or YAML path; ``overrides`` are ``--set key=value`` strings.
-        frames, image_size: input size overrides (``input.frames``, ``input.image_size``).
-        batch: videos per micro-batch on the device (``train.micro_batch_size``); None = the preset's, else
-            its whole global batch ``train.batch_size`` at once, as ``tad train`` runs on one device. Gradient
-            accumulation on this one device reaches the global batch.
-        mode: a :class:`~tadcli.profiling.modes.Mode` (or its value); None = every mode of :data:`MODES`.
-        precision: ``fp32``, ``bf16`` or ``fp16``; None = the preset's mixed precision on CUDA (bf16 where
-            the GPU has it, else fp16), fp32 on the CPU.
-        gpu: a GPU name of :data:`tadcli.profiling.gpus.GPUS`; ``memory_gb``: or a budget in GiB.
-        device: ``cuda`` (default) or ``cpu``: the device predicted for; with ``measure_peak`` the default is
-            the available device.
-        measure_peak: also run the real step on ``device`` (allocates the model for real).
-        num_classes: detector classes (20 = THUMOS14).
-        suggest_changes: look for the nearest fitting configurations when the focus row does not fit.
-        json_out: also write :meth:`MemoryPlan.to_json` there.
-        progress: ``(description, done, total)`` callback.
-
-    Raises:
-        PresetError: bad preset, override, frames or image size.
-        UnknownGpuError: ``gpu`` is not in the table.
-        ProfileOptionError: options that do not go together (bf16 on the CPU, a batch that does not divide
-            the global batch, ``measure_peak`` on CUDA without one...).
-        PathError: ``json_out`` is a folder or cannot be written (checked before anything is profiled).
-    """
+    """:func:`tadcli.services.profile_memory.profile_memory` (the arguments and errors are its own), its
+    predictions run on ``pool``'s workers and this process."""
     if mode is not None:
         mode = parse_mode(mode)
     if precision is not None:
@@ -277,18 +271,19 @@ def profile_memory(
         modes.append(Mode.PRESET)  # e.g. a plain-adapter preset: its own row too
         variants[Mode.PRESET] = base
     focus = mode if mode is not None else next((m for m in modes if variants[m].adaptation == base.adaptation))
-    with Predictor(target) as predictor:  # its worker processes serve the table and the suggestions
-        if suggest_changes and capacity is not None:  # suggestions may follow one row: workers import meanwhile
-            predictor.start_workers()
+    with Predictor(target, pool=pool) as predictor:  # the workers serve the table and the suggestions
+        suggester = _Suggester(
+            preset, [*base_overrides, *mode_overrides(focus, base)], variants[focus], batch, global_batch, workload,
+            predictor,
+        )
+        may_suggest = suggest_changes and capacity is not None
+        if may_suggest:  # in case the focus row does not fit
+            suggester.prefetch()
         rows = _mode_rows(modes, variants, base, workload, predictor, capacity, measure_peak, device, progress)
         focus_row = next(row for row in rows if row.mode == focus)
         suggestions: list[Suggestion] = []
-        if suggest_changes and capacity is not None and not focus_row.fits:
-            focus_overrides = [*base_overrides, *mode_overrides(focus, base)]
-            suggestions = _suggestions(
-                preset, focus_overrides, variants[focus], batch, global_batch, capacity,
-                focus_row.profile.required_bytes(), workload, predictor, progress,
-            )
+        if may_suggest and not focus_row.fits:
+            suggestions = suggester.suggest(capacity, focus_row.profile, progress)
     plan = MemoryPlan(
         preset=preset,
         frames=base.input.frames,
