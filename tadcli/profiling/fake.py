@@ -168,7 +168,8 @@ class _Returns(enum.Enum):
         if torch.Tag.inplace_view in func.tags:  # resize_, set_, squeeze_...: the layout changes in place
             return cls.OTHER
         one_written = len(returns) == 1 and isinstance(returns[0].type, torch.TensorType)
-        if aliased and first.alias_info.is_write and one_written and returns[0].alias_info == first.alias_info:
+        same_set = one_written and aliased and returns[0].alias_info.before_set == first.alias_info.before_set
+        if same_set and first.alias_info.is_write:  # add_, copy_, ...: (AliasInfo objects compare by identity)
             return cls.FIRST_ARGUMENT
         return cls.OTHER
 
