@@ -170,7 +170,9 @@ class Predictor:
             return replace(answer, inference=None)  # as a prediction without inference would have answered
         return answer
 
-    def _hand_out(self, jobs: list[_Job], local: _LocalRun | None, selector: selectors.BaseSelector) -> _LocalRun | None:
+    def _hand_out(
+        self, jobs: list[_Job], local: _LocalRun | None, selector: selectors.BaseSelector
+    ) -> _LocalRun | None:
         """Give this process the first job nobody has (never a prefetched one: it is certain to be free), then
         each idle ready worker the next (else a prefetched one); returns the local run."""
 

@@ -6,9 +6,9 @@ accumulation, checkpointing on, checkpointed activations offloaded to CPU memory
 axis, so a search over it finds the nearest change that fits in a few profiles: the first guess comes from the
 configuration's own profile (its activations scale with the frames, tokens, adapted blocks or videos a change
 keeps; weights, gradients, optimizer state and EMA stay), later ones from a line through what has been
-profiled. The axes are searched side by side, so that the profiles of one round run in parallel. When no single change fits, the
-structural changes are combined (checkpointing on, one video per micro-batch, side adapters) and frames and
-image size are searched again on top of them.
+profiled. The axes are searched side by side, so that the profiles of one round run in parallel. When no
+single change fits, the structural changes are combined (checkpointing on, one video per micro-batch, side
+adapters) and frames and image size are searched again on top of them.
 """
 
 from __future__ import annotations
@@ -247,7 +247,10 @@ class _Search:
         configuration itself) and ``high``, joined by a line, meets the budget; None where one is unknown."""
         if high >= len(changes):
             return None
-        before = (start.required_bytes if start else None) if low == 0 else self.profiled[changes[low - 1]].required_bytes()
+        if low == 0:
+            before = start.required_bytes if start else None
+        else:
+            before = self.profiled[changes[low - 1]].required_bytes()
         after = self.profiled[changes[high]].required_bytes()
         if before is None or before <= after:
             return None

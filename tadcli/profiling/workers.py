@@ -55,7 +55,7 @@ class Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, paths))),
-            start_new_session=True,  # Ctrl-C is the caller's: it ends its workers (a signal inside torch could abort one)
+            start_new_session=True,  # Ctrl-C is the caller's, who ends them (a signal inside torch could abort one)
         )
         self.ready = False
 
