@@ -169,7 +169,7 @@ class _Returns(enum.Enum):
             return cls.OTHER
         one_written = len(returns) == 1 and isinstance(returns[0].type, torch.TensorType)
         same_set = one_written and aliased and returns[0].alias_info.before_set == first.alias_info.before_set
-        if same_set and first.alias_info.is_write:  # add_, copy_, ...: (AliasInfo objects compare by identity)
+        if same_set and first.alias_info.is_write:  # add_, copy_...: one alias set (AliasInfos compare by identity)
             return cls.FIRST_ARGUMENT
         return cls.OTHER
 

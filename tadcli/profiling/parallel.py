@@ -81,7 +81,7 @@ class Predictor:
 
     This process predicts too, in a thread, so that a worker that finishes is handed its next workload at
     once. The first call with several workloads starts the pool's workers (unless started already) and goes
-    on predicting while they import what they need (about 4 s of one core: torch, timm); from then on each
+    on predicting while they import what they need (about 3 s of one core: torch, timm); from then on each
     workload goes to whoever is free first. Even the smallest preset's prediction takes about a second per
     mode, so a table of six pays for a worker; a single workload never starts one. Workloads that may be asked
     for later can be :meth:`prefetch`-ed: idle workers predict them meanwhile. A worker that stops (killed for
@@ -141,7 +141,7 @@ class Predictor:
             for worker in self.pool.workers:
                 selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
             try:
-                while (finished := sum(self._answer(job) is not None for job in jobs)) < len(jobs) or local:
+                while (finished := sum(self._answered(job) is not None for job in jobs)) < len(jobs) or local:
                     if done is not None and finished > reported:
                         reported = finished
                         done(finished)
@@ -164,10 +164,15 @@ class Predictor:
                 raise profile  # a bad preset, a bug: as a prediction in this process would have raised it
         return profiles
 
-    def _answer(self, job: _Job) -> Profile | BaseException | None:
-        answer = next((answer for answered, answer in self._answers if answered.covers(job)), None)
+    def _answered(self, job: _Job) -> Profile | BaseException | None:
+        """The answer that covers ``job`` (perhaps with inference it did not ask for), None while there is none."""
+        return next((answer for answered, answer in self._answers if answered.covers(job)), None)
+
+    def _answer(self, job: _Job) -> Profile | BaseException:
+        """``job``'s answer, as a prediction of exactly ``job`` would have given it."""
+        answer = self._answered(job)
         if isinstance(answer, Profile) and not job.inference:
-            return replace(answer, inference=None)  # as a prediction without inference would have answered
+            return replace(answer, inference=None)
         return answer
 
     def _hand_out(
@@ -178,7 +183,7 @@ class Predictor:
 
         def unclaimed(candidates: Sequence[_Job]) -> list[_Job]:
             taken = [*self._running.values(), *([local.job] if local else [])]
-            fresh = [job for job in candidates if self._answer(job) is None and not any(t.covers(job) for t in taken)]
+            fresh = [job for job in candidates if self._answered(job) is None and not any(t.covers(job) for t in taken)]
             return [job for index, job in enumerate(fresh) if not any(f.covers(job) for f in fresh[:index])]
 
         if local is None and (queue := unclaimed(jobs)):
