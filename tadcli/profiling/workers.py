@@ -1,7 +1,7 @@
 """Worker processes for memory predictions, started without importing torch.
 
 A worker is a plain ``python -m tadcli.profiling.parallel`` process that imports torch and the model code
-(about 4 s of one core), says it is ready, then reads pickled jobs on stdin and answers on stdout: unlike
+(about 3 s of one core), says it is ready, then reads pickled jobs on stdin and answers on stdout: unlike
 :mod:`multiprocessing`'s spawn and forkserver workers it never re-runs the caller's ``__main__`` script, so a
 script that calls ``tadcli.profile_memory`` without an ``if __name__ == "__main__"`` guard works (and a piped
 one too). This module imports nothing heavy, so a caller can start its workers first and import torch while
